@@ -1,0 +1,1 @@
+"""The ``ladder`` command line: thin verbs that parse, call one library function, print."""

@@ -1,0 +1,61 @@
+"""``ladder``: the entry point. Each verb group lives in its own module under ``ladder.cli``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ladder.errors import LadderError
+
+app = typer.Typer(
+    name="ladder",
+    help="Scope, select, adapt, evaluate, integrate and track open-source LLMs on your hardware.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _register_verbs() -> None:
+    from ladder.cli import demo, fit, generate, info, pretrain
+
+    app.command("info", help=info.__doc__)(info.info)
+    app.command("generate", help=generate.generate.__doc__)(generate.generate)
+    app.command("chat", help=generate.chat.__doc__)(generate.chat)
+    app.command("fit", help=fit.fit.__doc__)(fit.fit)
+    app.command("pretrain", help=pretrain.pretrain.__doc__)(pretrain.pretrain)
+    app.command("demo", help=demo.demo.__doc__)(demo.demo)
+
+
+_register_verbs()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI. A :class:`LadderError` becomes one line on stderr and exit code 2."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="ladder", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except LadderError as exc:
+        if _state["debug"] or "--debug" in args:
+            raise
+        print(f"ladder: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

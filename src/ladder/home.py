@@ -1,0 +1,28 @@
+"""Ladder's home folder: everything kept between runs lives under one directory.
+
+``LADDER_HOME`` when set, else the per-user data directory (``platformdirs``).
+Sub-folders: ``models/`` (built-in checkpoints), ``kb/`` (knowledge bases),
+``mlruns/`` (tracking store), ``cache/`` (response cache).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+
+def ladder_home() -> Path:
+    """The home folder, created on first use."""
+    env = os.environ.get("LADDER_HOME")
+    home = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("ladder"))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def home_subdir(name: str) -> Path:
+    """A named sub-folder of the home folder (``models``, ``kb``, ``cache`` ...), created."""
+    path = ladder_home() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

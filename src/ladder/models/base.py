@@ -1,0 +1,103 @@
+"""The one model interface every rung, the evaluator and the server use.
+
+A prompt is either plain text (sent as-is) or a list of chat messages
+(``{"role": ..., "content": ...}``), which a backend renders through the model's chat
+template when it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Message = Mapping[str, str]
+Prompt = str | Sequence[Message]
+
+
+class GenerationParams(BaseModel):
+    """How to decode. The field descriptions are the CLI's ``--help`` text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_tokens: int = Field(128, ge=1, description="Most new tokens to generate per prompt.")
+    temperature: float = Field(
+        0.0, ge=0.0, description="Sampling temperature; 0 means greedy (deterministic) decoding."
+    )
+    top_p: float = Field(
+        1.0, gt=0.0, le=1.0, description="Nucleus sampling: keep the smallest token set of this mass."
+    )
+    stop: tuple[str, ...] = Field(
+        (), description="Strings that end generation; they are not included in the output."
+    )
+    seed: int | None = Field(
+        None, description="Random seed for sampling; the same seed gives the same text."
+    )
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic (temperature 0)."""
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated answer with its accounting."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model is: shown by ``ladder generate --verbose``, the demo and reports."""
+
+    name: str
+    backend: str
+    parameters: int | None = None
+    context_length: int | None = None
+    dtype: str | None = None
+    device: str | None = None
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """A text generator with log-likelihoods and token counting.
+
+    Backends: ``hf:`` (local transformers checkpoints), ``openai:`` (OpenAI-compatible
+    endpoints) and ``builtin:`` (ladder's own tiny models, loaded through ``hf:``).
+    """
+
+    @property
+    def info(self) -> ModelInfo:
+        """Name, size, context length, dtype and device."""
+        ...
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        """One completion per prompt, in order. Batched where the backend can."""
+        ...
+
+    def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[str]:
+        """Yield text pieces as they are generated; their concatenation is the completion."""
+        ...
+
+    def loglikelihood(self, context: str, continuation: str) -> float:
+        """Sum of log-probabilities (natural log) of ``continuation`` tokens after ``context``."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes with this model's tokenizer."""
+        ...
+
+
+def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop string. Returns (text, whether a stop was found)."""
+    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
+    if cut < 0:
+        return text, False
+    return text[:cut], True
