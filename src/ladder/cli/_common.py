@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+
+from ladder.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -15,3 +21,13 @@ def field_help(model: type[BaseModel], name: str) -> str:
     if not description:  # a config field without docs is a bug, caught by the CLI tests
         raise AssertionError(f"{model.__name__}.{name} has no description")
     return description
+
+
+def build(model: type[M], **values: Any) -> M:
+    """Validate CLI values into ``model``; a bad value is one line naming the option."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
+        raise ConfigError(f"{option}: {err['msg']}") from None

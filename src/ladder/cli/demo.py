@@ -1,4 +1,57 @@
-"""Placeholder."""
+"""``ladder demo``: the main job on built-in defaults, runnable on a fresh machine."""
 
-def demo() -> None:
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.table import Table
+
+from ladder.cli._common import console
+from ladder.models.base import GenerationParams
+
+DEMO_PROMPTS = (
+    "What does the len function return?",
+    "Reverse the word: ladder",
+    "Return a list of the words in the string.",
+)
+
+
+def demo(
+    preset: str = typer.Option("tiny", help="Built-in model preset to train (if needed) and use."),
+    max_tokens: int = typer.Option(48, help="Most new tokens per demo answer."),
+) -> None:
     """Train the built-in tiny model if needed, then generate from it and show what it is."""
+    import psutil
+
+    from ladder.models import builtin, load_model
+
+    if builtin.is_trained(preset):
+        console.print(f"[dim]builtin:{preset} is cached at {builtin.builtin_path(preset)}[/]")
+    else:
+        console.print(f"[bold]Training builtin:{preset}[/] (first run only; it is cached after)")
+        builtin.train_builtin(preset, progress=True)
+
+    lm = load_model(f"builtin:{preset}")
+    params = GenerationParams(max_tokens=max_tokens, temperature=0.0)
+    start = time.perf_counter()
+    completions = lm.generate([[{"role": "user", "content": p}] for p in DEMO_PROMPTS], params)
+    elapsed = time.perf_counter() - start
+
+    for prompt, completion in zip(DEMO_PROMPTS, completions, strict=True):
+        console.print(f"[bold green]user>[/] {prompt}")
+        console.print(f"[bold cyan]builtin:{preset}>[/] {completion.text.strip()}", markup=False)
+
+    new_tokens = sum(c.completion_tokens for c in completions)
+    info = lm.info
+    bytes_per_param = {"float32": 4, "bfloat16": 2, "float16": 2}.get(str(info.dtype), 4)
+    table = Table(title=f"builtin:{preset}", show_header=False)
+    table.add_row("parameters", f"{info.parameters or 0:,}")
+    table.add_row("weights in memory", f"{(info.parameters or 0) * bytes_per_param / 1e6:.1f} MB")
+    table.add_row("process memory (RSS)", f"{psutil.Process().memory_info().rss / 1e6:.0f} MB")
+    table.add_row("context length", str(info.context_length))
+    table.add_row("dtype / device", f"{info.dtype} / {info.device}")
+    table.add_row("generation", f"{new_tokens / elapsed:.1f} tokens/s (batch {len(DEMO_PROMPTS)})")
+    table.add_row("checkpoint", str(builtin.builtin_path(preset)))
+    console.print(table)
+    console.print(f"Next: [bold]ladder chat builtin:{preset}[/], [bold]ladder fit 70b[/]")

@@ -1,7 +1,150 @@
-"""Placeholder."""
+"""``ladder generate`` and ``ladder chat``: talk to any model spec."""
 
-def generate() -> None:
-    """Generate text from a model."""
+from __future__ import annotations
 
-def chat() -> None:
-    """Chat with a model in the terminal."""
+import json
+import sys
+from collections.abc import Iterator
+
+import typer
+
+from ladder.cli._common import build, console, err_console, field_help
+from ladder.config import ModelOptions
+from ladder.models.base import GenerationParams, LanguageModel, Message, Prompt
+
+_SPEC_HELP = "Model spec: hf:PATH, openai:MODEL@BASE_URL or builtin:tiny|small."
+
+
+def _load(spec: str, dtype: str, device: str, trust_remote_code: bool) -> LanguageModel:
+    from ladder.models import load_model
+
+    options = build(ModelOptions, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    return load_model(spec, **options.for_backend(spec))
+
+
+def _messages(prompt: str, system: str | None) -> list[Message]:
+    turns: list[Message] = [{"role": "system", "content": system}] if system else []
+    return [*turns, {"role": "user", "content": prompt}]
+
+
+def generate(
+    model: str = typer.Argument(..., help=_SPEC_HELP),
+    prompt: str = typer.Argument(..., help="The prompt; '-' reads it from standard input."),
+    max_tokens: int = typer.Option(128, help=field_help(GenerationParams, "max_tokens")),
+    temperature: float = typer.Option(0.0, help=field_help(GenerationParams, "temperature")),
+    top_p: float = typer.Option(1.0, help=field_help(GenerationParams, "top_p")),
+    stop: list[str] = typer.Option([], help=field_help(GenerationParams, "stop")),
+    seed: int | None = typer.Option(None, help=field_help(GenerationParams, "seed")),
+    system: str | None = typer.Option(None, help="A system message (chat models only)."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Send the prompt as plain text, without the chat template."
+    ),
+    stream: bool = typer.Option(True, help="Print tokens as they are generated."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: text, token counts, latency, model info."
+    ),
+    dtype: str = typer.Option("auto", help=field_help(ModelOptions, "dtype")),
+    device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help=field_help(ModelOptions, "trust_remote_code")
+    ),
+) -> None:
+    """Generate text from a model (local checkpoint, endpoint or built-in)."""
+    text = sys.stdin.read() if prompt == "-" else prompt
+    params = build(
+        GenerationParams,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop=tuple(stop),
+        seed=seed,
+    )
+    lm = _load(model, dtype, device, trust_remote_code)
+    request: Prompt = text if raw else _messages(text, system)
+    if stream and not as_json:
+        for piece in lm.stream(request, params):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    [completion] = lm.generate([request], params)
+    if as_json:
+        info = lm.info
+        payload = {
+            "text": completion.text,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "finish_reason": completion.finish_reason,
+            "latency_s": round(completion.latency_s, 4),
+            "model": {"name": info.name, "backend": info.backend, "parameters": info.parameters},
+            "params": params.model_dump(),
+        }
+        print(json.dumps(payload))
+    else:
+        print(completion.text)
+
+
+def run_chat(lm: LanguageModel, params: GenerationParams, lines: Iterator[str]) -> list[Message]:
+    """The chat loop, apart from the terminal so tests can drive it.
+
+    ``/reset`` clears the history, ``/exit`` (or end of input) leaves. Ctrl-C while the
+    model answers stops that answer and keeps the chat going; the partial answer is kept.
+    """
+    history: list[Message] = []
+    while True:
+        try:
+            line = next(lines)
+        except (StopIteration, KeyboardInterrupt, EOFError):
+            console.print()
+            return history
+        line = line.strip()
+        if not line:
+            continue
+        if line in {"/exit", "/quit"}:
+            return history
+        if line == "/reset":
+            history.clear()
+            console.print("[dim](history cleared)[/]")
+            continue
+        history.append({"role": "user", "content": line})
+        answer: list[str] = []
+        try:
+            for piece in lm.stream(list(history), params):
+                answer.append(piece)
+                console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+        except KeyboardInterrupt:
+            console.print("[dim] (interrupted)[/]", end="")
+        console.print()
+        history.append({"role": "assistant", "content": "".join(answer)})
+
+
+def _terminal_lines() -> Iterator[str]:
+    while True:
+        try:
+            yield console.input("[bold green]you>[/] ")
+        except EOFError:
+            return
+
+
+def chat(
+    model: str = typer.Argument(..., help=_SPEC_HELP),
+    max_tokens: int = typer.Option(256, help=field_help(GenerationParams, "max_tokens")),
+    temperature: float = typer.Option(0.7, help=field_help(GenerationParams, "temperature")),
+    top_p: float = typer.Option(0.95, help=field_help(GenerationParams, "top_p")),
+    seed: int | None = typer.Option(None, help=field_help(GenerationParams, "seed")),
+    dtype: str = typer.Option("auto", help=field_help(ModelOptions, "dtype")),
+    device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help=field_help(ModelOptions, "trust_remote_code")
+    ),
+) -> None:
+    """Chat with a model in the terminal: streams answers, keeps history (/reset, /exit)."""
+    params = build(
+        GenerationParams, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
+    )
+    lm = _load(model, dtype, device, trust_remote_code)
+    info = lm.info
+    err_console.print(
+        f"[dim]{info.name} ({info.backend}) — /reset clears, /exit or Ctrl-D leaves[/]"
+    )
+    run_chat(lm, params, _terminal_lines())

@@ -17,7 +17,7 @@ def collect_info() -> dict[str, object]:
 
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("ladder", "torch", "transformers", "accelerate", "tokenizers", "openai"):
         try:
             versions[pkg] = md.version(pkg)
