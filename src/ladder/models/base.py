@@ -27,7 +27,10 @@ class GenerationParams(BaseModel):
         0.0, ge=0.0, description="Sampling temperature; 0 means greedy (deterministic) decoding."
     )
     top_p: float = Field(
-        1.0, gt=0.0, le=1.0, description="Nucleus sampling: keep the smallest token set of this mass."
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling: sample from the smallest token set of this mass.",
     )
     stop: tuple[str, ...] = Field(
         (), description="Strings that end generation; they are not included in the output."

@@ -1,6 +1,431 @@
-"""Placeholder: replaced by the openai backend."""
-from typing import Any
+"""The ``openai:`` backend: any OpenAI-compatible endpoint behind the one model interface.
+
+Spec: ``openai:MODEL@BASE_URL`` (``openai:llama3@http://127.0.0.1:8000/v1``). MODEL may hold
+``@``; the split is at the last ``@`` followed by ``http://`` or ``https://``. Without
+``@BASE_URL`` the ``OPENAI_BASE_URL`` environment variable is used, else OpenAI's own API.
+
+Servers: vLLM, Ollama (``http://localhost:11434/v1``), llama.cpp server, OpenAI, ladder's
+server, and Azure OpenAI through its OpenAI-compatible v1 API: ``openai:DEPLOYMENT@
+https://RESOURCE.openai.azure.com/openai/v1`` with ``api_key_env="AZURE_OPENAI_API_KEY"``.
+A query in the base URL (``?api-version=...``) is sent with every request.
+
+The API key is read only from the environment variable named by ``api_key_env``
+(``OPENAI_API_KEY`` by default; to use ladder's server key, pass
+``api_key_env="LADDER_API_KEY"``). Exactly one variable is read, so a key meant for one
+endpoint is never sent to another. When it is unset the placeholder ``EMPTY`` is sent, which
+keyless local servers accept. The key never appears in errors, logs or ``repr``.
+
+Routing (``chat=None``): chat messages go to ``/chat/completions``, plain text to
+``/completions`` unchanged. ``chat=True`` sends plain text as one user message (for chat-only
+models such as OpenAI's); ``chat=False`` refuses messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ladder.errors import EndpointError, LadderError, ModelLoadError, UnsupportedError
+from ladder.models._openai_text import (
+    _cut_at_stops,
+    _load_tokenizer,
+    approx_token_count,
+    span_logprob,
+)
+from ladder.models._retry import (
+    STREAM_ERRORS,
+    RetryPolicy,
+    connection_reason,
+    is_transient,
+    requested_wait,
+    retry_call,
+    server_message,
+)
+from ladder.models.base import Completion, GenerationParams, ModelInfo, Prompt, apply_stop
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_NO_KEY = "EMPTY"  # vLLM's documented placeholder; the SDK refuses to start without a key
+_MAX_SERVER_STOPS = 4  # the OpenAI API rejects more; the rest are applied here
+_NOT_OFFERED = frozenset({400, 404, 405, 422, 501})  # "this server does not do that"
 
 
-def load_openai(rest: str, **options: Any) -> Any:
-    raise NotImplementedError
+class OpenAIOptions(BaseModel):
+    """Options of ``load_model("openai:...", **options)``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="Variable with the API key.")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for one request.")
+    max_retries: int = Field(default=4, ge=0, description="Retries on 408/429/5xx/network errors.")
+    retry_base_delay: float = Field(default=0.5, ge=0, description="First retry wait, doubling.")
+    chat: bool | None = Field(default=None, description="None: messages→chat, text→completions.")
+    context_length: int | None = Field(default=None, ge=1, description="Reported by info.")
+    tokenizer: str | None = Field(
+        default=None, description="tokenizer.json (or dir): exact counts."
+    )
+    concurrency: int = Field(default=4, ge=1, description="Requests in flight during generate().")
+
+
+def parse_spec(rest: str) -> tuple[str, str | None]:
+    """Split ``MODEL@BASE_URL`` at the last ``@`` that is followed by a URL.
+
+    Returns:
+        (model, base URL or None when the spec names none).
+    """
+    at = len(rest)
+    while (at := rest.rfind("@", 0, at)) >= 0:
+        if rest[at + 1 :].startswith(("http://", "https://")):
+            return rest[:at], rest[at + 1 :]
+    return rest, None
+
+
+def load_openai(rest: str, **options: Any) -> OpenAIModel:
+    """The ``openai:`` factory for :func:`ladder.models.load_model`.
+
+    Options are the fields of :class:`OpenAIOptions`.
+
+    Raises:
+        ModelLoadError: empty model name, a bad URL, an unknown option or a bad tokenizer.
+    """
+    if "api_key" in options:
+        raise ModelLoadError(
+            "openai: the API key is read only from an environment variable; "
+            "set OPENAI_API_KEY (or pass api_key_env=NAME) instead of api_key"
+        )
+    try:
+        opts = OpenAIOptions(**options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ModelLoadError(f"openai:{rest}: option {field}: {first['msg']}") from None
+    model, url = parse_spec(rest)
+    if not model:
+        example = "openai:llama3@http://127.0.0.1:8000/v1"
+        raise ModelLoadError(
+            f"openai:{rest}: no model name; write openai:MODEL@URL, e.g. {example}"
+        )
+    return OpenAIModel(model, url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL, opts)
+
+
+class OpenAIModel:
+    """A :class:`~ladder.models.base.LanguageModel` served over the OpenAI HTTP API.
+
+    Requests retry with jittered exponential backoff (:mod:`ladder.models._retry`); the
+    SDK's own retries are off so the behaviour is ours and tested. Every failure becomes a
+    one-line :class:`EndpointError` (or :class:`UnsupportedError`).
+    """
+
+    def __init__(self, model: str, base_url: str, options: OpenAIOptions | None = None) -> None:
+        self._model = model
+        self._opts = options or OpenAIOptions()
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ModelLoadError(f"openai:{model}: {base_url!r} is not an http(s) URL")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+        self._host = host + (f":{parts.port}" if parts.port else "")
+        # Shown in messages: without user:password@ and without the query.
+        self._url = urlunsplit((parts.scheme, self._host, parts.path.rstrip("/"), "", ""))
+        # The SDK appends request paths to the base URL's raw path, after any '?', so a query
+        # (Azure's api-version) has to travel as default_query.
+        query = dict(parse_qsl(parts.query)) or None
+        key = os.environ.get(self._opts.api_key_env, "")
+        self._key_set = bool(key)
+        self._client = openai.OpenAI(
+            base_url=urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+            api_key=key or _NO_KEY,
+            timeout=self._opts.timeout,
+            max_retries=0,
+            default_query=query,
+        )
+        self._policy = RetryPolicy(
+            max_retries=self._opts.max_retries, base_delay=self._opts.retry_base_delay
+        )
+        self._tokenizer = _load_tokenizer(self._opts.tokenizer) if self._opts.tokenizer else None
+        root = self._url.removesuffix("/v1")
+        self._tokenize_url = f"{root}/tokenize"  # vLLM's route, beside /v1, not under it
+        self._server_tokenizes: bool | None = None  # None until probed once
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIModel(model={self._model!r}, base_url={self._url!r}, "
+            f"api_key_env={self._opts.api_key_env!r})"
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        """Name, backend ``openai``, the configured context length, and the host as device."""
+        return ModelInfo(
+            name=self._model,
+            backend="openai",
+            context_length=self._opts.context_length,
+            device=self._host,
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        """One request per prompt, up to ``concurrency`` in flight; results keep prompt order.
+
+        Token counts come from the response's ``usage`` (with more than 4 stop strings the
+        extra ones are applied here, so ``completion_tokens`` counts what the server made).
+        ``latency_s`` is the successful attempt's time, retry waits excluded.
+        """
+        workers = min(self._opts.concurrency, len(prompts))
+        if workers <= 1:
+            return [self._generate_one(p, params) for p in prompts]
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ladder-openai")
+        try:
+            return list(pool.map(lambda p: self._generate_one(p, params), prompts))
+        finally:
+            # On an error, do not send the prompts still queued.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _generate_one(self, prompt: Prompt, params: GenerationParams) -> Completion:
+        chat = self._wants_chat(prompt)
+        kwargs, local_stops = _sampling(params)
+        response, latency = self._call(_timed(lambda: self._create(chat, prompt, kwargs)))
+        choice = self._first_choice(response)
+        text, hit = apply_stop((choice.message.content if chat else choice.text) or "", local_stops)
+        usage = response.usage
+        return Completion(
+            text=text,
+            prompt_tokens=usage.prompt_tokens if usage else self.count_tokens(_as_text(prompt)),
+            completion_tokens=usage.completion_tokens if usage else self.count_tokens(text),
+            finish_reason="stop" if hit else choice.finish_reason or "stop",
+            latency_s=latency,
+        )
+
+    def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[str]:
+        """Yield text deltas from a server-sent-event stream.
+
+        Opening the stream is retried like any request; a stream that breaks after text was
+        yielded cannot be replayed and raises :class:`EndpointError`.
+        """
+        chat = self._wants_chat(prompt)
+        kwargs, local_stops = _sampling(params)
+        chunks = self._call(lambda: self._create(chat, prompt, {**kwargs, "stream": True}))
+        pieces = (
+            (c.choices[0].delta.content if chat else c.choices[0].text) or ""
+            for c in chunks
+            if c.choices
+        )
+        try:
+            yield from _cut_at_stops(self._guarded(pieces), local_stops)
+        finally:
+            chunks.close()  # also when the caller stops early: frees the connection
+
+    def _create(self, chat: bool, prompt: Prompt, kwargs: dict[str, Any]) -> Any:
+        if chat:
+            messages: Any = _messages(prompt)
+            return self._client.chat.completions.create(
+                model=self._model, messages=messages, **kwargs
+            )
+        return self._client.completions.create(model=self._model, prompt=str(prompt), **kwargs)
+
+    def _guarded(self, pieces: Iterable[str]) -> Iterator[str]:
+        try:
+            yield from (p for p in pieces if p)
+            return
+        except STREAM_ERRORS as exc:
+            reason = self._scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+        # Raised outside the handler: no __context__ links to text that may quote the key.
+        raise EndpointError(f"{self._url}: the stream broke off: {reason}")
+
+    def loglikelihood(self, context: str, continuation: str) -> float:
+        """Sum of the continuation's token logprobs, from ``/completions`` with ``echo=True``.
+
+        The server scores ``context + continuation`` as one text; tokens overlapping the
+        continuation's characters (found through ``text_offset``) are summed, so a token that
+        straddles the boundary counts for the continuation. ``max_tokens=1``, not 0: vLLM
+        rejects 0, and the one generated token lies past the prompt and is skipped.
+
+        Raises:
+            UnsupportedError: the server rejects the request or returns no prompt logprobs.
+        """
+        if not continuation:
+            return 0.0
+        no_logprobs = (
+            f"endpoint {self._url} does not return prompt logprobs for {self._model!r}; "
+            "use an hf: model or a vLLM server"
+        )
+        response = self._call(
+            lambda: self._client.completions.create(
+                model=self._model,
+                prompt=context + continuation,
+                echo=True,
+                logprobs=1,
+                max_tokens=1,
+                temperature=0.0,
+            ),
+            unsupported=no_logprobs,
+        )
+        logprobs = self._first_choice(response).logprobs
+        if logprobs is None or not logprobs.token_logprobs or not logprobs.tokens:
+            raise UnsupportedError(no_logprobs)
+        total = span_logprob(
+            logprobs.tokens,
+            logprobs.token_logprobs,
+            logprobs.text_offset,
+            len(context),
+            len(context) + len(continuation),
+        )
+        if total is None:
+            raise UnsupportedError(no_logprobs)
+        return total
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` (special tokens not counted).
+
+        Exact with the ``tokenizer`` option, or when the server offers vLLM's ``/tokenize``
+        (probed once, the answer cached). Otherwise an approximation:
+        ``ceil(utf-8 bytes / 4)``, OpenAI's rule of thumb for English text.
+        """
+        if self._tokenizer is not None:
+            return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        if self._server_tokenizes is not False:
+            count = self._tokenize_on_server(text)
+            if count is not None:
+                return count
+        return approx_token_count(text)
+
+    def _tokenize_on_server(self, text: str) -> int | None:
+        body = {"model": self._model, "prompt": text, "add_special_tokens": False}
+        try:
+            payload = self._call(
+                lambda: self._client.post(self._tokenize_url, cast_to=object, body=body),
+                unsupported="no /tokenize",
+            )
+        except UnsupportedError:
+            payload = None
+        count = payload.get("count") if isinstance(payload, dict) else None
+        self._server_tokenizes = isinstance(count, int)
+        return count if isinstance(count, int) else None
+
+    def _wants_chat(self, prompt: Prompt) -> bool:
+        is_text = isinstance(prompt, str)
+        if self._opts.chat is None:
+            return not is_text
+        if not self._opts.chat and not is_text:
+            raise UnsupportedError(
+                f"openai:{self._model} was loaded with chat=False, so it cannot send chat "
+                "messages; pass plain text or load it with chat=True"
+            )
+        return self._opts.chat
+
+    def _first_choice(self, response: Any) -> Any:
+        if not response.choices:
+            raise EndpointError(f"{self._url} answered with no choices for {self._model!r}")
+        return response.choices[0]
+
+    def _call(self, call: Callable[[], T], unsupported: str | None = None) -> T:
+        """Run one request with retries; map SDK errors to one-line ladder errors."""
+        try:
+            return retry_call(
+                call,
+                self._policy,
+                should_retry=is_transient,
+                retry_after=requested_wait,
+                on_retry=self._log_retry,
+            )
+        except openai.APIError as exc:
+            error = self._ladder_error(exc, unsupported)
+        # Raised outside the handler so that no __context__ links to the SDK's exception,
+        # whose text may quote the API key back (OpenAI's 401 does).
+        raise error
+
+    def _log_retry(self, exc: Exception, retry: int, delay: float) -> None:
+        if isinstance(exc, openai.APITimeoutError):
+            reason = "no answer in time"
+        elif isinstance(exc, openai.APIConnectionError):
+            reason = connection_reason(exc)
+        else:
+            reason = f"HTTP {getattr(exc, 'status_code', '?')}"
+        total = self._policy.max_retries
+        logger.warning("%s: %s; retry %d of %d in %.2f s", self._url, reason, retry, total, delay)
+
+    def _ladder_error(self, exc: openai.APIError, unsupported: str | None) -> LadderError:
+        url, attempts, env = self._url, self._policy.attempts, self._opts.api_key_env
+        if isinstance(exc, openai.APITimeoutError):
+            return EndpointError(
+                f"{url} did not answer within {self._opts.timeout:g} s ({attempts} attempts) "
+                "— raise the timeout option or check the server's load"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return EndpointError(
+                f"cannot reach {url}: {connection_reason(exc)} — is the server running?"
+            )
+        if not isinstance(exc, openai.APIStatusError):
+            return EndpointError(f"{url} answered with an error: {self._scrub(exc.message)}")
+        status, said = exc.status_code, self._scrub(server_message(exc))
+        if status in (401, 403):
+            unset = "" if self._key_set else f" (${env} is not set)"
+            return EndpointError(
+                f"{url} rejected the API key from ${env}{unset} (HTTP {status}) "
+                f"— set {env} to a valid key, or name another variable with api_key_env"
+            )
+        if unsupported is not None and status in _NOT_OFFERED:
+            return UnsupportedError(f"{unsupported} (HTTP {status}: {said})")
+        if status == 404:
+            return EndpointError(
+                f"{url}: HTTP 404 for model {self._model!r}: {said} — check the model name "
+                f"(GET {url}/models lists the served ones)"
+            )
+        if is_transient(exc):
+            return EndpointError(
+                f"{url} failed with HTTP {status} after {attempts} attempts: {said}"
+            )
+        return EndpointError(f"{url} refused the request (HTTP {status}): {said}")
+
+    def _scrub(self, text: str) -> str:
+        key = self._client.api_key
+        if self._key_set and key:
+            text = text.replace(key, "***")
+        return " ".join(text.split())[:300]
+
+
+def _timed(call: Callable[[], T]) -> Callable[[], tuple[T, float]]:
+    # Timed per attempt, so the latency is the server's, not our retry waits.
+    def run() -> tuple[T, float]:
+        start = time.perf_counter()
+        result = call()
+        return result, time.perf_counter() - start
+
+    return run
+
+
+def _sampling(params: GenerationParams) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Request fields for ``params``, and the stop strings left for the client to apply."""
+    kwargs: dict[str, Any] = {
+        "max_tokens": params.max_tokens,  # not max_completion_tokens: vLLM/Ollama/llama.cpp
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+    }
+    stops = [s for s in params.stop if s]
+    if stops:
+        kwargs["stop"] = stops[:_MAX_SERVER_STOPS]
+    if params.seed is not None:
+        kwargs["seed"] = params.seed
+    return kwargs, tuple(stops[_MAX_SERVER_STOPS:])
+
+
+def _messages(prompt: Prompt) -> list[dict[str, str]]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [dict(m) for m in prompt]
+
+
+def _as_text(prompt: Prompt) -> str:
+    return prompt if isinstance(prompt, str) else "\n".join(m.get("content", "") for m in prompt)

@@ -1,0 +1,292 @@
+"""How much memory a model needs for inference, LoRA, QLoRA or full fine-tuning.
+
+Pure arithmetic on a model's shapes: no torch, no weights loaded. Shapes come from a size
+preset (``7b``) or a checkpoint's ``config.json``; the exact parameter count, when the
+checkpoint has them, from its safetensors headers. Units: **GB = 1e9 bytes** everywhere.
+
+Sources: NF4 and double quantisation, Dettmers et al. 2023 (QLoRA); int8 weights,
+Dettmers et al. 2022 (LLM.int8()); activation memory, Korthikanti et al. 2022 ("Reducing
+Activation Recomputation in Large Transformer Models"); LoRA, Hu et al. 2021; the
+16 bytes/param of mixed-precision AdamW, Rajbhandari et al. 2020 (ZeRO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ladder.errors import ConfigError
+from ladder.models.shapes import (
+    ModelShape,
+    block_linears,
+    count_params,
+    lora_param_count,
+)
+
+GB = 1e9
+Method = Literal["inference", "full", "lora", "qlora"]
+Dtype = Literal["fp32", "bf16", "fp16", "int8", "nf4"]
+# NF4 with double quantisation (Dettmers et al. 2023, sec. 3): 4 bits per weight, plus one
+# 8-bit constant per block of 64 weights and one fp32 constant per 256 blocks:
+# 8/64 + 32/(64*256) = 0.127 extra bits per weight.
+NF4_BYTES = (4 + 8 / 64 + 32 / (64 * 256)) / 8
+WEIGHT_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "nf4": NF4_BYTES}
+# CUDA context (0.3-0.8 GB depending on GPU and CUDA version), cuBLAS workspaces and
+# allocator slack: one flat figure.
+OVERHEAD_BYTES = 1_000_000_000
+MODEL_SPEC_HELP = (
+    "A size (124m, 1b, 3b, 7b, 8b, 13b, 70b), a checkpoint folder holding config.json, "
+    "hf:PATH, or builtin:NAME."
+)
+
+
+class FitConfig(BaseModel):
+    """What to estimate: the workload around the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = Field(
+        "inference",
+        description="inference (generation with a KV cache), full (full fine-tuning with "
+        "AdamW), lora (LoRA adapters on a frozen base, Hu et al. 2021) or qlora (LoRA on a "
+        "4-bit NF4 base, Dettmers et al. 2023).",
+    )
+    dtype: Dtype | None = Field(
+        None,
+        description="Weight precision: fp32, bf16, fp16, int8 (LLM.int8) or nf4 (4-bit "
+        "NormalFloat). Default: nf4 for qlora, bf16 otherwise (full = bf16 mixed precision).",
+    )
+    context: int = Field(2048, gt=0, description="Tokens per sequence (prompt + output).")
+    batch: int = Field(1, gt=0, description="Sequences processed at once.")
+    lora_rank: int = Field(
+        16, gt=0, description="LoRA rank r: a d_in x d_out layer gets r*(d_in + d_out) params."
+    )
+    lora_targets: Literal["attention", "all-linear"] = Field(
+        "all-linear",
+        description="Layers LoRA adapts: attention (q, k, v, o) or all-linear (also the MLP, "
+        "as in the QLoRA paper).",
+    )
+    grad_checkpointing: bool = Field(
+        False,
+        description="Training: keep only each layer's input and recompute the rest in the "
+        "backward pass (~30% more compute, far less activation memory).",
+    )
+    flash_attention: bool = Field(
+        True,
+        description="Assume FlashAttention/SDPA, which never stores the s x s attention "
+        "scores; off = eager attention, which does.",
+    )
+
+    @property
+    def weight_dtype(self) -> Dtype:
+        """The dtype asked for, else the method's default."""
+        return self.dtype or ("nf4" if self.method == "qlora" else "bf16")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One row of the estimate: a name, its bytes, and how they were computed."""
+
+    name: str
+    bytes: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class Device:
+    """Somewhere the model might fit: a name, its memory in bytes, and what it is."""
+
+    name: str
+    bytes: int
+    detail: str = ""
+
+
+# Total memory as nvidia-smi reports it (MiB). The driver keeps a little of it back; the
+# flat overhead row covers that.
+_MIB = 1024**2
+GPUS: tuple[Device, ...] = (
+    Device("A100 40GB", 40960 * _MIB),
+    Device("A100 80GB", 81920 * _MIB),
+    Device("H100 80GB", 81559 * _MIB),
+    Device("H200 141GB", 143771 * _MIB),
+    Device("L4 24GB", 23034 * _MIB),
+    Device("RTX 4090 24GB", 24564 * _MIB),
+)
+
+
+@dataclass(frozen=True)
+class FitEstimate:
+    """The memory a model needs for one workload, component by component."""
+
+    model: str
+    params: int
+    trainable_params: int
+    config: FitConfig
+    components: tuple[Component, ...]
+    assumptions: tuple[str, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        """Sum of the components."""
+        return sum(c.bytes for c in self.components)
+
+
+# ----------------------------------------------------------------------------- the estimate
+
+
+def estimate_memory(shape: ModelShape, config: FitConfig) -> FitEstimate:
+    """The memory ``shape`` needs for ``config``'s workload, component by component.
+
+    Inference: weights + KV cache + activations + overhead. Training: weights + gradients
+    (+ fp32 master weights) + AdamW state + activations + overhead; LoRA and QLoRA train
+    only the adapters (Hu et al. 2021; Dettmers et al. 2023).
+
+    Raises:
+        ConfigError: full fine-tuning of int8/nf4 weights, or qlora on anything but nf4.
+    """
+    dtype, method = config.weight_dtype, config.method
+    if method == "full" and dtype in ("int8", "nf4"):
+        raise ConfigError(
+            f"dtype {dtype} does not work with method full: quantised weights are not "
+            "trained directly; use fp32/bf16/fp16, or method qlora for a 4-bit base"
+        )
+    if method == "qlora" and dtype != "nf4":
+        raise ConfigError(f"method qlora means an nf4 base, not {dtype}; use method lora")
+    params, linear = count_params(shape)
+    trainable = {"inference": 0, "full": params}.get(method)
+    if trainable is None:
+        trainable = lora_param_count(shape, config.lora_rank, config.lora_targets)
+    parts = [_weights(shape, params, linear, dtype)]
+    if method == "inference":
+        parts += [_kv_cache(shape, config, dtype), _inference_activations(shape, config, dtype)]
+    else:
+        parts += [*_training_state(params, trainable, config, dtype)]
+        parts.append(_training_activations(shape, config, dtype))
+    parts.append(Component("overhead", OVERHEAD_BYTES, "CUDA context, workspaces (flat)"))
+    notes = _assumptions(shape, config, dtype)
+    return FitEstimate(shape.name, params, trainable, config, tuple(parts), tuple(notes))
+
+
+def _weights(shape: ModelShape, params: int, linear: int, dtype: Dtype) -> Component:
+    if dtype not in ("int8", "nf4"):
+        size = WEIGHT_BYTES[dtype]
+        return Component("weights", round(params * size), f"{params:,} × {size:g} B ({dtype})")
+    rest, quantised = params - linear, linear * WEIGHT_BYTES[dtype]
+    if dtype == "int8":  # LLM.int8(): int8 weights plus one fp32 scale per output row
+        quantised += 4 * shape.layers * sum(d_out for _, _, d_out in block_linears(shape))
+        how = f"{linear:,} linear × 1 B + fp32 row scales"
+    else:
+        how = f"{linear:,} linear × 4.127 bits (NF4 + consts)"
+    return Component("weights", round(quantised + 2 * rest), f"{how} + {rest:,} other × 2 B")
+
+
+def _act_bytes(dtype: Dtype) -> int:
+    """Activations and KV cache: fp32 for fp32 models, else 16-bit (int8/nf4 compute in bf16)."""
+    return 4 if dtype == "fp32" else 2
+
+
+def _kv_cache(shape: ModelShape, config: FitConfig, dtype: Dtype) -> Component:
+    n, kv, hd, ab = shape.layers, shape.kv_heads, shape.head_dim, _act_bytes(dtype)
+    s, b = config.context, config.batch
+    how = f"2 × {n} layers × {kv} kv heads × {hd} × {s} tokens × {b} seq × {ab} B"
+    return Component("kv_cache", 2 * n * kv * hd * s * b * ab, how)
+
+
+def _inference_activations(shape: ModelShape, config: FitConfig, dtype: Dtype) -> Component:
+    """Prefill working set of one layer (hidden in and out; the MLP's intermediates: gate, up
+    and their product when gated) plus the last token's fp32 logits."""
+    s, b, h, ab = config.context, config.batch, shape.hidden, _act_bytes(dtype)
+    mlp = 3 if shape.arch == "llama" else 2
+    total = b * s * (2 * h + mlp * shape.ffn) * ab + b * shape.vocab * 4
+    how = f"b·s·(2h + {mlp}·ffn) × {ab} B + logits b·V × 4 B"
+    if not config.flash_attention:  # eager attention: scores and probabilities, s x s each
+        total += 2 * b * shape.heads * s * s * ab
+        how += f" + scores 2·b·a·s² × {ab} B"
+    return Component("activations", total, how)
+
+
+def _training_state(
+    params: int, trainable: int, config: FitConfig, dtype: Dtype
+) -> list[Component]:
+    """Gradients, fp32 master weights (mixed precision) and AdamW's two fp32 moments."""
+    if config.method == "full":
+        size = WEIGHT_BYTES[dtype]
+        parts = [Component("gradients", round(params * size), f"{params:,} × {size:g} B")]
+        if dtype != "fp32":
+            parts.append(Component("master_weights", params * 4, f"{params:,} × 4 B (fp32)"))
+    else:  # adapters kept in fp32 (PEFT's autocast_adapter_dtype default)
+        lora = f"{trainable:,} × 4 B (fp32)"
+        parts = [Component("lora_adapters", trainable * 4, lora)]
+        parts.append(Component("gradients", trainable * 4, lora))
+    parts.append(Component("optimizer", trainable * 8, f"AdamW m, v: {trainable:,} × 2 × 4 B"))
+    return parts
+
+
+def _training_activations(shape: ModelShape, config: FitConfig, dtype: Dtype) -> Component:
+    """Korthikanti et al. 2022, eq. 1: s·b·h·(34 + 5·a·s/h) bytes per layer for 16-bit
+    activations without recomputation; FlashAttention never stores the 5·a·s²·b of attention
+    scores. Checkpointing keeps 2·s·b·h per layer plus one layer being recomputed. Plus the
+    logits: b·s·V in 16-bit, their fp32 upcast and fp32 log-softmax for the loss."""
+    s, b, h, n, ab = config.context, config.batch, shape.hidden, shape.layers, _act_bytes(dtype)
+    scale = ab // 2  # the formula counts 16-bit activations
+    layer, per_layer = 34 * s * b * h * scale, "34·s·b·h"
+    if not config.flash_attention:
+        layer += 5 * shape.heads * s * s * b * scale
+        per_layer += " + 5·a·s²·b"
+    if config.grad_checkpointing:
+        total, how = n * 2 * s * b * h * scale + layer, f"{n} × 2·s·b·h + 1 × ({per_layer})"
+    else:
+        total, how = n * layer, f"{n} layers × ({per_layer})"
+    how += f" × {scale}" if scale > 1 else ""
+    logits = b * s * shape.vocab * (ab + 8)
+    return Component("activations", total + logits, f"{how} + logits b·s·V × {ab + 8} B")
+
+
+def _assumptions(shape: ModelShape, config: FitConfig, dtype: Dtype) -> list[str]:
+    counted = "read from safetensors headers" if shape.exact_params else f"from {shape.name}"
+    notes = [f"GB = 1e9 bytes; GPU memory as nvidia-smi reports it; params {counted}"]
+    if dtype in ("int8", "nf4"):
+        how = {"nf4": "NF4 + double quantisation, 4.127 bits (Dettmers et al. 2023)"}
+        how["int8"] = "LLM.int8(), 1 B + an fp32 scale per row (Dettmers et al. 2022)"
+        notes.append(f"{dtype}: linear weights {how[dtype]}; embeddings, lm_head, norms 16-bit")
+    if config.method == "inference":
+        notes.append("activations: one layer's prefill working set + last-token logits")
+    else:
+        recompute = "with" if config.grad_checkpointing else "without"
+        attention = "FlashAttention" if config.flash_attention else "eager attention"
+        notes.append(
+            f"activations: Korthikanti et al. 2022, {recompute} recomputation, "
+            f"{attention}; derived for GPT layers, ±20% for Llama layers"
+        )
+    if config.method == "full" and dtype != "fp32":
+        notes.append(
+            f"{dtype} mixed precision: {dtype} weights + grads, fp32 master + AdamW: "
+            "16 B/param (Rajbhandari et al. 2020)"
+        )
+    elif config.method in ("lora", "qlora"):
+        notes.append(
+            f"LoRA r={config.lora_rank} on {config.lora_targets} (Hu et al. 2021); "
+            "fp32 adapters + grads + AdamW; base frozen"
+        )
+    notes.append("overhead: a flat 1 GB for the CUDA context, workspaces, allocator slack")
+    if shape.max_positions and config.context > shape.max_positions:
+        notes.append(f"context {config.context} > the model's {shape.max_positions} positions")
+    return notes
+
+
+@dataclass(frozen=True)
+class DeviceFit:
+    """Whether an estimate fits on a device, and the memory left (negative: short by)."""
+
+    device: Device
+    fits: bool
+    headroom_bytes: int
+
+
+def fits(estimate: FitEstimate, devices: Sequence[Device]) -> list[DeviceFit]:
+    """Check the estimate's total against each device's memory."""
+    total = estimate.total_bytes
+    return [DeviceFit(d, total <= d.bytes, d.bytes - total) for d in devices]

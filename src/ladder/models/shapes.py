@@ -1,0 +1,204 @@
+"""Model shapes for memory arithmetic: size presets, config.json reading, parameter counts.
+
+Pure Python (no torch): shapes come from a size preset (``7b``) or a checkpoint's
+``config.json``; the exact parameter count, when a checkpoint has them, from its safetensors
+headers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ladder.errors import ConfigError
+from ladder.home import home_subdir
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The shapes that decide memory. ``arch`` is ``llama`` (gated MLP, RMSNorm, no biases:
+    Llama, Mistral, Qwen...) or ``gpt2`` (GELU MLP, LayerNorm, biases, learned positions)."""
+
+    name: str
+    arch: Literal["llama", "gpt2"]
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    tied: bool
+    max_positions: int | None
+    exact_params: int | None = None  # from safetensors headers, when the checkpoint has them
+
+
+def _llama(
+    name: str, dims: tuple[int, int, int, int, int, int], tied: bool, pos: int
+) -> ModelShape:
+    h, n, a, kv, f, v = dims
+    return ModelShape(f"{name} shapes", "llama", h, n, a, kv, h // a, f, v, tied, pos)
+
+
+# Llama-2 for 7b/13b/70b (Touvron et al. 2023); Llama-3.2 for 1b/3b and Llama-3.1 for 8b
+# (Meta's model cards); GPT-2 small for 124m (Radford et al. 2019).
+# dims: hidden, layers, heads, kv heads, ffn, vocab; then tied embeddings, max positions.
+PRESETS: dict[str, ModelShape] = {
+    "124m": ModelShape("GPT-2 124M shapes", "gpt2", 768, 12, 12, 12, 64, 3072, 50257, True, 1024),
+    "1b": _llama("Llama-3.2-1B", (2048, 16, 32, 8, 8192, 128256), True, 131072),
+    "3b": _llama("Llama-3.2-3B", (3072, 28, 24, 8, 8192, 128256), True, 131072),
+    "7b": _llama("Llama-2-7B", (4096, 32, 32, 32, 11008, 32000), False, 4096),
+    "8b": _llama("Llama-3.1-8B", (4096, 32, 32, 8, 14336, 128256), False, 131072),
+    "13b": _llama("Llama-2-13B", (5120, 40, 40, 40, 13824, 32000), False, 4096),
+    "70b": _llama("Llama-2-70B", (8192, 80, 64, 8, 28672, 32000), False, 4096),
+}  # fmt: skip
+
+
+def block_linears(shape: ModelShape) -> list[tuple[str, int, int]]:
+    """The linear layers of one transformer block as (group, d_in, d_out)."""
+    h, f = shape.hidden, shape.ffn
+    if shape.arch == "gpt2":  # c_attn (fused q,k,v), attn.c_proj, c_fc, mlp.c_proj
+        return [("attention", h, 3 * h), ("attention", h, h), ("mlp", h, f), ("mlp", f, h)]
+    q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+    attention = [("attention", h, q), ("attention", h, kv), ("attention", h, kv)]
+    return [*attention, ("attention", q, h), ("mlp", h, f), ("mlp", h, f), ("mlp", f, h)]
+
+
+def count_params(shape: ModelShape) -> tuple[int, int]:
+    """(total, linear) parameters; ``linear`` = the blocks' linear weights, what int8/nf4
+    quantise. The rest (embeddings, lm_head, norms, biases) stays 16-bit under bitsandbytes.
+
+    Llama-style: V*h embeddings + L*(attention + 3*h*ffn + 2h norms) + h + V*h lm_head
+    unless tied. GPT-2: also learned positions and biases (124,439,808 for GPT-2 small).
+    """
+    h, f, n = shape.hidden, shape.ffn, shape.layers
+    linear = n * sum(d_in * d_out for _, d_in, d_out in block_linears(shape))
+    embeddings = shape.vocab * h * (1 if shape.tied else 2)
+    if shape.arch == "gpt2":  # 2 LayerNorms (w+b), biases 3h + h + f + h; wpe; ln_f
+        other = embeddings + (shape.max_positions or 0) * h + n * (4 * h + 5 * h + f) + 2 * h
+    else:  # 2 RMSNorms per block, one final
+        other = embeddings + n * 2 * h + h
+    total = shape.exact_params or linear + other
+    return total, min(linear, total)
+
+
+def lora_param_count(shape: ModelShape, rank: int, targets: str) -> int:
+    """LoRA parameters: r*(d_in + d_out) per adapted layer (A: d_in x r, B: r x d_out)."""
+    groups = {"attention"} if targets == "attention" else {"attention", "mlp"}
+    per_block = sum(rank * (i + o) for g, i, o in block_linears(shape) if g in groups)
+    return shape.layers * per_block
+
+
+def resolve_model(spec: str) -> ModelShape:
+    """A size preset, ``hf:PATH``, ``builtin:NAME`` or a checkpoint folder, as shapes. A size
+    wins over a folder of the same name (write ``./7b`` or ``hf:7b`` for the folder).
+
+    Raises:
+        ConfigError: an unknown size, a missing folder, or an unusable config.json.
+    """
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix == "hf":
+        return read_checkpoint(Path(rest).expanduser())
+    if sep and prefix == "builtin":
+        folder = home_subdir("models") / f"builtin-{rest}"
+        if not folder.is_dir():
+            raise ConfigError(f"{spec}: no {folder}; `ladder demo` builds builtin:tiny")
+        return read_checkpoint(folder)
+    key, sizes = spec.strip().lower(), ", ".join(PRESETS)
+    if key in PRESETS:
+        return PRESETS[key]
+    if Path(spec).expanduser().exists():
+        return read_checkpoint(Path(spec).expanduser())
+    if re.fullmatch(r"\d+(\.\d+)?[kmbt]", key):
+        raise ConfigError(f"no preset for size {spec!r}: use one of {sizes}, or a checkpoint")
+    raise ConfigError(
+        f"{spec!r} is neither a size ({sizes}) nor an existing checkpoint folder; "
+        "pass one of those, a folder holding config.json, hf:PATH or builtin:NAME"
+    )
+
+
+def read_checkpoint(path: Path) -> ModelShape:
+    """Shapes from ``path/config.json`` (or a config file itself): Llama-style keys
+    (hidden_size, num_hidden_layers...) or GPT-2-style (n_embd, n_layer...), a multimodal
+    model's ``text_config``; the exact count from safetensors headers when present."""
+    if not path.exists():
+        raise ConfigError(f"{path}: no such checkpoint folder; check the path or pass a size")
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"{path}: no config.json there; point at a Hugging Face checkpoint")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid JSON ({exc}); fix or re-save it") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a JSON object of model settings")
+    text = raw.get("text_config")
+    if "hidden_size" not in raw and "n_embd" not in raw and isinstance(text, dict):
+        raw = {"tie_word_embeddings": raw.get("tie_word_embeddings"), **text}
+    shape = _gpt2_shape(raw, file) if "n_embd" in raw else _llama_shape(raw, file)
+    return replace(shape, exact_params=_safetensors_params(path) if path.is_dir() else None)
+
+
+def _int(raw: dict[str, Any], key: str, file: Path, default: int | None = None) -> int:
+    value = raw.get(key)
+    if value is None and default is not None:
+        return default
+    if value is None:
+        raise ConfigError(f"{file}: missing field {key!r}, needed to size the model; add it")
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{file}: field {key!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def _llama_shape(raw: dict[str, Any], file: Path) -> ModelShape:
+    if "hidden_size" not in raw:
+        raise ConfigError(
+            f"{file}: missing field 'hidden_size' (or GPT-2's 'n_embd'); fit reads Llama- "
+            "and GPT-2-style configs; for others pass a size such as 7b"
+        )
+    h, a = _int(raw, "hidden_size", file), _int(raw, "num_attention_heads", file)
+    n, f = _int(raw, "num_hidden_layers", file), _int(raw, "intermediate_size", file)
+    kv, hd = _int(raw, "num_key_value_heads", file, a), _int(raw, "head_dim", file, h // a or 1)
+    tied = bool(raw.get("tie_word_embeddings", False))  # LlamaConfig's default
+    pos = _int(raw, "max_position_embeddings", file, 0) or None
+    name = f"{file.parent.name} ({raw.get('model_type', 'llama-style')})"
+    return ModelShape(name, "llama", h, n, a, kv, hd, f, _int(raw, "vocab_size", file), tied, pos)
+
+
+def _gpt2_shape(raw: dict[str, Any], file: Path) -> ModelShape:
+    h, a, n = _int(raw, "n_embd", file), _int(raw, "n_head", file), _int(raw, "n_layer", file)
+    f, v, pos = (
+        _int(raw, "n_inner", file, 4 * h),
+        _int(raw, "vocab_size", file),
+        _int(raw, "n_positions", file),
+    )
+    tied = raw.get("tie_word_embeddings") is not False  # GPT2Config ties by default
+    name = f"{file.parent.name} ({raw.get('model_type', 'gpt2-style')})"
+    return ModelShape(name, "gpt2", h, n, a, a, h // a or 1, f, v, tied, pos)
+
+
+def _safetensors_params(folder: Path) -> int | None:
+    """Exact parameter count from safetensors headers (8-byte length, then JSON); None when
+    there are none or one cannot be read, and the config's shapes count instead."""
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            files = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        elif (folder / "model.safetensors").is_file():
+            files = {"model.safetensors"}
+        else:
+            return None
+        total = 0
+        for name in sorted(files):
+            with open(folder / name, "rb") as fh:
+                (length,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(min(length, 100_000_000)))
+            total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+        return total or None
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
