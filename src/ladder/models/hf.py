@@ -1,6 +1,414 @@
-"""Placeholder: replaced by the hf backend."""
+"""The ``hf:`` backend: any local transformers checkpoint, decoder-only or encoder-decoder.
+
+``load_model("hf:./ckpt", dtype="auto", device="auto")`` returns an :class:`HFModel`.
+Decoding is defined by :class:`~ladder.models.base.GenerationParams` alone: sampling
+defaults in the checkpoint's ``generation_config.json`` (top_k, repetition penalty ...)
+are switched off so the same params mean the same thing on every model; only its EOS,
+BOS, pad and decoder-start ids are kept.
+
+Invariants the tests pin: a greedy completion does not depend on the batch it runs in
+(decoder-only prompts are left-padded with an attention mask, so each row sees exactly
+its own tokens at its own positions), ``stream`` concatenates to ``generate``'s text,
+and ``loglikelihood_batch`` does not depend on its batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import GenerationConfig, StoppingCriteriaList
 
-def load_hf(path: str, **options: Any) -> Any:
-    raise NotImplementedError
+from ladder.models._hf_decoding import (
+    StopOnText,
+    StopWhenSet,
+    TokenQueue,
+    check_messages,
+    fallback_chat_text,
+    held_back_suffix,
+    pad_rows,
+)
+from ladder.models._hf_loading import (
+    DEFAULT_BATCH_SIZE,
+    context_length,
+    eos_ids,
+    load_checkpoint,
+    pad_id,
+    parse_options,
+)
+from ladder.models.base import Completion, GenerationParams, ModelInfo, Prompt, apply_stop
+
+__all__ = ["HFModel", "load_hf"]
+
+
+def load_hf(path: str, **options: Any) -> HFModel:
+    """Load a local transformers checkpoint directory (the ``hf:`` spec prefix).
+
+    Args:
+        path: directory written by ``save_pretrained`` (config.json, weights, tokenizer).
+        **options: ``dtype`` ("auto" | "fp32" | "bf16" | "fp16"), ``device`` ("auto" | "cpu"
+            | "cuda" | "cuda:N" | "mps"), ``trust_remote_code`` (default False),
+            ``allow_pickle`` (default False: safetensors only), ``batch_size`` (default 8).
+
+    Raises:
+        ModelLoadError: bad options, or a directory that is missing, has no or a corrupt
+            config.json, only pickle weights, or no tokenizer.
+    """
+    parsed = parse_options(options)
+    model, tokenizer = load_checkpoint(path, parsed)
+    name = Path(path).expanduser().resolve().name
+    return HFModel(model, tokenizer, name=name, batch_size=parsed.batch_size)
+
+
+class HFModel:
+    """A transformers model and tokenizer behind the :class:`LanguageModel` interface.
+
+    ``model`` and ``tokenizer`` are plain attributes for code that needs the real objects
+    (the trainer, the server). Neither is modified here: padding is done by hand rather than
+    by changing ``tokenizer.padding_side``, and the model's mode (eval/train) is left to the
+    caller (:func:`load_hf` returns it in eval mode).
+
+    Args:
+        model: a transformers ``PreTrainedModel`` with a language-modelling head.
+        tokenizer: its tokenizer.
+        name: shown in :attr:`info`.
+        batch_size: most prompts (or log-likelihood pairs) run through the model at once.
+    """
+
+    def __init__(
+        self, model: Any, tokenizer: Any, *, name: str, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.batch_size = batch_size
+        self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+        self.eos_token_ids = eos_ids(model, tokenizer)
+        self.pad_token_id = pad_id(model, tokenizer, self.eos_token_ids)
+        self.context_length = context_length(model.config)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return next(self.model.parameters()).device
+
+    @property
+    def info(self) -> ModelInfo:
+        """Name, parameter count, context length, dtype and device."""
+        return ModelInfo(
+            name=self.name,
+            backend="hf",
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            context_length=self.context_length,
+            dtype=str(self.model.dtype).removeprefix("torch."),
+            device=str(self.device),
+        )
+
+    # -- prompts and tokens -------------------------------------------------------------
+
+    def render_prompt(self, prompt: Prompt) -> str:
+        """The text a prompt becomes before tokenisation.
+
+        A string is used as-is. A message list goes through the tokenizer's chat template
+        with the generation prompt added, or through :func:`fallback_chat_text` ("Role:
+        content" lines ending in "Assistant:") when the tokenizer has no template.
+        """
+        if isinstance(prompt, str):
+            return prompt
+        messages = check_messages(prompt)
+        if not getattr(self.tokenizer, "chat_template", None):
+            return fallback_chat_text(messages)
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Token ids fed to the model for ``prompt`` (special tokens included)."""
+        text = self.render_prompt(prompt)
+        # Chat templates usually write BOS themselves; adding it again would double it.
+        bos = self.tokenizer.bos_token
+        templated = not isinstance(prompt, str) and getattr(self.tokenizer, "chat_template", None)
+        add_special = not (templated and bos and text.startswith(bos))
+        return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes, without the special tokens (BOS/EOS) a prompt gets."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # -- generation ---------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        """One completion per prompt, in order, ``batch_size`` prompts at a time.
+
+        ``completion_tokens`` counts the tokens the model produced for the row, up to and
+        including the one that ended it (EOS, or the token completing a stop string);
+        ``latency_s`` is the wall time of the batch the prompt ran in. With a ``seed``,
+        sampling is reproducible for the same prompts, batch size and device.
+        """
+        if isinstance(prompts, str):
+            raise TypeError("generate() takes a list of prompts; wrap a single prompt in [...]")
+        encoded = [self.encode_prompt(p) for p in prompts]
+        completions: list[Completion] = []
+        with self._seeded(params):
+            for start in range(0, len(encoded), self.batch_size):
+                completions += self._generate_batch(
+                    encoded[start : start + self.batch_size], params
+                )
+        return completions
+
+    def _generate_batch(
+        self, encoded: list[list[int]], params: GenerationParams
+    ) -> list[Completion]:
+        started = time.perf_counter()
+        input_ids, mask = pad_rows(self.pad_token_id, encoded, left=not self.is_encoder_decoder)
+        # Generated tokens start after the prompt (decoder-only) or the decoder start token.
+        first = 1 if self.is_encoder_decoder else input_ids.shape[1]
+        stopper = (
+            StopOnText(self._decode, params.stop, first, len(encoded)) if params.stop else None
+        )
+        output = self._run_generate(input_ids, mask, params, [stopper] if stopper else [])
+        latency = time.perf_counter() - started
+        completions = []
+        for row, ids in enumerate(output[:, first:].tolist()):
+            stopped_at = stopper.finished_at[row] if stopper else None
+            text, length, ended = self._settle(ids, params.stop, stopped_at)
+            completions.append(
+                Completion(
+                    text=text,
+                    prompt_tokens=len(encoded[row]),
+                    completion_tokens=length,
+                    finish_reason="stop" if ended else "length",
+                    latency_s=latency,
+                )
+            )
+        return completions
+
+    def _settle(
+        self, ids: list[int], stop: Sequence[str], stopped_at: int | None = None
+    ) -> tuple[str, int, bool]:
+        """Text, token count and whether the row has ended, from a row's generated ids.
+
+        The row ends at its first EOS (counted, not shown in the text) or after
+        ``stopped_at`` tokens (a stop string); what follows is padding.
+        """
+        length = next((i + 1 for i, t in enumerate(ids) if t in self.eos_token_ids), len(ids))
+        if stopped_at is not None:
+            length = min(length, stopped_at)
+        hit_eos = length > 0 and ids[length - 1] in self.eos_token_ids
+        text, stopped = apply_stop(self._decode(ids[: length - hit_eos]), stop)
+        return text, length, stopped or hit_eos
+
+    def _run_generate(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        params: GenerationParams,
+        criteria: list[Any],
+        streamer: Any = None,
+    ) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                generation_config=self._generation_config(params),
+                stopping_criteria=StoppingCriteriaList(criteria),
+                streamer=streamer,
+            )
+
+    def _generation_config(self, params: GenerationParams) -> GenerationConfig:
+        # Every knob that changes which token is picked is set here, so values inherited
+        # from the checkpoint's generation_config.json (e.g. top_k=50) cannot leak in.
+        config = GenerationConfig(
+            max_new_tokens=params.max_tokens,
+            do_sample=not params.greedy,
+            num_beams=1,
+            num_return_sequences=1,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            min_length=0,
+            eos_token_id=self.eos_token_ids or None,
+            pad_token_id=self.pad_token_id,
+        )
+        if not params.greedy:
+            config.temperature = params.temperature
+            config.top_p = params.top_p
+            config.top_k = 0
+            config.min_p = 0.0
+            config.typical_p = 1.0
+            config.epsilon_cutoff = 0.0
+            config.eta_cutoff = 0.0
+        return config
+
+    def _seeded(self, params: GenerationParams) -> contextlib.AbstractContextManager[Any]:
+        """Seed sampling without disturbing the caller's random state (a forked RNG)."""
+        if params.greedy or params.seed is None:
+            return contextlib.nullcontext()
+        device = self.device
+        stack = contextlib.ExitStack()
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        stack.enter_context(torch.random.fork_rng(devices=cuda))
+        torch.manual_seed(params.seed)
+        return stack
+
+    # -- streaming ----------------------------------------------------------------------
+
+    def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[str]:
+        """Yield text pieces as tokens arrive; their concatenation equals :meth:`generate`'s text.
+
+        Generation runs in a background thread. Text that may still change (an incomplete
+        character, trailing whitespace, the start of a stop string) is held back until the
+        next token settles it. Closing the iterator early stops the thread.
+        """
+        encoded = self.encode_prompt(prompt)
+        tokens = TokenQueue()
+        cancel = threading.Event()
+        thread = threading.Thread(
+            target=self._stream_worker, args=(encoded, params, tokens, cancel), daemon=True
+        )
+        thread.start()
+        generated: list[int] = []
+        emitted = ""
+        try:
+            for new in tokens:
+                generated += new
+                text, _, finished = self._settle(generated, params.stop)
+                ready = (
+                    text if finished else text[: len(text) - held_back_suffix(text, params.stop)]
+                )
+                if len(ready) > len(emitted) and ready.startswith(emitted):
+                    yield ready[len(emitted) :]
+                    emitted = ready
+                if finished:
+                    break
+            text = self._settle(generated, params.stop)[0]
+            if len(text) > len(emitted) and text.startswith(emitted):
+                yield text[len(emitted) :]
+        finally:
+            cancel.set()
+            thread.join()
+
+    def _stream_worker(
+        self,
+        encoded: list[int],
+        params: GenerationParams,
+        tokens: TokenQueue,
+        cancel: threading.Event,
+    ) -> None:
+        try:
+            input_ids, mask = pad_rows(self.pad_token_id, [encoded], left=True)
+            first = 1 if self.is_encoder_decoder else input_ids.shape[1]
+            criteria: list[Any] = [StopWhenSet(cancel)]
+            if params.stop:
+                criteria.append(StopOnText(self._decode, params.stop, first, 1))
+            with self._seeded(params):
+                self._run_generate(input_ids, mask, params, criteria, streamer=tokens)
+        except BaseException as exc:  # handed to the reading thread, which re-raises it
+            tokens.fail(exc)
+
+    # -- log-likelihood -----------------------------------------------------------------
+
+    def loglikelihood(self, context: str, continuation: str) -> float:
+        """Sum of natural-log probabilities of ``continuation``'s tokens after ``context``."""
+        return self.loglikelihood_batch([(context, continuation)], batch_size=1)[0]
+
+    def loglikelihood_batch(
+        self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None
+    ) -> list[float]:
+        """:meth:`loglikelihood` for many (context, continuation) pairs, in order.
+
+        Pairs are scored longest first, ``batch_size`` (default: the model's) at a time, with
+        right padding; the values do not depend on the batch size (up to float rounding).
+        """
+        size = batch_size or self.batch_size
+        requests = [self._loglikelihood_request(c, x) for c, x in pairs]
+        order = sorted(range(len(requests)), key=lambda i: -_request_size(requests[i][0]))
+        order = [i for i in order if requests[i][1] > 0]  # an empty continuation scores 0
+        scores = [0.0] * len(requests)
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            for i, value in zip(chunk, self._score([requests[i] for i in chunk]), strict=True):
+                scores[i] = value
+        return scores
+
+    def _loglikelihood_request(self, context: str, continuation: str) -> tuple[Any, int]:
+        """Token ids to score and how many of their last tokens are the continuation.
+
+        Decoder-only (lm-eval style): trailing whitespace of the context moves to the
+        continuation; ``context + continuation`` is tokenised whole and the continuation is
+        the tail beyond the context's own token count, so merges across the boundary are
+        tokenised as the model saw them in training. Encoder-decoder: ``(context ids,
+        continuation ids)``, the continuation without special tokens.
+        """
+        if self.is_encoder_decoder:
+            source = self.tokenizer(context)["input_ids"]
+            target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            return (source, target), len(target)
+        if not continuation:
+            return [], 0
+        stripped = context.rstrip()
+        context, continuation = stripped, context[len(stripped) :] + continuation
+        whole = self.tokenizer(context + continuation)["input_ids"]
+        n_context = len(self.tokenizer(context)["input_ids"]) if context else 0
+        if n_context == 0:  # nothing to condition on: start from BOS (or EOS) like lm-eval
+            start = self.tokenizer.bos_token_id
+            whole = [self.eos_token_ids[0] if start is None else start, *whole]
+            n_context = 1
+        n_continuation = max(len(whole) - n_context, 1)
+        limit = self.context_length
+        if limit is not None and len(whole) > limit + 1:
+            whole = whole[-(limit + 1) :]  # the model sees at most `limit` positions
+        return whole, min(n_continuation, len(whole) - 1)
+
+    def _score(self, requests: list[tuple[Any, int]]) -> list[float]:
+        with torch.inference_mode():
+            if self.is_encoder_decoder:
+                return self._score_seq2seq([r[0] for r in requests])
+            return self._score_causal(requests)
+
+    def _score_causal(self, requests: list[tuple[Any, int]]) -> list[float]:
+        # Right padding: causal attention keeps real tokens from seeing the padding after
+        # them, and default positions 0..n-1 are right for every row.
+        inputs = [ids[:-1] for ids, _ in requests]
+        input_ids, mask = pad_rows(self.pad_token_id, inputs, left=False)
+        logits = self.model(
+            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+        ).logits
+        scores = []
+        for row, (ids, n) in enumerate(requests):
+            end = len(ids) - 1  # logits at position t predict token t + 1
+            targets = torch.tensor(ids[-n:], device=logits.device)
+            scores.append(_sum_logprobs(logits[row, end - n : end], targets))
+        return scores
+
+    def _score_seq2seq(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+        sources, mask = pad_rows(self.pad_token_id, [s for s, _ in pairs], left=False)
+        targets, _ = pad_rows(self.pad_token_id, [t for _, t in pairs], left=False)
+        logits = self.model(
+            input_ids=sources.to(self.device),
+            attention_mask=mask.to(self.device),
+            # The model shifts labels right (behind decoder_start_token_id) itself.
+            labels=targets.to(self.device),
+        ).logits
+        return [
+            _sum_logprobs(logits[row, : len(t)], torch.tensor(t, device=logits.device))
+            for row, (_, t) in enumerate(pairs)
+        ]
+
+
+def _request_size(tokens: Any) -> int:
+    """Tokens in a scoring request: one id list (decoder-only) or (source, target) lists."""
+    return len(tokens[0]) + len(tokens[1]) if isinstance(tokens, tuple) else len(tokens)
+
+
+def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Sum of log-softmax probabilities of ``targets`` (n,) under ``logits`` (n, vocab), in fp32."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    return float(logprobs.gather(-1, targets[:, None]).sum())

@@ -1,0 +1,126 @@
+"""Train a byte-level BPE tokenizer with a chat template, as a ``PreTrainedTokenizerFast``.
+
+Byte-level BPE (Radford et al. 2019, GPT-2) needs no unknown token: any text is bytes, and
+every byte is in the base alphabet. Special tokens mark documents and chat roles:
+
+    <|pad|> <|bos|> <|eos|> <|system|> <|user|> <|assistant|>
+
+A conversation renders as (``CHAT_TEMPLATE``)::
+
+    <|bos|><|user|>\\nWhat is 2 + 3?<|eos|><|assistant|>\\n2 + 3 = 5.<|eos|>
+
+Every turn ends with the EOS token (as Zephyr does), so any backend that stops at EOS stops
+at the end of the assistant's answer. No BOS is added when encoding plain text: the model
+is trained on windows that start anywhere in a document, and a chat rendering carries its
+own BOS, so nothing is ever doubled.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from jinja2 import Template
+from jinja2.exceptions import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
+ROLES = ("system", "user", "assistant")
+SPECIAL_TOKENS = (PAD, BOS, EOS, *(f"<|{role}|>" for role in ROLES))
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{{ raise_exception('unknown chat role ' + message['role']"
+    " + ': use system, user or assistant') }}"
+    "{% endif %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def render_chat(
+    messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = False
+) -> str:
+    """Render ``messages`` with :data:`CHAT_TEMPLATE`, without needing a tokenizer.
+
+    Gives the same text as ``tokenizer.apply_chat_template(messages, tokenize=False)`` on a
+    tokenizer from :func:`train_tokenizer`; the corpus uses it before any tokenizer exists.
+
+    Raises:
+        ValueError: a message has a role other than system, user or assistant.
+    """
+
+    try:
+        return _compiled_template().render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=BOS,
+            eos_token=EOS,
+        )
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
+
+
+@functools.cache
+def _compiled_template() -> Template:
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    # The same sandbox settings transformers uses for chat templates.
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(CHAT_TEMPLATE)
+
+
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int, *, model_max_length: int = 2048
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on ``texts`` and wrap it with special tokens and chat template.
+
+    Train on plain text only (message contents, not rendered chats): the trainer does not
+    know special tokens inside its input and would spend merges on ``<|``, ``|>`` and such.
+
+    Args:
+        texts: training text; iterated once. The result is deterministic given the texts.
+        vocab_size: the total vocabulary, the 256 bytes and the special tokens included.
+        model_max_length: the context length recorded in the tokenizer config.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size {vocab_size} is below the 256 bytes + special tokens")
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),  # ids 0..5, in this order
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        additional_special_tokens=[f"<|{role}|>" for role in ROLES],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of every text (special-token strings become their ids), batched in Rust."""
+    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    return [enc.ids for enc in encodings]

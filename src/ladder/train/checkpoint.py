@@ -1,0 +1,148 @@
+"""Resumable training checkpoints, written atomically.
+
+Layout of a training run's output folder::
+
+    OUT/checkpoints/step-0000500/   model, optimizer, scheduler, RNG states (accelerate's
+                                    save_state), trainer_state.json, config.yaml
+    OUT/checkpoints/.step-0000600.tmp/   a save in progress; never read
+
+A checkpoint is first written to a hidden temp folder and renamed into place only when
+complete, so a crash mid-save leaves every earlier checkpoint untouched, and the newest
+*complete* checkpoint is always the one that resumes. The temp name is deterministic (not
+``mkdtemp``) so that every process of a distributed run writes into the same folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from accelerate import Accelerator
+
+from ladder.train.config import TrainConfig
+
+STATE_FILE = "trainer_state.json"
+CONFIG_FILE = "config.yaml"
+_NAME = re.compile(r"^step-(\d{7,})$")
+
+
+@dataclass
+class TrainerState:
+    """Loop counters that are not tensors; saved as JSON beside the tensors."""
+
+    step: int = 0  # optimizer steps taken
+    micro_batches: int = 0  # training batches consumed, so a resumed run skips exactly these
+    tokens: int = 0  # input positions processed (padding included)
+    train_losses: list[float] = field(default_factory=list)  # one mean loss per step
+    evals: list[dict[str, float]] = field(default_factory=list)  # {step, loss, perplexity}
+
+
+def checkpoints_root(out_dir: str | os.PathLike[str]) -> Path:
+    """The folder holding a run's checkpoints."""
+    return Path(out_dir) / "checkpoints"
+
+
+def list_checkpoints(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temp folders of a failed save excluded)."""
+    root = checkpoints_root(out_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint, or None when there is none."""
+    found = list_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    out_dir: str | os.PathLike[str],
+    state: TrainerState,
+    config: TrainConfig,
+    run_info: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint for ``state.step`` atomically and prune to ``config.keep_checkpoints``.
+
+    The model, optimizer and scheduler are the ones passed to ``accelerator.prepare``; the
+    RNG states of python, numpy and torch (CPU and CUDA) come along, so a resumed run draws
+    the same random numbers an uninterrupted one would.
+
+    Args:
+        accelerator: the run's accelerator (it knows the prepared objects).
+        out_dir: the run's output folder.
+        state: loop counters and loss history.
+        config: the resolved training config, saved as ``config.yaml``.
+        run_info: extra provenance (model config, data, preset) saved under ``run:``.
+
+    Returns:
+        The checkpoint folder.
+    """
+    root = checkpoints_root(out_dir)
+    final = root / f"step-{state.step:07d}"
+    tmp = root / f".{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier crash, if any
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    try:
+        with _quiet("accelerate.utils.other"):
+            accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            _write_metadata(tmp, state, config, run_info)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            if final.exists():  # the same step saved again (resume of a finished run)
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    except BaseException:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if accelerator.is_main_process:
+        for old in list_checkpoints(out_dir)[: -config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator: Accelerator, path: str | os.PathLike[str]) -> TrainerState:
+    """Restore model, optimizer, scheduler and RNG states from ``path``; return the counters."""
+    accelerator.load_state(str(path))
+    data = json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+    return TrainerState(**data)
+
+
+def _write_metadata(
+    folder: Path, state: TrainerState, config: TrainConfig, run_info: dict[str, Any] | None
+) -> None:
+    (folder / STATE_FILE).write_text(json.dumps(dataclasses.asdict(state)), encoding="utf-8")
+    resolved: dict[str, Any] = {"train": config.model_dump()}
+    if run_info:
+        resolved["run"] = run_info
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    # accelerate warns on every save of a model with tied embeddings ("Removed shared
+    # tensor ..."): expected, harmless, and it would interrupt the progress bar.
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

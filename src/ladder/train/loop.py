@@ -1,0 +1,301 @@
+"""THE training loop: one function, read top to bottom.
+
+    accumulate → clip → step → log → eval → save
+
+It trains any causal LM whose forward takes ``input_ids`` (and ``attention_mask``) and
+returns ``.logits``; pretraining and fine-tuning differ only in the batches they feed it.
+A batch is a dict of (B, T) tensors: ``input_ids``, optional ``attention_mask``, optional
+``labels`` (``-100`` where nothing is predicted; ``input_ids`` when absent).
+
+On top of ``accelerate`` so the same loop runs on CPU, one GPU, or (``accelerate launch``)
+several; the arithmetic it must get right lives in :mod:`ladder.train.loss` and
+:mod:`ladder.train.schedule`, tested on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ladder.errors import ConfigError
+from ladder.train.checkpoint import (
+    TrainerState,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ladder.train.config import TrainConfig
+from ladder.train.loss import count_targets, next_token_loss
+from ladder.train.schedule import lr_at, resolve_mixed_precision
+
+Batch = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Validation loss (mean over target tokens, nats) and its perplexity."""
+
+    loss: float
+    perplexity: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    steps: int  # optimizer steps taken in total (resumed runs count earlier ones)
+    train_losses: list[float]  # mean training loss of every step, from step 1
+    final_eval: EvalResult | None  # validation at the last step; None without eval batches
+    tokens: int  # input positions processed in total, padding included
+    tokens_per_s: float  # this call's training throughput (evaluation and saving excluded)
+    elapsed_s: float  # this call's wall time, setup included
+    checkpoint: Path  # the last checkpoint written
+    mixed_precision: str  # what "auto" resolved to
+
+    @property
+    def final_train_loss(self) -> float:
+        """Mean training loss of the last step."""
+        return self.train_losses[-1]
+
+
+def train(
+    model: torch.nn.Module,
+    train_batches: Iterable[Batch],
+    eval_batches: Iterable[Batch] | None,
+    config: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    run_info: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place with AdamW, warmup + cosine LR, accumulation and clipping.
+
+    Args:
+        model: a causal LM (see the module docstring). Its weights are updated in place.
+        train_batches: micro-batches of ``config.batch_size`` sequences. Iterated again when
+            exhausted (epochs), and it must yield the same sequence every time it is iterated
+            (seed its own generator): a resumed run skips the batches already consumed.
+        eval_batches: validation batches; the first ``config.eval_batches`` are used.
+        config: the training settings.
+        out_dir: checkpoints go to ``out_dir/checkpoints/step-NNNNNNN``.
+        resume: continue from the newest complete checkpoint in ``out_dir`` if there is one.
+        run_info: provenance saved in every checkpoint's ``config.yaml`` under ``run:``.
+        progress: show a progress bar with loss, learning rate and tokens/s.
+    """
+    started = time.perf_counter()
+    # accelerate keeps process-wide state; clear its precision part so several runs with
+    # different settings can share a process (tests, notebooks, the benchmark).
+    AcceleratorState._reset_state()
+    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    precision = resolve_mixed_precision(config.mixed_precision, cuda_bf16=cuda_bf16)
+    accelerator = Accelerator(mixed_precision=precision)
+    set_seed(config.seed)
+
+    # Decay matrices only: decaying norm gains and biases towards 0 just hurts (nanoGPT).
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    # betas (0.9, 0.95): the usual choice for LM pretraining (GPT-3, Llama).
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
+    forward_kwargs = _forward_kwargs(model)
+    if config.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    state = TrainerState()
+    if (checkpoint := latest_checkpoint(out_dir)) is not None:
+        if not resume:  # pruning would mix (and delete) the two runs' checkpoints
+            raise ConfigError(
+                f"{out_dir} already holds checkpoints ({checkpoint.name}): resume from them, "
+                "or train into an empty folder"
+            )
+        state = load_checkpoint(accelerator, checkpoint)
+    batches = _endless(train_batches, skip=state.micro_batches)
+    first_step, prior_losses = state.step, list(state.train_losses)
+    # Per-step losses stay on the device; reading them only when logging avoids a
+    # host sync per step, which costs real throughput on a GPU.
+    step_losses = torch.zeros(max(config.max_steps, first_step), device=accelerator.device)
+    final_eval: EvalResult | None = None
+    checkpoint = None
+    postfix: dict[str, str] = {}
+    bar = tqdm(total=config.max_steps, initial=first_step, disable=not progress, unit="step")
+    first_tokens, loop_start, side_s = state.tokens, time.perf_counter(), 0.0
+    last_log = (first_step, state.tokens, loop_start, side_s)
+    model.train()
+
+    while state.step < config.max_steps:
+        lr = lr_at(state.step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        # 1. accumulate. Each micro-batch's loss sum is divided by the target count of the
+        # whole window, so the accumulated gradient is that of the full-batch token mean.
+        window = [_to_device(next(batches), accelerator.device) for _ in range(config.grad_accum)]
+        targets = sum(count_targets(_labels(b)) for b in window)
+        # DDP averages gradients over processes: normalise by the per-process share.
+        normalizer = accelerator.reduce(targets, "sum").clamp(min=1) / accelerator.num_processes
+        step_loss = torch.zeros((), device=accelerator.device)
+        for i, batch in enumerate(window):
+            is_last = i == len(window) - 1
+            # Gradients are all-reduced once per step, on the last micro-batch only.
+            with contextlib.nullcontext() if is_last else accelerator.no_sync(model):
+                logits = model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch.get("attention_mask"),
+                    **forward_kwargs,
+                ).logits  # (B, T, V)
+                loss = next_token_loss(logits, _labels(batch), normalizer)
+                accelerator.backward(loss)
+            step_loss += loss.detach()
+            state.tokens += batch["input_ids"].numel()
+        state.micro_batches += len(window)
+
+        # 2. clip (accelerate unscales fp16 gradients first).
+        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+
+        # 3. step
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_losses[state.step] = step_loss
+        state.step += 1
+        bar.update(1)
+        done = state.step == config.max_steps
+
+        # 4. log: the only host sync of an ordinary step, every log_every steps.
+        if state.step % config.log_every == 0 or done:
+            since_step, since_tokens, since_t, since_side = last_log
+            now = time.perf_counter()
+            busy = (now - since_t) - (side_s - since_side)  # eval/save time is not training
+            recent = step_losses[since_step : state.step].mean().item()
+            postfix["loss"] = f"{recent:.3f}"
+            postfix["lr"] = f"{lr:.1e}"
+            postfix["tok/s"] = f"{(state.tokens - since_tokens) / max(busy, 1e-9):,.0f}"
+            bar.set_postfix(postfix, refresh=False)
+            last_log = (state.step, state.tokens, now, side_s)
+
+        # 5. eval
+        if eval_batches is not None and (state.step % config.eval_every == 0 or done):
+            side_start = time.perf_counter()
+            final_eval = evaluate(model, eval_batches, config.eval_batches, forward_kwargs)
+            state.evals.append(
+                {"step": state.step, "loss": final_eval.loss, "perplexity": final_eval.perplexity}
+            )
+            postfix["val"] = f"{final_eval.loss:.3f}"
+            bar.set_postfix(postfix, refresh=False)
+            side_s += time.perf_counter() - side_start
+
+        # 6. save
+        if state.step % config.save_every == 0 or done:
+            side_start = time.perf_counter()
+            state.train_losses = prior_losses + step_losses[first_step : state.step].tolist()
+            checkpoint = save_checkpoint(accelerator, out_dir, state, config, run_info)
+            side_s += time.perf_counter() - side_start
+
+    bar.close()
+    train_s = time.perf_counter() - loop_start - side_s
+    if checkpoint is None:  # resumed at or past max_steps: nothing new to save
+        checkpoint = latest_checkpoint(out_dir) or save_checkpoint(
+            accelerator, out_dir, state, config, run_info
+        )
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper
+    accelerator.free_memory()
+    return TrainResult(
+        steps=state.step,
+        train_losses=prior_losses + step_losses[first_step : state.step].tolist(),
+        final_eval=final_eval,
+        tokens=state.tokens,
+        tokens_per_s=(state.tokens - first_tokens) / train_s if train_s > 0 else 0.0,
+        elapsed_s=time.perf_counter() - started,
+        checkpoint=checkpoint,
+        mixed_precision=precision,
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    max_batches: int,
+    forward_kwargs: Mapping[str, Any] | None = None,
+) -> EvalResult:
+    """Mean next-token loss over all target tokens of the first ``max_batches`` batches.
+
+    Args:
+        model: the causal LM; put back in its previous train/eval mode afterwards.
+        batches: validation batches (same shape rules as training batches).
+        max_batches: how many batches to use at most.
+        forward_kwargs: extra keyword arguments for the forward call.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    targets = torch.zeros((), dtype=torch.long, device=device)
+    for batch in itertools.islice(batches, max_batches):
+        batch = _to_device(batch, device)
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),
+            **(forward_kwargs or {}),
+        ).logits  # (B, T, V)
+        loss_sum += next_token_loss(logits, _labels(batch))
+        targets += count_targets(_labels(batch))
+    model.train(was_training)
+    n = int(targets.item())
+    loss = loss_sum.item() / n if n else math.nan
+    # exp overflows a float past ~709 nats; a model that bad is "infinitely" perplexed.
+    return EvalResult(loss=loss, perplexity=math.exp(min(loss, 700.0)), tokens=n)
+
+
+def _forward_kwargs(model: torch.nn.Module) -> dict[str, Any]:
+    # HF models build a KV cache on every forward unless told not to; training never reads it.
+    accepts = inspect.signature(model.forward).parameters
+    return {"use_cache": False} if "use_cache" in accepts else {}
+
+
+def _endless(batches: Iterable[Batch], skip: int) -> Iterator[Batch]:
+    """Iterate ``batches`` again and again (epochs), after skipping the first ``skip``."""
+
+    def cycle() -> Iterator[Batch]:
+        while True:
+            empty = True
+            for batch in batches:
+                empty = False
+                yield batch
+            if empty:
+                raise ValueError(
+                    "train_batches yielded nothing: pass a re-iterable (a list, a DataLoader, "
+                    "an object whose __iter__ starts over) or an endless iterator"
+                )
+
+    stream = cycle()
+    for _ in range(skip):
+        next(stream)
+    return stream
+
+
+def _to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _labels(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    labels = batch.get("labels")
+    return batch["input_ids"] if labels is None else labels

@@ -1,0 +1,171 @@
+"""Shared fixtures: tiny checkpoints built and saved locally, never downloaded.
+
+``tiny_causal_lm`` is a 2-layer Llama with a byte-level BPE tokenizer and a chat template;
+``tiny_seq2seq`` is a 2-layer T5 and ``tiny_gpt2`` a 2-layer GPT-2, both with tokenizers
+that have no chat template. All are session-scoped: each is built once (under a second) and
+must not be modified by tests.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+# Words whose characters make up the whole tokenizer alphabet: every token then decodes to
+# printable ASCII, so generated text from random weights is still readable and comparable.
+_WORDS = (
+    "the a cat dog bird sat ran flew on under over mat log tree red blue green big small and "
+    "then it was is happy sad quick slow . , ! ?"
+)
+
+# A minimal chat template: role markers the tests can look for in the rendered prompt.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _sentences(n: int = 300, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    words = _WORDS.split()
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(n)]
+
+
+def build_tokenizer(*, seq2seq: bool, vocab_size: int = 300, chat_template: str | None = None):
+    """Train a tiny byte-level BPE and wrap it as a ``PreTrainedTokenizerFast``.
+
+    Decoder-only: special tokens ``<pad>`` (0), ``<s>`` (1), ``</s>`` (2); BOS is prepended
+    to every encoding, like Llama. Seq2seq: ``<pad>`` (0), ``</s>`` (1), ``<unk>`` (2); EOS is
+    appended, like T5.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>"] if seq2seq else ["<pad>", "<s>", "</s>"]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False
+    )
+    backend.train_from_iterator(_sentences(), trainer)
+    if seq2seq:
+        backend.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+        )
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        chat_template=chat_template,
+    )
+
+
+def build_tiny_llama(directory: Path, *, seed: int = 0) -> Path:
+    """Save a 2-layer random Llama (~60k parameters) and its tokenizer to ``directory``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(seq2seq=False, chat_template=CHAT_TEMPLATE)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        # Wider than the 0.02 default so next-token distributions are peaked: greedy
+        # comparisons then do not hinge on near-ties between almost-equal logits.
+        initializer_range=0.3,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def build_tiny_gpt2(directory: Path, *, seed: int = 0) -> Path:
+    """Save a 2-layer random GPT-2 (learned absolute positions) and its tokenizer.
+
+    Unlike Llama's rotary embeddings, absolute positions change the output when a
+    left-padded row gets the wrong position ids, so this model catches that bug.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = build_tokenizer(seq2seq=False)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.3,
+    )
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def build_tiny_t5(directory: Path, *, seed: int = 1) -> Path:
+    """Save a 2-layer random T5 (encoder-decoder) and its tokenizer to ``directory``."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = build_tokenizer(seq2seq=True)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        initializer_factor=2.0,
+    )
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny Llama checkpoint (safetensors) with a chat-template tokenizer."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny GPT-2 checkpoint: absolute positions, no chat template."""
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny T5 checkpoint (safetensors); its tokenizer has no chat template."""
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
