@@ -209,6 +209,17 @@ def test_closing_a_stream_early_stops_its_thread(llama: HFModel):
     assert threading.active_count() == before
 
 
+def test_stream_reraises_a_generation_error(llama: HFModel, monkeypatch: pytest.MonkeyPatch):
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("generation broke")
+
+    monkeypatch.setattr(llama.model, "generate", broken)
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="generation broke"):
+        list(llama.stream("the cat", GREEDY))
+    assert threading.active_count() == before
+
+
 def test_held_back_suffix_keeps_unsettled_text():
     assert held_back_suffix("the cat", ()) == 0
     assert held_back_suffix("the cat ", ()) == 1  # a space may still be cleaned up
@@ -232,6 +243,9 @@ def test_loglikelihood_equals_a_hand_computation(llama: HFModel):
     # Trailing context whitespace belongs to the continuation (lm-eval convention).
     assert llama.loglikelihood("the cat ", "sat on the mat") == pytest.approx(expected, abs=1e-5)
     assert llama.loglikelihood("the cat", "") == 0.0
+    # An empty context conditions on BOS alone (added by this tokenizer, not twice).
+    alone = sum(logprobs[t - 1, whole[t]].item() for t in (1, 2))
+    assert llama.loglikelihood("", "the cat") == pytest.approx(alone, abs=1e-5)
 
 
 def test_loglikelihood_batch_does_not_depend_on_batch_size(llama: HFModel):
@@ -399,3 +413,23 @@ def test_config_json_must_be_an_object(tiny_causal_lm: Path, tmp_path: Path):
     checkpoint = _copy_checkpoint(tiny_causal_lm, tmp_path / "list-config")
     (checkpoint / "config.json").write_text(json.dumps(["llama"]))
     assert "expected a JSON object" in _load_error(f"hf:{checkpoint}")
+
+
+# -- GPU (opt in with -m gpu) ------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_cuda_auto_loading_generates_and_scores(tiny_causal_lm: Path, llama: HFModel):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    gpu = ladder.models.load_model(f"hf:{tiny_causal_lm}")  # device and dtype "auto"
+    expected_dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    assert (gpu.info.device, gpu.info.dtype) == ("cuda:0", expected_dtype)
+    completions = gpu.generate(PROMPTS, GREEDY)
+    assert [c.completion_tokens for c in completions] == [GREEDY.max_tokens] * len(PROMPTS)
+    assert "".join(gpu.stream(PROMPTS[0], GREEDY)) == gpu.generate(PROMPTS[:1], GREEDY)[0].text
+    sampled = GenerationParams(max_tokens=16, temperature=1.0, seed=5)
+    first, again = ([c.text for c in gpu.generate(PROMPTS, sampled)] for _ in range(2))
+    assert first == again
+    on_cpu = llama.loglikelihood("the cat", " sat on the mat")
+    assert gpu.loglikelihood("the cat", " sat on the mat") == pytest.approx(on_cpu, rel=0.05)

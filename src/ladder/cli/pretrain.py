@@ -74,4 +74,5 @@ def pretrain(
             f"{summary['wall_time_s'] / 60:.1f} minutes in all."
         )
     if out is None and run.out is None:
-        console.print(f'Try it: ladder generate builtin:{name} "Return the"')
+        console.print(f'Try it: ladder generate builtin:{name} --raw "Return the"')
+        console.print(f"    or: ladder chat builtin:{name}")

@@ -13,12 +13,40 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria
+from transformers import GenerationConfig, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
+
+from ladder.models.base import GenerationParams
 
 # Characters a decoder emits for an incomplete multi-byte UTF-8 sequence: the next token
 # usually completes it, so streaming holds them back.
 _REPLACEMENT = "\ufffd"
+
+
+def decoding_config(
+    params: GenerationParams, eos_token_ids: list[int], pad_token_id: int
+) -> GenerationConfig:
+    """The transformers ``GenerationConfig`` for ``params``, and nothing else.
+
+    Every knob that changes which token is picked is set here, so values a checkpoint's
+    ``generation_config.json`` would otherwise fill in (e.g. ``top_k=50``, a repetition
+    penalty) cannot leak in: the same params decode the same way on every model.
+    """
+    config = GenerationConfig(
+        max_new_tokens=params.max_tokens,
+        do_sample=not params.greedy,
+        num_beams=1,
+        num_return_sequences=1,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        min_length=0,
+        eos_token_id=eos_token_ids or None,
+        pad_token_id=pad_token_id,
+    )
+    if not params.greedy:  # neutral values switch the other sampling filters off
+        config.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        config.update(min_p=0.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0)
+    return config
 
 
 def fallback_chat_text(messages: Sequence[Mapping[str, str]]) -> str:

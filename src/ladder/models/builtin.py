@@ -192,13 +192,8 @@ def train_builtin(
     Returns:
         The checkpoint folder.
     """
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    from ladder.data.corpus import build_corpus
-    from ladder.data.tokenizer import train_tokenizer
     from ladder.train.loop import train
-    from ladder.train.pretrain import PackedBatches, eval_windows, token_stream
+    from ladder.train.pretrain import PackedBatches, eval_windows
 
     say = log or (lambda _line: None)
     started = time.perf_counter()
@@ -211,65 +206,23 @@ def train_builtin(
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)  # a stale earlier run must not resume
 
-    say(f"building the corpus (Python {platform.python_version()} docs + instructions)")
-    corpus = build_corpus(
-        cfg.seed, stdlib_chars=preset.stdlib_chars, instructions=preset.instructions
-    )
-    if resume and (run_dir / "tokenizer").is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
-    else:
-        say(f"training a {preset.vocab_size}-token BPE tokenizer on {corpus.chars():,} chars")
-        texts = (text for doc in corpus.train for text in doc.plain_texts())
-        tokenizer = train_tokenizer(
-            texts, preset.vocab_size, model_max_length=preset.context_length
-        )
-        tokenizer.save_pretrained(run_dir / "tokenizer")
-    train_ids = token_stream(tokenizer, corpus.train)
-    val_ids = token_stream(tokenizer, corpus.validation)
-
-    model_config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=preset.hidden_size,
-        intermediate_size=preset.intermediate_size,
-        num_hidden_layers=preset.num_layers,
-        num_attention_heads=preset.num_heads,
-        num_key_value_heads=preset.num_kv_heads,
-        max_position_embeddings=preset.context_length,
-        tie_word_embeddings=True,  # a quarter of tiny's weights otherwise; small models share
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(cfg.seed)
-    model = LlamaForCausalLM(model_config)
+    tokenizer, train_ids, val_ids = _prepare_data(preset, cfg.seed, run_dir / "tokenizer", say)
+    model = _new_model(preset, tokenizer, cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     say(
-        f"pretraining {n_params:,} parameters on {train_ids.numel():,} tokens "
-        f"for {cfg.max_steps} steps of {cfg.batch_size * cfg.grad_accum} x "
-        f"{preset.context_length} tokens"
+        f"pretraining {n_params:,} parameters on {train_ids.numel():,} tokens for "
+        f"{cfg.max_steps} steps of {cfg.batch_size * cfg.grad_accum} x {preset.context_length}"
     )
+    windows = {"seq_len": preset.context_length, "batch_size": cfg.batch_size}
     result = train(
         model,
-        PackedBatches(
-            train_ids, seq_len=preset.context_length, batch_size=cfg.batch_size, seed=cfg.seed
-        ),
-        eval_windows(
-            val_ids,
-            seq_len=preset.context_length,
-            batch_size=cfg.batch_size,
-            max_batches=cfg.eval_batches,
-        ),
+        PackedBatches(train_ids, seed=cfg.seed, **windows),
+        eval_windows(val_ids, max_batches=cfg.eval_batches, **windows),
         cfg,
         run_dir,
         resume=resume,
         run_info={"preset": name, **preset.model_dump(exclude={"train"})},
         progress=progress,
-    )
-
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
     summary = {
         "preset": name,
@@ -291,6 +244,67 @@ def train_builtin(
     shutil.rmtree(run_dir, ignore_errors=True)
     say(f"saved {final}")
     return final
+
+
+def _prepare_data(
+    preset: Preset, seed: int, tokenizer_dir: Path, say: Callable[[str], None]
+) -> tuple[Any, Any, Any]:
+    """(tokenizer, train token stream, validation token stream) for ``preset``.
+
+    A tokenizer already in ``tokenizer_dir`` (an interrupted run's) is reused, so a
+    resumed run sees exactly the token ids it was trained on.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    from ladder.data.corpus import build_corpus
+    from ladder.data.tokenizer import train_tokenizer
+    from ladder.train.pretrain import token_stream
+
+    say(f"building the corpus (Python {platform.python_version()} docs + instructions)")
+    corpus = build_corpus(seed, stdlib_chars=preset.stdlib_chars, instructions=preset.instructions)
+    if (tokenizer_dir / "tokenizer.json").is_file():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
+    else:
+        say(f"training a {preset.vocab_size}-token BPE tokenizer on {corpus.chars():,} chars")
+        texts = (text for doc in corpus.train for text in doc.plain_texts())
+        tokenizer = train_tokenizer(
+            texts, preset.vocab_size, model_max_length=preset.context_length
+        )
+        tokenizer.save_pretrained(tokenizer_dir)
+    return (
+        tokenizer,
+        token_stream(tokenizer, corpus.train),
+        token_stream(tokenizer, corpus.validation),
+    )
+
+
+def _new_model(preset: Preset, tokenizer: Any, seed: int) -> Any:
+    """A freshly initialised Llama of the preset's shape, with its generation config."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        num_key_value_heads=preset.num_kv_heads,
+        max_position_embeddings=preset.context_length,
+        tie_word_embeddings=True,  # untied, the output layer alone would add ~40% to tiny
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    # Every chat turn ends with EOS, so stopping there ends the assistant's answer.
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return model
 
 
 def training_summary(path: str | Path) -> dict[str, Any]:

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 
 from ladder.models._hf_decoding import (
     StopOnText,
     StopWhenSet,
     TokenQueue,
     check_messages,
+    decoding_config,
     fallback_chat_text,
     held_back_suffix,
     pad_rows,
@@ -134,7 +135,13 @@ class HFModel:
         bos = self.tokenizer.bos_token
         templated = not isinstance(prompt, str) and getattr(self.tokenizer, "chat_template", None)
         add_special = not (templated and bos and text.startswith(bos))
-        return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+        # A decoder needs at least one token to condition on (an empty prompt, no BOS).
+        return ids or ([] if self.is_encoder_decoder else [self._start_token_id()])
+
+    def _start_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else (self.eos_token_ids or [self.pad_token_id])[0]
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes, without the special tokens (BOS/EOS) a prompt gets."""
@@ -218,34 +225,10 @@ class HFModel:
             return self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=mask.to(self.device),
-                generation_config=self._generation_config(params),
+                generation_config=decoding_config(params, self.eos_token_ids, self.pad_token_id),
                 stopping_criteria=StoppingCriteriaList(criteria),
                 streamer=streamer,
             )
-
-    def _generation_config(self, params: GenerationParams) -> GenerationConfig:
-        # Every knob that changes which token is picked is set here, so values inherited
-        # from the checkpoint's generation_config.json (e.g. top_k=50) cannot leak in.
-        config = GenerationConfig(
-            max_new_tokens=params.max_tokens,
-            do_sample=not params.greedy,
-            num_beams=1,
-            num_return_sequences=1,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            min_length=0,
-            eos_token_id=self.eos_token_ids or None,
-            pad_token_id=self.pad_token_id,
-        )
-        if not params.greedy:
-            config.temperature = params.temperature
-            config.top_p = params.top_p
-            config.top_k = 0
-            config.min_p = 0.0
-            config.typical_p = 1.0
-            config.epsilon_cutoff = 0.0
-            config.eta_cutoff = 0.0
-        return config
 
     def _seeded(self, params: GenerationParams) -> contextlib.AbstractContextManager[Any]:
         """Seed sampling without disturbing the caller's random state (a forked RNG)."""
@@ -356,11 +339,9 @@ class HFModel:
         stripped = context.rstrip()
         context, continuation = stripped, context[len(stripped) :] + continuation
         whole = self.tokenizer(context + continuation)["input_ids"]
-        n_context = len(self.tokenizer(context)["input_ids"]) if context else 0
-        if n_context == 0:  # nothing to condition on: start from BOS (or EOS) like lm-eval
-            start = self.tokenizer.bos_token_id
-            whole = [self.eos_token_ids[0] if start is None else start, *whole]
-            n_context = 1
+        n_context = len(self.tokenizer(context)["input_ids"])  # BOS included when added
+        if n_context == 0:  # nothing to condition on: start from BOS/EOS like lm-eval
+            whole, n_context = [self._start_token_id(), *whole], 1
         n_continuation = max(len(whole) - n_context, 1)
         limit = self.context_length
         if limit is not None and len(whole) > limit + 1:

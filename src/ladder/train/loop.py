@@ -99,35 +99,22 @@ def train(
         progress: show a progress bar with loss, learning rate and tokens/s.
     """
     started = time.perf_counter()
-    # accelerate keeps process-wide state; clear its precision part so several runs with
-    # different settings can share a process (tests, notebooks, the benchmark).
-    AcceleratorState._reset_state()
-    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    precision = resolve_mixed_precision(config.mixed_precision, cuda_bf16=cuda_bf16)
-    accelerator = Accelerator(mixed_precision=precision)
+    accelerator = _make_accelerator(config)
     set_seed(config.seed)
-
-    # Decay matrices only: decaying norm gains and biases towards 0 just hurts (nanoGPT).
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    # betas (0.9, 0.95): the usual choice for LM pretraining (GPT-3, Llama).
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
+    optimizer = make_optimizer(model, config)
     forward_kwargs = _forward_kwargs(model)
     if config.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     model, optimizer = accelerator.prepare(model, optimizer)
 
     state = TrainerState()
-    if (checkpoint := latest_checkpoint(out_dir)) is not None:
+    if (existing := latest_checkpoint(out_dir)) is not None:
         if not resume:  # pruning would mix (and delete) the two runs' checkpoints
             raise ConfigError(
-                f"{out_dir} already holds checkpoints ({checkpoint.name}): resume from them, "
+                f"{out_dir} already holds checkpoints ({existing.name}): resume from them, "
                 "or train into an empty folder"
             )
-        state = load_checkpoint(accelerator, checkpoint)
+        state = load_checkpoint(accelerator, existing)
     batches = _endless(train_batches, skip=state.micro_batches)
     first_step, prior_losses = state.step, list(state.train_losses)
     # Per-step losses stay on the device; reading them only when logging avoids a
@@ -211,10 +198,10 @@ def train(
 
     bar.close()
     train_s = time.perf_counter() - loop_start - side_s
-    if checkpoint is None:  # resumed at or past max_steps: nothing new to save
-        checkpoint = latest_checkpoint(out_dir) or save_checkpoint(
-            accelerator, out_dir, state, config, run_info
-        )
+    if checkpoint is None:  # resumed at or past max_steps: nothing new was trained
+        checkpoint = existing or save_checkpoint(accelerator, out_dir, state, config, run_info)
+        if eval_batches is not None:
+            final_eval = evaluate(model, eval_batches, config.eval_batches, forward_kwargs)
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper
     accelerator.free_memory()
     return TrainResult(
@@ -225,7 +212,31 @@ def train(
         tokens_per_s=(state.tokens - first_tokens) / train_s if train_s > 0 else 0.0,
         elapsed_s=time.perf_counter() - started,
         checkpoint=checkpoint,
-        mixed_precision=precision,
+        mixed_precision=str(accelerator.mixed_precision),
+    )
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only.
+
+    Decaying norm gains and biases towards zero only hurts (as in nanoGPT); betas
+    (0.9, 0.95) are the usual choice for LM training (GPT-3, Llama).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
+
+
+def _make_accelerator(config: TrainConfig) -> Accelerator:
+    # accelerate keeps process-wide state; clear its precision part so several runs with
+    # different settings can share a process (tests, notebooks, the benchmark).
+    AcceleratorState._reset_state()
+    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return Accelerator(
+        mixed_precision=resolve_mixed_precision(config.mixed_precision, cuda_bf16=cuda_bf16)
     )
 
 
