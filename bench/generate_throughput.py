@@ -127,6 +127,11 @@ def measure(hf: HFModel, new_tokens: int, repeats: int) -> list[tuple[str, int, 
     greedy = GenerationParams(max_tokens=new_tokens)
     # A stop string that never appears: the backend then decodes every row at every step.
     with_stop = GenerationParams(max_tokens=new_tokens, stop=("<never>",))
+    # The first seconds of a fresh process run several times slower (allocator and thread
+    # pool warm-up; a VM's CPUs waking up), even for shapes already seen: burn them here.
+    for prompt in prompts:
+        plain_generate(hf, [prompt], new_tokens)
+    plain_generate(hf, prompts, new_tokens)
     rows = []
     for case, params in (("greedy", greedy), ("greedy + stop string", with_stop)):
         for batch in (1, PROMPTS):

@@ -2,8 +2,9 @@
 
 Layout of a training run's output folder::
 
-    OUT/checkpoints/step-0000500/   model, optimizer, scheduler, RNG states (accelerate's
-                                    save_state), trainer_state.json, config.yaml
+    OUT/checkpoints/step-0000500/   model, optimizer, RNG states (accelerate's save_state),
+                                    trainer_state.json (step, batches consumed, losses),
+                                    config.yaml (the resolved config)
     OUT/checkpoints/.step-0000600.tmp/   a save in progress; never read
 
 A checkpoint is first written to a hidden temp folder and renamed into place only when
@@ -58,7 +59,7 @@ def list_checkpoints(out_dir: str | os.PathLike[str]) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))  # type: ignore[union-attr]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("step-")))
 
 
 def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
@@ -76,9 +77,11 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint for ``state.step`` atomically and prune to ``config.keep_checkpoints``.
 
-    The model, optimizer and scheduler are the ones passed to ``accelerator.prepare``; the
-    RNG states of python, numpy and torch (CPU and CUDA) come along, so a resumed run draws
-    the same random numbers an uninterrupted one would.
+    The model and optimizer (and an fp16 grad scaler) are the ones passed to
+    ``accelerator.prepare``; the RNG states of python, numpy and torch (CPU and CUDA) come
+    along, so a resumed run draws the same random numbers an uninterrupted one would. The
+    learning-rate schedule is a pure function of the step (:func:`~ladder.train.schedule.lr_at`),
+    so ``state.step`` is all of its state.
 
     Args:
         accelerator: the run's accelerator (it knows the prepared objects).

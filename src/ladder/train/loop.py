@@ -249,6 +249,9 @@ def evaluate(
 ) -> EvalResult:
     """Mean next-token loss over all target tokens of the first ``max_batches`` batches.
 
+    In a distributed run each process evaluates the batches it is given; the results are
+    not combined across processes.
+
     Args:
         model: the causal LM; put back in its previous train/eval mode afterwards.
         batches: validation batches (same shape rules as training batches).
