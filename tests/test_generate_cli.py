@@ -57,3 +57,24 @@ def test_chat_ctrl_c_at_the_prompt_leaves_cleanly(tiny_causal_lm: Path) -> None:
 
     history = run_chat(lm, GenerationParams(max_tokens=3), lines())
     assert [m["role"] for m in history] == ["user", "assistant"]
+
+
+def test_chat_ctrl_c_mid_answer_keeps_partial_answer_and_goes_on(tiny_causal_lm: Path) -> None:
+    lm = load_model(f"hf:{tiny_causal_lm}")
+    real_stream = lm.stream
+    closed: list[bool] = []
+
+    def interrupted_stream(prompt, params):  # type: ignore[no-untyped-def]
+        pieces = real_stream(prompt, params)
+        try:
+            yield next(pieces)
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C after the first piece
+        finally:
+            pieces.close()
+            closed.append(True)
+
+    lm.stream = interrupted_stream  # type: ignore[method-assign]
+    history = run_chat(lm, GenerationParams(max_tokens=8), iter(["hi", "/exit"]))
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert history[1]["content"] != ""  # the piece that arrived before Ctrl-C is kept
+    assert closed == [True]  # the backend's stream was closed, stopping its generation

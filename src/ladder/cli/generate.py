@@ -108,12 +108,18 @@ def run_chat(lm: LanguageModel, params: GenerationParams, lines: Iterator[str]) 
             continue
         history.append({"role": "user", "content": line})
         answer: list[str] = []
+        pieces = lm.stream(list(history), params)
         try:
-            for piece in lm.stream(list(history), params):
+            for piece in pieces:
                 answer.append(piece)
                 console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
         except KeyboardInterrupt:
             console.print("[dim] (interrupted)[/]", end="")
+        finally:
+            # Closing the generator stops a backend's background generation at once.
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
         console.print()
         history.append({"role": "assistant", "content": "".join(answer)})
 
