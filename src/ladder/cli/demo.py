@@ -10,10 +10,12 @@ from rich.table import Table
 from ladder.cli._common import console
 from ladder.models.base import GenerationParams
 
+# Tasks of the kind the built-in corpus teaches (see ladder.data.corpus); a 1M-parameter
+# model gets some right and some wrong, which is the honest picture of what it is.
 DEMO_PROMPTS = (
-    "What does the len function return?",
-    "Reverse the word: ladder",
-    "Return a list of the words in the string.",
+    'How many words are in "red river"?',
+    "What does `os.path.join` do?",
+    'Write "river" in capital letters.',
 )
 
 
@@ -39,8 +41,10 @@ def demo(
     elapsed = time.perf_counter() - start
 
     for prompt, completion in zip(DEMO_PROMPTS, completions, strict=True):
-        console.print(f"[bold green]user>[/] {prompt}")
-        console.print(f"[bold cyan]builtin:{preset}>[/] {completion.text.strip()}", markup=False)
+        console.print("[bold green]user>[/] ", end="")
+        console.print(prompt, markup=False, highlight=False)
+        console.print(f"[bold cyan]builtin:{preset}>[/] ", end="")
+        console.print(completion.text.strip(), markup=False, highlight=False)
 
     new_tokens = sum(c.completion_tokens for c in completions)
     info = lm.info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -25,6 +26,15 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
 ) -> None:
     _state["debug"] = debug
+    _quiet_library_progress_bars()
+
+
+def _quiet_library_progress_bars() -> None:
+    # transformers draws bars for loading and saving shards of tiny local checkpoints;
+    # ladder shows its own progress for long work, so the CLI turns theirs off.
+    # An environment variable, read when transformers is imported: importing it here would
+    # slow every verb (and --help) by most of a second.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _register_verbs() -> None:
