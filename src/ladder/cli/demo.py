@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import typer
+from pydantic import BaseModel, Field
 from rich.table import Table
 
-from ladder.cli._common import console
+from ladder.cli._common import console, field_help
 from ladder.models.base import GenerationParams
 
 # Tasks of the kind the built-in corpus teaches (see ladder.data.corpus); a 1M-parameter
@@ -19,9 +20,16 @@ DEMO_PROMPTS = (
 )
 
 
+class DemoConfig(BaseModel):
+    """The demo's settings (the main job on built-in defaults)."""
+
+    preset: str = Field("tiny", description="Built-in model to train (first run only) and use.")
+    max_tokens: int = Field(48, ge=1, description="Most new tokens per demo answer.")
+
+
 def demo(
-    preset: str = typer.Option("tiny", help="Built-in model preset to train (if needed) and use."),
-    max_tokens: int = typer.Option(48, help="Most new tokens per demo answer."),
+    preset: str = typer.Option("tiny", help=field_help(DemoConfig, "preset")),
+    max_tokens: int = typer.Option(48, min=1, help=field_help(DemoConfig, "max_tokens")),
 ) -> None:
     """Train the built-in tiny model if needed, then generate from it and show what it is."""
     import psutil
