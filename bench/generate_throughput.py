@@ -29,13 +29,11 @@ from pathlib import Path
 import torch
 
 import ladder
+from _docs import write_section
 from ladder.models._hf_decoding import pad_rows
 from ladder.models.base import GenerationParams
 from ladder.models.hf import HFModel
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-START = "<!-- bench/generate_throughput.py: start -->"
-END = "<!-- bench/generate_throughput.py: end -->"
 PROMPTS = 8
 
 
@@ -165,19 +163,6 @@ def table(rows: list[tuple[str, int, float, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) this script's section of docs/benchmarks.md."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    section = f"{START}\n{body}\n{END}"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -218,8 +203,7 @@ def main() -> None:
         ]
     )
     if not args.no_write:
-        write_section(body)
-        print(f"wrote {DOCS}")
+        print(f"wrote {write_section('generate_throughput.py', body)}")
 
 
 if __name__ == "__main__":

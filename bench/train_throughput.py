@@ -39,14 +39,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ladder.fsutil import atomic_write_text
+from _docs import write_section
 from ladder.models.builtin import PRESETS
 from ladder.train.config import TrainConfig
 from ladder.train.loop import train
-
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-START = "<!-- bench/train_throughput.py: start -->"
-END = "<!-- bench/train_throughput.py: end -->"
 
 
 def build_model(seed: int = 0) -> torch.nn.Module:
@@ -123,18 +119,6 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, reps: int = 10) -> float:
         a @ b
         best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
     return best
-
-
-def write_section(body: str) -> None:
-    """Replace (or append) this script's section of docs/benchmarks.md; other sections stay."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    section = f"{START}\n{body}\n{END}"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    atomic_write_text(DOCS, text)
 
 
 def main() -> None:
@@ -226,8 +210,7 @@ def main() -> None:
         ]
     )
     if not args.no_write:
-        write_section(body)
-        print(f"wrote {DOCS}")
+        print(f"wrote {write_section('train_throughput.py', body)}")
 
 
 def _cpu_name() -> str:
