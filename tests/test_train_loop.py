@@ -271,3 +271,15 @@ def test_packed_batches_repeat_exactly_and_eval_windows_are_fixed() -> None:
     windows = eval_windows(tokens, seq_len=16, batch_size=4, max_batches=2)
     assert [w["input_ids"].shape for w in windows] == [(4, 16), (4, 16)]
     assert torch.equal(windows[0]["input_ids"][1], tokens[16:32])
+
+
+@pytest.mark.gpu
+def test_on_a_bf16_gpu_auto_trains_in_bf16_and_learns(tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    cfg = micro_config(max_steps=30, eval_every=10, save_every=30)
+    batches, val = data(cfg)
+    result = train(micro_llama(), batches, val, cfg, tmp_path, progress=False)
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "no"
+    assert result.mixed_precision == expected
+    assert result.train_losses[-1] < result.train_losses[0] - 1.0
