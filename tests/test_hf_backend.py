@@ -433,3 +433,28 @@ def test_cuda_auto_loading_generates_and_scores(tiny_causal_lm: Path, llama: HFM
     assert first == again
     on_cpu = llama.loglikelihood("the cat", " sat on the mat")
     assert gpu.loglikelihood("the cat", " sat on the mat") == pytest.approx(on_cpu, rel=0.05)
+
+
+def test_fit_to_context_keeps_the_end_of_long_prompts() -> None:
+    from ladder.models._hf_decoding import fit_to_context
+
+    # Fits already: nothing changes.
+    assert fit_to_context([[1, 2, 3]], 4, 16) == ([[1, 2, 3]], 4)
+    # 14 + 4 > 16: room for 4 new tokens means keeping the last 12 prompt tokens.
+    assert fit_to_context([list(range(14))], 4, 16) == ([list(range(2, 14))], 4)
+    # Asking for more than half the window: the prompt keeps half, new tokens get the rest.
+    rows, new = fit_to_context([list(range(30)), [7]], 100, 16)
+    assert rows == [list(range(22, 30)), [7]] and new == 8
+    assert fit_to_context([[1]], 5, None) == ([[1]], 5)  # unknown context: unchanged
+
+
+def test_prompts_longer_than_the_context_still_generate(tiny_causal_lm: Path) -> None:
+    model = ladder.load_model(f"hf:{tiny_causal_lm}")
+    context = model.info.context_length
+    assert context is not None
+    long_prompt = "hello world " * context  # far more tokens than positions
+    params = GenerationParams(max_tokens=context)  # more than the window allows
+    [done] = model.generate([long_prompt], params)
+    assert done.prompt_tokens + done.completion_tokens <= context
+    assert done.completion_tokens >= 1
+    assert "".join(model.stream(long_prompt, params)) == done.text

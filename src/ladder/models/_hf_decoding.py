@@ -181,3 +181,25 @@ class TokenQueue(BaseStreamer):
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+def fit_to_context(
+    rows: list[list[int]], max_tokens: int, context: int | None
+) -> tuple[list[list[int]], int]:
+    """Make prompts plus new tokens fit a decoder's context window.
+
+    A prompt too long to leave room for ``min(max_tokens, context // 2)`` new tokens keeps
+    its last tokens (the end of a chat is what matters most); the number of new tokens is
+    then capped so the longest prompt plus them fits in ``context`` positions. Such rows
+    end with finish reason "length". ``context=None`` (unknown) changes nothing.
+
+    Returns:
+        The (possibly left-truncated) rows and the number of new tokens to generate.
+    """
+    if not context:
+        return rows, max_tokens
+    room = max(1, min(max_tokens, context // 2))
+    keep = context - room
+    fitted = [ids[-keep:] if len(ids) > keep else ids for ids in rows]
+    longest = max((len(ids) for ids in fitted), default=0)
+    return fitted, max(1, min(max_tokens, context - longest))

@@ -31,6 +31,7 @@ from ladder.models._hf_decoding import (
     check_messages,
     decoding_config,
     fallback_chat_text,
+    fit_to_context,
     held_back_suffix,
     pad_rows,
 )
@@ -175,6 +176,7 @@ class HFModel:
         self, encoded: list[list[int]], params: GenerationParams
     ) -> list[Completion]:
         started = time.perf_counter()
+        encoded, params = self._fit_context(encoded, params)
         input_ids, mask = pad_rows(self.pad_token_id, encoded, left=not self.is_encoder_decoder)
         # Generated tokens start after the prompt (decoder-only) or the decoder start token.
         first = 1 if self.is_encoder_decoder else input_ids.shape[1]
@@ -212,6 +214,17 @@ class HFModel:
         hit_eos = length > 0 and ids[length - 1] in self.eos_token_ids
         text, stopped = apply_stop(self._decode(ids[: length - hit_eos]), stop)
         return text, length, stopped or hit_eos
+
+    def _fit_context(
+        self, encoded: list[list[int]], params: GenerationParams
+    ) -> tuple[list[list[int]], GenerationParams]:
+        """Left-truncate over-long prompts of a decoder and cap new tokens to the context."""
+        if self.is_encoder_decoder:
+            return encoded, params
+        fitted, max_new = fit_to_context(encoded, params.max_tokens, self.context_length)
+        if max_new != params.max_tokens:
+            params = params.model_copy(update={"max_tokens": max_new})
+        return fitted, params
 
     def _run_generate(
         self,
@@ -286,6 +299,7 @@ class HFModel:
         cancel: threading.Event,
     ) -> None:
         try:
+            [encoded], params = self._fit_context([encoded], params)
             input_ids, mask = pad_rows(self.pad_token_id, [encoded], left=True)
             first = 1 if self.is_encoder_decoder else input_ids.shape[1]
             criteria: list[Any] = [StopWhenSet(cancel)]
