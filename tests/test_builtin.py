@@ -216,8 +216,9 @@ def test_trained_builtin_reloads_through_hf_and_builtin_specs(home: Path) -> Non
     assert hf_model.generation_config.eos_token_id == tokenizer.eos_token_id
 
     params = GenerationParams(max_tokens=5)
-    for spec in (f"hf:{path}", "builtin:micro"):
+    for spec, shown_as in ((f"hf:{path}", "builtin-micro"), ("builtin:micro", "builtin:micro")):
         model = load_model(spec)
+        assert model.info.name == shown_as
         (plain,) = model.generate(["Return the"], params)
         (chat,) = model.generate([[{"role": "user", "content": "What is 2 + 2?"}]], params)
         assert isinstance(plain.text, str) and plain.completion_tokens >= 1

@@ -146,7 +146,9 @@ def load_builtin(name: str, **options: Any) -> Any:
         )
     from ladder.models.hf import load_hf
 
-    return load_hf(str(builtin_path(name)), **options)
+    model = load_hf(str(builtin_path(name)), **options)
+    model.name = f"builtin:{name}"  # what the user asked for, shown in info and reports
+    return model
 
 
 def estimate_minutes(preset: Preset) -> float:
