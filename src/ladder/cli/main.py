@@ -38,13 +38,14 @@ def _quiet_library_progress_bars() -> None:
 
 
 def _register_verbs() -> None:
-    from ladder.cli import demo, fit, generate, info, pretrain
+    from ladder.cli import demo, fit, generate, info, perplexity, pretrain
 
     app.command("info", help=info.__doc__)(info.info)
     app.command("generate", help=generate.generate.__doc__)(generate.generate)
     app.command("chat", help=generate.chat.__doc__)(generate.chat)
     app.command("fit", help=fit.fit.__doc__)(fit.fit)
     app.command("pretrain", help=pretrain.pretrain.__doc__)(pretrain.pretrain)
+    app.command("perplexity", help=perplexity.perplexity.__doc__)(perplexity.perplexity)
     app.command("demo", help=demo.demo.__doc__)(demo.demo)
 
 

@@ -1,0 +1,124 @@
+"""Perplexity of a local model on text, with a sliding window for texts longer than its context.
+
+Each window holds at most ``window`` tokens; consecutive windows start ``stride`` tokens apart,
+and only the tokens a window adds beyond the previous one are scored, so every token (but
+the first of the text) is scored exactly once, with up to ``window - stride`` tokens of
+context carried over. ``stride == window`` gives non-overlapping windows (faster, and a
+little higher perplexity, since each window's first token is scored with no context: it is
+skipped). Windows are scored one at a time, without padding, so the result does not depend
+on any batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ladder.errors import ConfigError, UnsupportedError
+from ladder.models.base import LanguageModel
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """Perplexity of one text (or of several, token-weighted)."""
+
+    name: str
+    tokens: int  # tokens scored
+    nll: float  # summed negative log-likelihood, natural log
+    window: int
+    stride: int
+
+    @property
+    def perplexity(self) -> float:
+        """exp(mean NLL per scored token)."""
+        return math.exp(self.nll / self.tokens) if self.tokens else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict including the perplexity."""
+        return {**asdict(self), "perplexity": self.perplexity}
+
+
+def text_nll(
+    model: Any, ids: Sequence[int], window: int, stride: int, device: Any = "cpu"
+) -> tuple[float, int]:
+    """Summed NLL and number of scored tokens of ``ids`` under a causal LM.
+
+    Args:
+        model: a transformers causal LM (returns ``.logits`` of shape (B, T, V)).
+        ids: the text's token ids (BOS first, when the tokenizer adds one).
+        window: most tokens the model sees at once (at most its context length).
+        stride: tokens between the starts of consecutive windows (1 ≤ stride ≤ window).
+    """
+    if not 1 <= stride <= window:
+        raise ConfigError(f"stride must be between 1 and the window ({window}), got {stride}")
+    n, total, scored, begin = len(ids), 0.0, 0, 0
+    next_target = 1  # token 0 has nothing before it and is never scored
+    with torch.inference_mode():
+        while next_target < n:
+            end = min(begin + window, n)
+            chunk = torch.tensor([ids[begin:end]], device=device)
+            logits = model(input_ids=chunk).logits[0].float()  # (T, V)
+            first = max(next_target - begin, 1)  # index in the chunk of the first new target
+            logprobs = torch.log_softmax(logits[first - 1 : -1], dim=-1)  # predict chunk[first:]
+            targets = chunk[0, first:]
+            total -= logprobs.gather(1, targets[:, None]).sum().item()
+            scored += targets.numel()
+            next_target, begin = end, begin + stride
+    return total, scored
+
+
+def perplexity_of_texts(
+    lm: LanguageModel,
+    texts: Sequence[tuple[str, str]],
+    *,
+    window: int | None = None,
+    stride: int | None = None,
+) -> list[Perplexity]:
+    """Perplexity of each ``(name, text)`` and, last, of all of them together.
+
+    Args:
+        lm: a local model (``hf:`` or ``builtin:``); endpoints cannot be scored this way.
+        texts: named texts.
+        window: tokens per window; default the model's context length.
+        stride: tokens between window starts; default half the window.
+    """
+    model, tokenizer = getattr(lm, "model", None), getattr(lm, "tokenizer", None)
+    if model is None or tokenizer is None or getattr(lm, "is_encoder_decoder", False):
+        raise UnsupportedError(
+            f"perplexity needs a local causal model (hf: or builtin:), not {lm.info.backend}:"
+            f"{lm.info.name}"
+        )
+    context = lm.info.context_length or 1024
+    win = min(window or context, context)
+    step = stride or max(1, win // 2)
+    results = []
+    for name, text in texts:
+        ids = tokenizer(text)["input_ids"]
+        nll, scored = text_nll(model, ids, win, step, device=getattr(lm, "device", "cpu"))
+        results.append(Perplexity(name, scored, nll, win, step))
+    total = Perplexity(
+        "all", sum(r.tokens for r in results), sum(r.nll for r in results), win, step
+    )
+    return [*results, total]
+
+
+def read_texts(paths: Sequence[str | Path]) -> list[tuple[str, str]]:
+    """Read UTF-8 text files; a missing, unreadable or empty file is a one-line ConfigError."""
+    texts = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); convert it") from None
+        if not text.strip():
+            raise ConfigError(f"{path}: the file is empty; give text to score")
+        texts.append((str(path), text))
+    return texts
