@@ -11,7 +11,7 @@ from ladder.cli.main import app, main
 from ladder.config import ModelOptions
 from ladder.models.base import GenerationParams
 
-VERBS = ["info", "generate", "chat", "fit", "pretrain", "perplexity", "demo"]
+VERBS = ["info", "generate", "chat", "fit", "pretrain", "perplexity", "demo", "score"]
 
 
 @pytest.fixture(autouse=True)

@@ -38,7 +38,7 @@ def _quiet_library_progress_bars() -> None:
 
 
 def _register_verbs() -> None:
-    from ladder.cli import demo, fit, generate, info, perplexity, pretrain
+    from ladder.cli import demo, fit, generate, info, perplexity, pretrain, score
 
     app.command("info", help=info.__doc__)(info.info)
     app.command("generate", help=generate.generate.__doc__)(generate.generate)
@@ -47,6 +47,7 @@ def _register_verbs() -> None:
     app.command("pretrain", help=pretrain.pretrain.__doc__)(pretrain.pretrain)
     app.command("perplexity", help=perplexity.perplexity.__doc__)(perplexity.perplexity)
     app.command("demo", help=demo.demo.__doc__)(demo.demo)
+    app.command("score", help=score.score.__doc__)(score.score)
 
 
 _register_verbs()

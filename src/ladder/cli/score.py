@@ -1,0 +1,113 @@
+"""``ladder score``: one metric over a predictions file and a references file, with a CI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field
+from rich.table import Table
+
+from ladder.cli._common import build, console, field_help
+from ladder.errors import ConfigError
+
+
+class ScoreConfig(BaseModel):
+    """What ``ladder score`` scores, and how its confidence interval is computed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    predictions: Path = Field(
+        description="Predictions: a text file (one per line) or .jsonl (a JSON string or an "
+        "object per line)."
+    )
+    references: Path = Field(
+        description="References, paired line by line with the predictions: a text file or "
+        ".jsonl (a string, a list of strings = several references, or an object)."
+    )
+    field: str | None = Field(
+        None,
+        description="JSONL object field to read (default: the first of prediction, "
+        "reference, text, answers, answer).",
+    )
+    resamples: int = Field(
+        1000, ge=0, description="Bootstrap resamples for the confidence interval (0: no CI)."
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the interval.")
+    seed: int = Field(0, description="Seed of the bootstrap resampling.")
+    option: list[str] = Field(
+        default_factory=list,
+        description="A metric option as KEY=VALUE (repeatable), e.g. average=micro, "
+        "use_stemmer=false, tokenizer=unicode; VALUE is read as JSON when it parses.",
+    )
+
+    def metric_options(self) -> dict[str, Any]:
+        """The ``--option`` values as keyword arguments."""
+        out: dict[str, Any] = {}
+        for item in self.option:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
+            try:
+                value: Any = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+            out[key.strip()] = value
+        return out
+
+
+def _option(name: str) -> Any:
+    """A CLI option whose default and help come from the ScoreConfig field."""
+    info = ScoreConfig.model_fields[name]
+    default = ... if info.is_required() else info.get_default(call_default_factory=True)
+    return typer.Option(default, help=field_help(ScoreConfig, name))
+
+
+def score(
+    metric: str = typer.Argument(..., help="Metric name, e.g. bleu, squad_f1, rougeL, f1."),
+    predictions: Path = _option("predictions"),
+    references: Path = _option("references"),
+    field: str | None = _option("field"),
+    resamples: int = _option("resamples"),
+    confidence: float = _option("confidence"),
+    seed: int = _option("seed"),
+    option: list[str] = _option("option"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: metric, value, ci_low, ci_high, n, ..."
+    ),
+) -> None:
+    """Score predictions against references with one metric, with a bootstrap CI."""
+    from ladder.evaluate import get_metric
+    from ladder.evaluate.inputs import read_pair
+
+    config = build(
+        ScoreConfig,
+        predictions=predictions,
+        references=references,
+        field=field,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+        option=option,
+    )
+    scorer = get_metric(
+        metric,
+        resamples=config.resamples,
+        confidence=config.confidence,
+        seed=config.seed,
+        **config.metric_options(),
+    )
+    preds, refs = read_pair(config.predictions, config.references, config.field)
+    result = scorer.compute(preds, refs)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    table = Table(title=f"{result.metric} on {result.n} examples", title_justify="left")
+    for column in ("metric", "value", f"{config.confidence:.0%} CI", "n"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    ci = "-" if result.ci_low is None else f"[{result.ci_low:.4g}, {result.ci_high:.4g}]"
+    table.add_row(result.metric, f"{result.value:.4g}", ci, str(result.n))
+    console.print(table)
+    console.print(f"[dim]{result.signature}[/]", soft_wrap=True)

@@ -1,0 +1,87 @@
+"""Reading predictions and references for ``ladder score``: text or JSONL, with file:line errors.
+
+A text file holds one item per line (a trailing newline does not add an empty item). A
+``.jsonl`` file holds one JSON value per line: a string, a list of strings (several
+references), or an object whose field ``field`` (default: the first of ``prediction``,
+``reference``, ``text``, ``answers``, ``answer`` that is present) holds one of those.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ladder.errors import ConfigError
+
+Item = str | list[str]
+DEFAULT_FIELDS = ("prediction", "reference", "text", "answers", "answer")
+
+
+def read_items(path: str | Path, field: str | None = None) -> list[Item]:
+    """The items of a text or JSONL file.
+
+    Raises:
+        ConfigError: The file is missing or empty, or a line is not valid JSON or lacks the
+            field; the message names the file and line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    lines = text.splitlines()
+    if path.suffix.lower() != ".jsonl":
+        if not lines:
+            raise ConfigError(f"{path}: the file is empty; expected one item per line")
+        return list(lines)
+    items = [_jsonl_item(path, i, line, field) for i, line in enumerate(lines, 1) if line.strip()]
+    if not items:
+        raise ConfigError(f"{path}: the file is empty; expected one JSON value per line")
+    return items
+
+
+def _jsonl_item(path: Path, lineno: int, line: str, field: str | None) -> Item:
+    where = f"{path}:{lineno}"
+    try:
+        value: Any = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    if isinstance(value, dict):
+        key = field or next((k for k in DEFAULT_FIELDS if k in value), None)
+        if key is None or key not in value:
+            wanted = (
+                f"field {field!r}" if field else f"one of the fields {', '.join(DEFAULT_FIELDS)}"
+            )
+            raise ConfigError(f"{where}: the object has no {wanted}; pass --field NAME")
+        value = value[key]
+    elif field is not None:
+        raise ConfigError(f"{where}: --field {field} given, but the line is not a JSON object")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{where}: expected a string or a list of strings, got {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list with non-strings", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def read_pair(
+    predictions: str | Path, references: str | Path, field: str | None = None
+) -> tuple[list[str], list[Item]]:
+    """Predictions (strings) and references (string or list each), checked to pair up."""
+    preds = read_items(predictions, field)
+    refs = read_items(references, field)
+    if len(preds) != len(refs):
+        raise ConfigError(
+            f"{predictions} has {len(preds)} items, {references} has {len(refs)}; "
+            "they must pair up line by line"
+        )
+    # A list-valued prediction (a set, for set_f1) travels as its JSON array text.
+    return [p if isinstance(p, str) else json.dumps(p, ensure_ascii=False) for p in preds], refs
