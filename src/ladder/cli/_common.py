@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
@@ -31,3 +32,10 @@ def build(model: type[M], **values: Any) -> M:
         err = exc.errors()[0]
         option = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
         raise ConfigError(f"{option}: {err['msg']}") from None
+
+
+def config_option(model: type[BaseModel], name: str, *flags: str) -> Any:
+    """A typer option whose default and help both come from ``model``'s field ``name``."""
+    info = model.model_fields[name]
+    default = ... if info.is_required() else info.get_default(call_default_factory=True)
+    return typer.Option(default, *flags, help=field_help(model, name))

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ladder.cli._common import build, console, field_help
+from ladder.cli._common import build, config_option, console
 from ladder.models.memory import (
     GB,
     GPUS,
@@ -37,21 +37,16 @@ COMPONENT_NAMES = (
 _TIGHT = 0.10  # "yes (tight)" when less than 10% of the device's memory is left
 
 
-def _option(name: str) -> Any:
-    """A CLI option whose default and help come from the FitConfig field."""
-    return typer.Option(FitConfig.model_fields[name].default, help=field_help(FitConfig, name))
-
-
 def fit(
     model: str = typer.Argument(..., help=MODEL_SPEC_HELP),
-    method: str = _option("method"),
-    dtype: str | None = _option("dtype"),
-    context: int = _option("context"),
-    batch: int = _option("batch"),
-    lora_rank: int = _option("lora_rank"),
-    lora_targets: str = _option("lora_targets"),
-    grad_checkpointing: bool = _option("grad_checkpointing"),
-    flash_attention: bool = _option("flash_attention"),
+    method: str = config_option(FitConfig, "method"),
+    dtype: str | None = config_option(FitConfig, "dtype"),
+    context: int = config_option(FitConfig, "context"),
+    batch: int = config_option(FitConfig, "batch"),
+    lora_rank: int = config_option(FitConfig, "lora_rank"),
+    lora_targets: str = config_option(FitConfig, "lora_targets"),
+    grad_checkpointing: bool = config_option(FitConfig, "grad_checkpointing"),
+    flash_attention: bool = config_option(FitConfig, "flash_attention"),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object: components, total, fits, assumptions."
     ),

@@ -10,7 +10,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
-from ladder.cli._common import build, console, field_help
+from ladder.cli._common import build, config_option, console
 from ladder.errors import ConfigError
 
 
@@ -58,22 +58,15 @@ class ScoreConfig(BaseModel):
         return out
 
 
-def _option(name: str) -> Any:
-    """A CLI option whose default and help come from the ScoreConfig field."""
-    info = ScoreConfig.model_fields[name]
-    default = ... if info.is_required() else info.get_default(call_default_factory=True)
-    return typer.Option(default, help=field_help(ScoreConfig, name))
-
-
 def score(
     metric: str = typer.Argument(..., help="Metric name, e.g. bleu, squad_f1, rougeL, f1."),
-    predictions: Path = _option("predictions"),
-    references: Path = _option("references"),
-    field: str | None = _option("field"),
-    resamples: int = _option("resamples"),
-    confidence: float = _option("confidence"),
-    seed: int = _option("seed"),
-    option: list[str] = _option("option"),
+    predictions: Path = config_option(ScoreConfig, "predictions"),
+    references: Path = config_option(ScoreConfig, "references"),
+    field: str | None = config_option(ScoreConfig, "field"),
+    resamples: int = config_option(ScoreConfig, "resamples"),
+    confidence: float = config_option(ScoreConfig, "confidence"),
+    seed: int = config_option(ScoreConfig, "seed"),
+    option: list[str] = config_option(ScoreConfig, "option"),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object: metric, value, ci_low, ci_high, n, ..."
     ),
