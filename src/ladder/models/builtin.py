@@ -249,7 +249,6 @@ def train_builtin(
         tokenizer.save_pretrained(tmp)
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(run_dir, ignore_errors=True)
-    say(f"saved {final}")
     return final
 
 
