@@ -11,7 +11,7 @@ from ladder.cli.main import app, main
 from ladder.config import ModelOptions
 from ladder.models.base import GenerationParams
 
-VERBS = ["info", "generate", "chat", "fit", "pretrain", "perplexity", "demo", "score"]
+VERBS = ["info", "generate", "chat", "fit", "pretrain", "perplexity", "demo", "score", "eval"]
 
 
 @pytest.fixture(autouse=True)

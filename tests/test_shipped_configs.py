@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from ladder.config import load_yaml
+from ladder.evaluate.tasks import TaskConfig
 from ladder.train.config import PretrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "examples").rglob("*.yaml"))
 # A shipped YAML file joins by naming the config model it is written for.
-MODEL_FOR = {"pretrain-tiny.yaml": PretrainConfig}
+MODEL_FOR = {"pretrain-tiny.yaml": PretrainConfig, "arith-mc.yaml": TaskConfig}
 
 
 def test_every_shipped_yaml_has_a_model() -> None:

@@ -38,7 +38,7 @@ def _quiet_library_progress_bars() -> None:
 
 
 def _register_verbs() -> None:
-    from ladder.cli import demo, fit, generate, info, perplexity, pretrain, score
+    from ladder.cli import demo, eval, fit, generate, info, perplexity, pretrain, score
 
     app.command("info", help=info.__doc__)(info.info)
     app.command("generate", help=generate.generate.__doc__)(generate.generate)
@@ -48,6 +48,7 @@ def _register_verbs() -> None:
     app.command("perplexity", help=perplexity.perplexity.__doc__)(perplexity.perplexity)
     app.command("demo", help=demo.demo.__doc__)(demo.demo)
     app.command("score", help=score.score.__doc__)(score.score)
+    app.command("eval", help=eval.eval_task.__doc__)(eval.eval_task)
 
 
 _register_verbs()

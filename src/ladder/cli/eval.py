@@ -1,0 +1,81 @@
+"""``ladder eval``: run an evaluation task (lm-evaluation-harness style YAML) on a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field
+from rich.table import Table
+
+from ladder.cli._common import build, config_option, console, field_help
+from ladder.config import ModelOptions
+
+
+class EvalConfig(BaseModel):
+    """How ``ladder eval`` runs a task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N documents.")
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Requests per forward pass (default: the backend's); scores "
+        "do not depend on it.",
+    )
+    out: Path | None = Field(
+        None, description="Folder for samples.jsonl (one line per document) and summary.json."
+    )
+    resamples: int = Field(
+        1000, ge=0, description="Bootstrap resamples for the confidence interval (0: no CI)."
+    )
+
+
+def eval_task(
+    task_yaml: Path = typer.Argument(..., help="Task YAML file (see docs/evaluation.md)."),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        help="Model spec: hf:PATH, builtin:NAME or openai:MODEL@URL (multiple_choice needs "
+        "log-likelihoods).",
+    ),
+    limit: int | None = config_option(EvalConfig, "limit", "--limit"),
+    batch_size: int | None = config_option(EvalConfig, "batch_size", "--batch-size"),
+    out: Path | None = config_option(EvalConfig, "out", "--out"),
+    resamples: int = config_option(EvalConfig, "resamples", "--resamples"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: task, model, n, metrics."
+    ),
+    dtype: str = typer.Option("auto", help=field_help(ModelOptions, "dtype")),
+    device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
+) -> None:
+    """Evaluate a model on a task: multiple choice by log-likelihood, or generation."""
+    from ladder.evaluate.harness import evaluate_task, write_outputs
+    from ladder.evaluate.score import CISettings
+    from ladder.evaluate.tasks import load_task
+    from ladder.models import load_model
+
+    config = build(EvalConfig, limit=limit, batch_size=batch_size, out=out, resamples=resamples)
+    options = build(ModelOptions, dtype=dtype, device=device)
+    task = load_task(task_yaml)  # before loading weights: a bad task fails fast
+    lm = load_model(model, **options.for_backend(model))
+    ci = CISettings(resamples=config.resamples, seed=task.seed)
+    result = evaluate_task(lm, task, limit=config.limit, batch_size=config.batch_size, ci=ci)
+    if config.out is not None:
+        write_outputs(result, config.out)
+    if as_json:
+        typer.echo(json.dumps(result.summary()))
+        return
+    table = Table(title=f"{result.task} · {result.model} · {result.n} docs", title_justify="left")
+    for column in ("metric", "value", "95% CI"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, score in result.scores.items():
+        ci_text = "-" if score.ci_low is None else f"[{score.ci_low:.4g}, {score.ci_high:.4g}]"
+        table.add_row(name, f"{score.value:.4g}", ci_text)
+    console.print(table)
+    for score in result.scores.values():
+        console.print(f"[dim]{score.signature}[/]", soft_wrap=True)
+    if config.out is not None:
+        console.print(f"[dim]samples and summary written to {config.out}[/]")
