@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from ladder.errors import ModelLoadError
 from ladder.fsutil import atomic_dir
 from ladder.home import home_subdir
+from ladder.models.shapes import ModelShape, count_params
 from ladder.train.config import TrainConfig
 
 SUMMARY_FILE = "training.json"
@@ -50,11 +51,21 @@ class Preset(BaseModel):
 
     def parameters(self) -> int:
         """Parameter count of the model (tied input/output embeddings counted once)."""
-        head_dim = self.hidden_size // self.num_heads
-        attention = 2 * self.hidden_size * head_dim * (self.num_heads + self.num_kv_heads)
-        mlp = 3 * self.hidden_size * self.intermediate_size  # gate, up, down (SwiGLU)
-        layer = attention + mlp + 2 * self.hidden_size  # + two RMSNorm gains
-        return self.vocab_size * self.hidden_size + self.num_layers * layer + self.hidden_size
+        # The same arithmetic `ladder fit` uses, so the two can never disagree.
+        shape = ModelShape(
+            name=f"builtin preset ({self.hidden_size} wide)",
+            arch="llama",
+            hidden=self.hidden_size,
+            layers=self.num_layers,
+            heads=self.num_heads,
+            kv_heads=self.num_kv_heads,
+            head_dim=self.hidden_size // self.num_heads,
+            ffn=self.intermediate_size,
+            vocab=self.vocab_size,
+            tied=True,
+            max_positions=self.context_length,
+        )
+        return count_params(shape)[0]
 
 
 PRESETS: dict[str, Preset] = {
