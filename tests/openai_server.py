@@ -18,8 +18,10 @@ Controls: :attr:`OpenAITestServer.api_key` (require this bearer key, else 401),
 :meth:`~OpenAITestServer.fail_next` (the next N requests fail with a status, optionally with
 ``Retry-After``), :meth:`~OpenAITestServer.delay_next` (the next N requests stall),
 :meth:`~OpenAITestServer.break_next_stream` (an error event mid-stream), the
-``tokenize`` flag (vLLM's ``POST /tokenize``), and :attr:`~OpenAITestServer.requests` (every
-request received, failed ones included).
+``tokenize`` flag (vLLM's ``POST /tokenize``), :attr:`~OpenAITestServer.responder` (a
+function of the request body that returns the full reply text, or ``None`` for the ``echo``
+reply; ``max_tokens`` and ``stop`` still apply), and :attr:`~OpenAITestServer.requests`
+(every request received, failed ones included).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -81,6 +84,7 @@ class OpenAITestServer:
 
     api_key: str | None = None
     tokenize: bool = True
+    responder: Callable[[dict[str, Any]], str | None] | None = None
     requests: list[Request] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
     _stream_errors: list[str] = field(default_factory=list)
@@ -125,7 +129,7 @@ class OpenAITestServer:
             self.requests.clear()
             self._faults.clear()
             self._stream_errors.clear()
-        self.api_key, self.tokenize = None, True
+        self.api_key, self.tokenize, self.responder = None, True, None
 
     def start(self) -> OpenAITestServer:
         """Listen on a free port in a daemon thread."""
@@ -213,7 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict[str, Any], stops: list[str]) -> None:
         messages = body.get("messages") or []
         prompt = messages[-1]["content"] if messages else ""
-        text, finish, made = _decode(prompt, body, stops, default_max=None)
+        text, finish, made = _decode(
+            prompt, body, stops, default_max=None, reply=self._scripted(body)
+        )
         usage = _usage(len(tokenize(" ".join(m["content"] for m in messages))), made)
         if body.get("stream"):
             first = {"role": "assistant", "content": ""}
@@ -237,7 +243,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _completion(self, body: dict[str, Any], stops: list[str]) -> None:
         prompt = str(body.get("prompt", ""))
-        text, finish, made = _decode(prompt, body, stops, default_max=16)
+        text, finish, made = _decode(
+            prompt, body, stops, default_max=16, reply=self._scripted(body)
+        )
         usage = _usage(len(tokenize(prompt)), made)
         if body.get("stream"):
             pieces = [*tokenize(text), ""]
@@ -265,6 +273,10 @@ class _Handler(BaseHTTPRequestHandler):
             "finish_reason": finish,
         }
         self._json(200, _envelope("text_completion", body, [choice], usage))
+
+    def _scripted(self, body: dict[str, Any]) -> str | None:
+        responder = self.server_state.responder
+        return None if responder is None else responder(body)
 
     def _sse(self, kind: str, body: dict[str, Any], choices: list[dict[str, Any]]) -> None:
         self.send_response(200)
@@ -302,10 +314,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _decode(
-    prompt: str, body: dict[str, Any], stops: list[str], default_max: int | None
+    prompt: str,
+    body: dict[str, Any],
+    stops: list[str],
+    default_max: int | None,
+    reply: str | None = None,
 ) -> tuple[str, str, int]:
     """Generate token by token: (text, finish reason, tokens generated)."""
-    reply = reply_for(prompt, float(body.get("temperature", 1.0)), body.get("seed"))
+    if reply is None:
+        reply = reply_for(prompt, float(body.get("temperature", 1.0)), body.get("seed"))
     limit = body.get("max_tokens") or body.get("max_completion_tokens") or default_max
     text, made = "", 0
     for piece in tokenize(reply):
