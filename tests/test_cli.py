@@ -11,7 +11,19 @@ from ladder.cli.main import app, main
 from ladder.config import ModelOptions
 from ladder.models.base import GenerationParams
 
-VERBS = ["info", "generate", "chat", "fit", "pretrain", "perplexity", "demo", "score", "eval"]
+VERBS = [
+    "info",
+    "generate",
+    "chat",
+    "fit",
+    "pretrain",
+    "perplexity",
+    "demo",
+    "score",
+    "eval",
+    "judge",
+    "agent",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -153,3 +153,21 @@ def test_bad_options(
         ["score", "exact", "--predictions", str(p), "--references", str(r), *extra], capsys
     )
     assert needle in err
+
+
+def test_reference_free_metric_scores_predictions_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = write(tmp_path / "p.txt", ["what a lovely day", "you are an idiot", "thanks a lot"])
+    out = run_json(["score", "toxicity", "--predictions", str(p), "--json", "--resamples", "0"],
+                   capsys)  # fmt: skip
+    assert out["metric"] == "toxicity" and out["n"] == 3
+    assert out["value"] == pytest.approx(1 / 3)
+
+
+def test_metric_that_needs_references_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = write(tmp_path / "p.txt", ["a", "b"])
+    err = _error(["score", "bleu", "--predictions", str(p)], capsys)
+    assert "needs --references" in err

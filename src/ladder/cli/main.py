@@ -38,7 +38,9 @@ def _quiet_library_progress_bars() -> None:
 
 
 def _register_verbs() -> None:
+    from ladder.cli import agent as agent_cli
     from ladder.cli import demo, eval, fit, generate, info, perplexity, pretrain, score
+    from ladder.cli import judge as judge_cli
 
     app.command("info", help=info.__doc__)(info.info)
     app.command("generate", help=generate.generate.__doc__)(generate.generate)
@@ -49,6 +51,8 @@ def _register_verbs() -> None:
     app.command("demo", help=demo.demo.__doc__)(demo.demo)
     app.command("score", help=score.score.__doc__)(score.score)
     app.command("eval", help=eval.eval_task.__doc__)(eval.eval_task)
+    app.command("judge", help=judge_cli.judge.__doc__)(judge_cli.judge)
+    app.command("agent", help=agent_cli.agent.__doc__)(agent_cli.agent)
 
 
 _register_verbs()

@@ -23,9 +23,11 @@ class ScoreConfig(BaseModel):
         description="Predictions: a text file (one per line) or .jsonl (a JSON string or an "
         "object per line)."
     )
-    references: Path = Field(
+    references: Path | None = Field(
+        None,
         description="References, paired line by line with the predictions: a text file or "
-        ".jsonl (a string, a list of strings = several references, or an object)."
+        ".jsonl (a string, a list of strings = several references, or an object). Not "
+        "needed by reference-free metrics (toxicity).",
     )
     field: str | None = Field(
         None,
@@ -61,7 +63,7 @@ class ScoreConfig(BaseModel):
 def score(
     metric: str = typer.Argument(..., help="Metric name, e.g. bleu, squad_f1, rougeL, f1."),
     predictions: Path = config_option(ScoreConfig, "predictions"),
-    references: Path = config_option(ScoreConfig, "references"),
+    references: Path | None = config_option(ScoreConfig, "references"),
     field: str | None = config_option(ScoreConfig, "field"),
     resamples: int = config_option(ScoreConfig, "resamples"),
     confidence: float = config_option(ScoreConfig, "confidence"),
@@ -73,7 +75,8 @@ def score(
 ) -> None:
     """Score predictions against references with one metric, with a bootstrap CI."""
     from ladder.evaluate import get_metric
-    from ladder.evaluate.inputs import read_pair
+    from ladder.evaluate.inputs import read_items, read_pair
+    from ladder.evaluate.registry import needs_references
 
     config = build(
         ScoreConfig,
@@ -92,8 +95,14 @@ def score(
         seed=config.seed,
         **config.metric_options(),
     )
-    preds, refs = read_pair(config.predictions, config.references, config.field)
-    result = scorer.compute(preds, refs)
+    if config.references is not None:
+        preds, refs = read_pair(config.predictions, config.references, config.field)
+        result = scorer.compute(preds, refs)
+    elif needs_references(metric):
+        raise ConfigError(f"metric {metric!r} needs --references FILE (paired with --predictions)")
+    else:
+        items = read_items(config.predictions, config.field)
+        result = scorer.compute([x if isinstance(x, str) else " ".join(x) for x in items])
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

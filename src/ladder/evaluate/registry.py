@@ -32,17 +32,31 @@ class Metric(Protocol):
 
 MetricFactory = Callable[..., Metric]
 _REGISTRY: dict[str, MetricFactory] = {}
+_REFERENCE_FREE: set[str] = set()
 
 
-def register_metric(name: str, factory: MetricFactory) -> None:
-    """Make ``get_metric(name, **options)`` call ``factory(ci=CISettings, **options)``."""
+def register_metric(name: str, factory: MetricFactory, *, needs_references: bool = True) -> None:
+    """Make ``get_metric(name, **options)`` call ``factory(ci=CISettings, **options)``.
+
+    ``needs_references=False`` marks a metric that scores predictions alone (toxicity): its
+    ``compute(predictions, references=None)`` ignores references.
+    """
     if name in _REGISTRY and _REGISTRY[name] is not factory:
         raise ValueError(f"metric {name!r} is already registered")
     _REGISTRY[name] = factory
+    if not needs_references:
+        _REFERENCE_FREE.add(name)
+
+
+def needs_references(name: str) -> bool:
+    """Whether metric ``name`` scores predictions against references (most do)."""
+    _load_builtin()
+    return name not in _REFERENCE_FREE
 
 
 def _load_builtin() -> None:
     import ladder.evaluate.metrics  # noqa: F401  (registers the built-in metrics)
+    from ladder.evaluate import toxicity  # noqa: F401  (toxicity, toxicity_classifier)
 
 
 def metric_names() -> list[str]:

@@ -6,6 +6,7 @@ spec and hands the rest of it to the backend's factory.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -54,9 +55,17 @@ def _register_builtin_backends() -> None:
     if _BUILTINS_REGISTERED:
         return
     _BUILTINS_REGISTERED = True
-    # Imported lazily so `ladder --help` does not pay for torch.
-    from ladder.models import builtin, hf, openai_api
+    # Each backend module is imported only when a spec uses it, so `ladder --help` and
+    # an `openai:` model do not pay for importing torch.
+    _BACKENDS.setdefault("hf", _lazy("ladder.models.hf", "load_hf"))
+    _BACKENDS.setdefault("openai", _lazy("ladder.models.openai_api", "load_openai"))
+    _BACKENDS.setdefault("builtin", _lazy("ladder.models.builtin", "load_builtin"))
 
-    _BACKENDS.setdefault("hf", hf.load_hf)
-    _BACKENDS.setdefault("openai", openai_api.load_openai)
-    _BACKENDS.setdefault("builtin", builtin.load_builtin)
+
+def _lazy(module: str, name: str) -> BackendFactory:
+    def factory(rest: str, **options: Any) -> LanguageModel:
+        loader: BackendFactory = getattr(importlib.import_module(module), name)
+        return loader(rest, **options)
+
+    factory.__qualname__ = factory.__name__ = f"{module}.{name}"
+    return factory

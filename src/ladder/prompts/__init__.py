@@ -1,0 +1,1 @@
+"""Prompt engineering: templates, strategies, structured output, chains and agents."""
