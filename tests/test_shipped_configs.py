@@ -8,12 +8,19 @@ import pytest
 
 from ladder.config import load_yaml
 from ladder.evaluate.tasks import TaskConfig
+from ladder.prompts.chain import ChainSpec
+from ladder.prompts.template import TemplateSpec
 from ladder.train.config import PretrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "examples").rglob("*.yaml"))
 # A shipped YAML file joins by naming the config model it is written for.
-MODEL_FOR = {"pretrain-tiny.yaml": PretrainConfig, "arith-mc.yaml": TaskConfig}
+MODEL_FOR = {
+    "pretrain-tiny.yaml": PretrainConfig,
+    "arith-mc.yaml": TaskConfig,
+    "topic-template.yaml": TemplateSpec,
+    "riddle-chain.yaml": ChainSpec,
+}
 
 
 def test_every_shipped_yaml_has_a_model() -> None:

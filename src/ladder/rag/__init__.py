@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation. Today: text embeddings (:mod:`ladder.rag.embed`)."""
