@@ -55,6 +55,12 @@ def mc_task(data: Path, **overrides: Any) -> TaskConfig:
     return TaskConfig(**{**fields, **overrides})
 
 
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `ladder eval` caches responses in the home folder by default: keep it per test.
+    monkeypatch.setenv("LADDER_HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture(scope="module")
 def lm(tiny_causal_lm: Path) -> Any:
     import ladder

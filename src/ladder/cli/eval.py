@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,17 @@ class EvalConfig(BaseModel):
     resamples: int = Field(
         1000, ge=0, description="Bootstrap resamples for the confidence interval (0: no CI)."
     )
+    mc_mode: Literal["auto", "loglikelihood", "generate"] | None = Field(
+        None,
+        description="How multiple choice is answered (default: the task's multiple_choice.mode, "
+        "auto): loglikelihood, generate (ask for the letter; acc only), or auto "
+        "(generate when the backend gives no log-likelihoods).",
+    )
+    cache: bool = Field(
+        True,
+        description="Answer repeated requests from the response cache in the home folder "
+        "($LADDER_HOME/cache/responses.sqlite); --no-cache neither reads nor writes it.",
+    )
 
 
 def eval_task(
@@ -45,6 +57,8 @@ def eval_task(
     batch_size: int | None = config_option(EvalConfig, "batch_size", "--batch-size"),
     out: Path | None = config_option(EvalConfig, "out", "--out"),
     resamples: int = config_option(EvalConfig, "resamples", "--resamples"),
+    mc_mode: str | None = config_option(EvalConfig, "mc_mode", "--mc-mode"),
+    cache: bool = config_option(EvalConfig, "cache", "--cache/--no-cache"),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object: task, model, n, metrics."
     ),
@@ -52,30 +66,56 @@ def eval_task(
     device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
 ) -> None:
     """Evaluate a model on a task: multiple choice by log-likelihood, or generation."""
+    from ladder.cache import ResponseCache
     from ladder.evaluate.harness import evaluate_task, write_outputs
     from ladder.evaluate.score import CISettings
     from ladder.evaluate.tasks import load_task
     from ladder.models import load_model
 
-    config = build(EvalConfig, limit=limit, batch_size=batch_size, out=out, resamples=resamples)
+    config = build(
+        EvalConfig,
+        limit=limit,
+        batch_size=batch_size,
+        out=out,
+        resamples=resamples,
+        mc_mode=mc_mode,
+        cache=cache,
+    )
     options = build(ModelOptions, dtype=dtype, device=device)
     task = load_task(task_yaml)  # before loading weights: a bad task fails fast
     lm = load_model(model, **options.for_backend(model))
     ci = CISettings(resamples=config.resamples, seed=task.seed)
-    result = evaluate_task(lm, task, limit=config.limit, batch_size=config.batch_size, ci=ci)
+    result = evaluate_task(
+        lm,
+        task,
+        limit=config.limit,
+        batch_size=config.batch_size,
+        ci=ci,
+        cache=ResponseCache() if config.cache else None,
+        mc_mode=config.mc_mode,
+    )
     if config.out is not None:
         write_outputs(result, config.out)
     if as_json:
         typer.echo(json.dumps(result.summary()))
         return
-    table = Table(title=f"{result.task} · {result.model} · {result.n} docs", title_justify="left")
+    mode = f" · {result.mode} mode" if result.mode == "generate" else ""
+    title = f"{result.task} · {result.model} · {result.n} docs{mode}"
+    table = Table(title=title, title_justify="left")
     for column in ("metric", "value", "95% CI"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for name, score in result.scores.items():
         ci_text = "-" if score.ci_low is None else f"[{score.ci_low:.4g}, {score.ci_high:.4g}]"
         table.add_row(name, f"{score.value:.4g}", ci_text)
+    for name in result.not_defined:
+        table.add_row(name, "not defined", "-")
     console.print(table)
+    for name, why in result.not_defined.items():
+        console.print(f"{name}: {why}", soft_wrap=True)
     for score in result.scores.values():
         console.print(f"[dim]{score.signature}[/]", soft_wrap=True)
+    if result.cache is not None:
+        hits, misses = result.cache["hits"], result.cache["misses"]
+        console.print(f"[dim]response cache: {hits} answered from cache, {misses} computed[/]")
     if config.out is not None:
         console.print(f"[dim]samples and summary written to {config.out}[/]")

@@ -13,6 +13,16 @@ few-shot language model evaluation", EleutherAI): every choice is a continuation
 Ties go to the lowest choice index (``argmax``). Scores do not depend on the batch size:
 batching only changes how requests are grouped, and each log-likelihood is computed alone.
 
+Backends without log-likelihoods (chat-only endpoints) answer multiple choice by generation
+instead (:mod:`ladder.evaluate.mc_generate`): automatically on :class:`UnsupportedError`
+with ``multiple_choice.mode: auto`` (the default), or always with ``mode: generate``. Then
+only ``acc`` is scored; the signature says ``mode:generate`` and ``acc_norm`` is reported as
+not defined. Log-likelihood scores say ``mode:loglikelihood``.
+
+With a :class:`~ladder.cache.ResponseCache`, every request goes through a
+:class:`~ladder.cache.CachedModel`: re-running the same evaluation is answered from the
+cache, with the same scores.
+
 Generation (``generate_until``) decodes greedily up to ``generation_kwargs.until``, extracts
 the answer (``answer_extraction``) and scores it with metrics from ladder's registry.
 
@@ -32,12 +42,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ladder.errors import ConfigError
+from ladder.cache import CachedModel, ResponseCache
+from ladder.errors import ConfigError, UnsupportedError
 from ladder.evaluate._common import mean_score
+from ladder.evaluate.mc_generate import ACC_NORM_UNDEFINED, run_generated_choice
 from ladder.evaluate.registry import get_metric
 from ladder.evaluate.score import CISettings, Score, make_signature
 from ladder.evaluate.tasks import (
     Doc,
+    MultipleChoiceMode,
     TaskConfig,
     choices_of,
     gold_answers,
@@ -62,6 +75,10 @@ class EvalResult:
         scores: One :class:`Score` per name in ``metric_list``, in that order.
         samples: One JSON-ready dict per document: index, prompt, choices, log-likelihoods
             or generation, prediction, gold and whether it is correct.
+        mode: How multiple choice was answered (``loglikelihood`` or ``generate``);
+            ``None`` for ``generate_until`` tasks.
+        not_defined: Metrics of ``metric_list`` that have no value in this mode, with why.
+        cache: ``{"hits": n, "misses": m}`` when a response cache was used, else ``None``.
     """
 
     task: str
@@ -69,6 +86,9 @@ class EvalResult:
     config: TaskConfig
     scores: dict[str, Score]
     samples: list[dict[str, Any]] = field(default_factory=list)
+    mode: str | None = None
+    not_defined: dict[str, str] = field(default_factory=dict)
+    cache: dict[str, int] | None = None
 
     @property
     def n(self) -> int:
@@ -76,7 +96,14 @@ class EvalResult:
         return len(self.samples)
 
     def summary(self) -> dict[str, Any]:
-        """``{task, model, n, metrics: {name: {value, ci_low, ci_high, signature}}}``."""
+        """``{task, model, n, metrics: {name: {value, ci_low, ci_high, signature}}}``.
+
+        Multiple choice answered by generation adds ``mode: "generate"`` and
+        ``not_defined: {metric: reason}`` (``acc_norm``), which have no number.
+        """
+        extra: dict[str, Any] = {}
+        if self.mode == "generate":
+            extra = {"mode": self.mode, "not_defined": dict(self.not_defined)}
         return {
             "task": self.task,
             "model": self.model,
@@ -90,6 +117,7 @@ class EvalResult:
                 }
                 for name, s in self.scores.items()
             },
+            **extra,
         }
 
 
@@ -100,6 +128,8 @@ def evaluate_task(
     limit: int | None = None,
     batch_size: int | None = None,
     ci: CISettings | None = None,
+    cache: ResponseCache | None = None,
+    mc_mode: MultipleChoiceMode | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``task``.
 
@@ -111,17 +141,23 @@ def evaluate_task(
         batch_size: Requests per forward pass (default: the backend's). Scores do not
             depend on it.
         ci: Bootstrap settings; default 1000 resamples at 95% seeded with ``task.seed``.
+        cache: Answer repeated requests from this response cache (and store new answers).
+        mc_mode: Overrides ``task.multiple_choice.mode`` (auto, loglikelihood, generate).
 
     Raises:
         ConfigError: bad data, templates or metric names (the message names file:line).
+        UnsupportedError: ``loglikelihood`` mode on a backend without log-likelihoods.
     """
     ci = ci or CISettings(seed=task.seed)
+    cached = CachedModel(model, cache) if cache is not None else None
+    lm: LanguageModel = cached if cached is not None else model
     docs = load_docs(task.dataset_path, task.format)
     pool = load_docs(task.fewshot_split, task.format) if task.fewshot_split else docs
     selected = docs[:limit] if limit is not None else docs
-    prompts = [
-        fewshot_prompt(task, doc, i, pool, same_split=task.fewshot_split is None)
-        for i, doc in enumerate(selected)
+    same_split = task.fewshot_split is None
+    shots = [
+        [pool[j] for j in fewshot_indices(task, i, pool, same_split=same_split)]
+        for i in range(len(selected))
     ]
     signature = {
         "task": task.task,
@@ -129,13 +165,39 @@ def evaluate_task(
         "model": model.info.name,
         "output": task.output_type,
     }
-    scores: dict[str, Score]
+    result = EvalResult(task.task, model.info.name, task, {})
     if task.output_type == "multiple_choice":
-        values, samples = _run_multiple_choice(model, task, selected, prompts, batch_size)
-        scores = {name: mean_score(name, v, ci, signature) for name, v in values.items()}
+        mode = mc_mode or task.multiple_choice.mode
+        _multiple_choice(lm, task, selected, shots, batch_size, ci, signature, mode, result)
     else:
-        scores, samples = _run_generation(model, task, selected, prompts, batch_size, ci, signature)
-    return EvalResult(task.task, model.info.name, task, scores, samples)
+        prompts = [_text_prompt(task, doc, s) for doc, s in zip(selected, shots, strict=True)]
+        result.scores, result.samples = _run_generation(
+            lm, task, selected, prompts, batch_size, ci, signature
+        )
+    if cached is not None:
+        result.cache = {"hits": cached.hits, "misses": cached.misses}
+    return result
+
+
+def fewshot_indices(
+    task: TaskConfig, index: int, pool: list[Doc], *, same_split: bool
+) -> list[int]:
+    """Which pool documents are the few-shot examples of document ``index``.
+
+    Drawn with ``random.Random(f"{seed}:{index}")``, so a document's examples depend only on
+    the seed and its index (not on ``--limit`` or batch size). With ``same_split`` the pool
+    is the task's own data and ``index`` itself is never drawn.
+    """
+    k = task.num_fewshot
+    if k == 0:
+        return []
+    candidates = [j for j in range(len(pool)) if not (same_split and j == index)]
+    if len(candidates) < k:
+        raise ConfigError(
+            f"task {task.task!r}: num_fewshot is {k} but only {len(candidates)} examples "
+            "can be drawn; lower num_fewshot or set fewshot_split"
+        )
+    return random.Random(f"{task.seed}:{index}").sample(candidates, k)
 
 
 def fewshot_prompt(
@@ -143,23 +205,15 @@ def fewshot_prompt(
 ) -> str:
     """The prompt of document ``index``: ``num_fewshot`` solved examples, then the question.
 
-    Examples are drawn with ``random.Random(f"{seed}:{index}")``, so a document's prompt
-    depends only on the seed and its index (not on ``--limit`` or batch size). With
-    ``same_split`` the pool is the task's own data and ``index`` itself is never drawn.
+    The examples are those of :func:`fewshot_indices`.
     """
+    shots = [pool[j] for j in fewshot_indices(task, index, pool, same_split=same_split)]
+    return _text_prompt(task, doc, shots)
+
+
+def _text_prompt(task: TaskConfig, doc: Doc, shots: list[Doc]) -> str:
     question = render(task.doc_to_text, doc, "doc_to_text")
-    k = task.num_fewshot
-    if k == 0:
-        return question
-    candidates = [j for j in range(len(pool)) if not (same_split and j == index)]
-    if len(candidates) < k:
-        raise ConfigError(
-            f"task {task.task!r}: num_fewshot is {k} but only {len(candidates)} examples "
-            "can be drawn; lower num_fewshot or set fewshot_split"
-        )
-    rng = random.Random(f"{task.seed}:{index}")
-    shots = [_solved(task, pool[j]) for j in rng.sample(candidates, k)]
-    return "".join(shot + task.fewshot_delimiter for shot in shots) + question
+    return "".join(_solved(task, shot) + task.fewshot_delimiter for shot in shots) + question
 
 
 def _solved(task: TaskConfig, doc: Doc) -> str:
@@ -189,6 +243,46 @@ def choose(lls: Sequence[float], choices: Sequence[str]) -> tuple[int, int]:
     return raw, norm
 
 
+def _multiple_choice(
+    model: LanguageModel,
+    task: TaskConfig,
+    docs: list[Doc],
+    shots: list[list[Doc]],
+    batch_size: int | None,
+    ci: CISettings,
+    signature: dict[str, Any],
+    mode: MultipleChoiceMode,
+    result: EvalResult,
+) -> None:
+    """Score by log-likelihood, or by generation (asked for, or when the backend cannot)."""
+    unknown = [m for m in task.metric_list if m not in MC_METRICS]
+    if unknown:
+        raise ConfigError(
+            f"task {task.task!r}: metric {unknown[0]!r} is not a multiple_choice metric; "
+            f"use {' or '.join(MC_METRICS)}"
+        )
+    if mode != "generate":
+        prompts = [_text_prompt(task, doc, s) for doc, s in zip(docs, shots, strict=True)]
+        try:
+            values, result.samples = _run_multiple_choice(model, task, docs, prompts, batch_size)
+        except UnsupportedError as exc:
+            if mode == "loglikelihood":
+                raise UnsupportedError(
+                    f"{exc}; or answer by generation: multiple_choice.mode: generate "
+                    "(ladder eval --mc-mode generate)"
+                ) from None
+        else:
+            sig = {**signature, "mode": "loglikelihood"}
+            result.scores = {name: mean_score(name, v, ci, sig) for name, v in values.items()}
+            result.mode = "loglikelihood"
+            return
+    acc, result.samples = run_generated_choice(model, task, docs, shots, batch_size)
+    sig = {**signature, "mode": "generate"}
+    result.scores = {"acc": mean_score("acc", acc, ci, sig)} if "acc" in task.metric_list else {}
+    result.not_defined = {"acc_norm": ACC_NORM_UNDEFINED} if "acc_norm" in task.metric_list else {}
+    result.mode = "generate"
+
+
 def _run_multiple_choice(
     model: LanguageModel,
     task: TaskConfig,
@@ -196,12 +290,6 @@ def _run_multiple_choice(
     prompts: list[str],
     batch_size: int | None,
 ) -> tuple[dict[str, list[float]], list[dict[str, Any]]]:
-    unknown = [m for m in task.metric_list if m not in MC_METRICS]
-    if unknown:
-        raise ConfigError(
-            f"task {task.task!r}: metric {unknown[0]!r} is not a multiple_choice metric; "
-            f"use {' or '.join(MC_METRICS)}"
-        )
     all_choices = [choices_of(task, doc) for doc in docs]
     golds = [gold_index(task, doc, ch) for doc, ch in zip(docs, all_choices, strict=True)]
     pairs = [

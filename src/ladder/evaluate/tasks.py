@@ -15,6 +15,7 @@ import csv
 import json
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ladder.config import load_yaml
 from ladder.errors import ConfigError
 
-DatasetFormat = Literal["jsonl", "csv", "squad"]
+DatasetFormat = Literal["jsonl", "csv", "mmlu_csv", "squad"]
+MultipleChoiceMode = Literal["auto", "loglikelihood", "generate"]
 _FORMAT_BY_SUFFIX: dict[str, DatasetFormat] = {".jsonl": "jsonl", ".csv": "csv", ".json": "squad"}
 
 
@@ -63,6 +65,35 @@ class AnswerExtraction(BaseModel):
         return "" if match is None else (match.group(self.group) or "")
 
 
+DEFAULT_CHOICE_PROMPT = (
+    "{{ prompt }}\n"
+    "{% for choice in choices %}{{ letters[loop.index0] }}. {{ choice }}\n{% endfor %}"
+    "Answer with the letter of the correct choice ({{ letters | join(', ') }})."
+)
+
+
+class MultipleChoiceOptions(BaseModel):
+    """How a multiple-choice task is answered: by log-likelihood, or by generating a letter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: MultipleChoiceMode = Field(
+        "auto",
+        description="loglikelihood: score every choice (acc, acc_norm); generate: show "
+        "lettered choices, ask for the letter, extract it (acc only); auto: loglikelihood, "
+        "or generate when the backend gives no log-likelihoods.",
+    )
+    prompt: str = Field(
+        DEFAULT_CHOICE_PROMPT,
+        description="generate mode: Jinja2 template of the question, over the record's fields "
+        "plus `prompt` (doc_to_text, rendered), `choices` and `letters`; sent as a chat "
+        "message, few-shot examples as earlier turns.",
+    )
+    max_tokens: int = Field(
+        16, ge=1, description="generate mode: most tokens generated for the answer."
+    )
+
+
 class TaskConfig(BaseModel):
     """One evaluation task, in lm-evaluation-harness's YAML vocabulary."""
 
@@ -74,8 +105,9 @@ class TaskConfig(BaseModel):
     )
     dataset_format: DatasetFormat | None = Field(
         None,
-        description="jsonl, csv or squad (SQuAD v1.1/v2.0 JSON); default: from the file "
-        "extension (.jsonl, .csv, .json).",
+        description="jsonl, csv (a header row), mmlu_csv (no header: question, the choices, "
+        "the answer letter, as MMLU ships its CSVs) or squad (SQuAD v1.1/v2.0 JSON); default: "
+        "from the file extension (.jsonl, .csv, .json).",
     )
     fewshot_split: Path | None = Field(
         None,
@@ -114,6 +146,11 @@ class TaskConfig(BaseModel):
         description="Metric names: acc and acc_norm for multiple_choice; any ladder metric "
         "(exact, squad_f1, ...) for generate_until.",
     )
+    multiple_choice: MultipleChoiceOptions = Field(
+        default_factory=MultipleChoiceOptions,
+        description="multiple_choice only: mode (auto, loglikelihood, generate), the prompt "
+        "and max_tokens of generate mode.",
+    )
     seed: int = Field(1234, description="Seed of the few-shot draw and of the bootstrap.")
 
     @field_validator("answer_extraction", mode="before")
@@ -130,7 +167,7 @@ class TaskConfig(BaseModel):
         if found is None:
             raise ConfigError(
                 f"{self.dataset_path}: cannot tell the format from the extension; "
-                "set dataset_format to jsonl, csv or squad"
+                "set dataset_format to jsonl, csv, mmlu_csv or squad"
             )
         return found
 
@@ -160,16 +197,25 @@ def load_docs(path: Path, fmt: DatasetFormat) -> list[Doc]:
     """Read a dataset file into records.
 
     jsonl: one JSON object per line. csv: a header row; MMLU-style columns ``A``, ``B``,
-    ``C``, ``D``... become a ``choices`` list. squad: SQuAD v1.1/v2.0 JSON, one record per
-    question with ``id``, ``title``, ``context``, ``question``, ``answers`` (a list of
-    texts, empty when ``is_impossible``) and ``is_impossible``.
+    ``C``, ``D``... become a ``choices`` list. mmlu_csv: no header, rows ``question, A, B,
+    C, D, answer letter`` as MMLU ships them (a first row that looks like a header, or a
+    csv whose header looks like data, is an error saying which format to use). squad:
+    SQuAD v1.1/v2.0 JSON, one record per question with ``id``, ``title``, ``context``,
+    ``question``, ``answers`` (a list of texts, empty when ``is_impossible``) and
+    ``is_impossible``.
 
     Raises:
         ConfigError: the file is missing or a record is malformed (names file:line).
     """
     if not path.is_file():
         raise ConfigError(f"{path}: no such data file")
-    loader = {"jsonl": _load_jsonl, "csv": _load_csv, "squad": _load_squad}[fmt]
+    loaders = {
+        "jsonl": _load_jsonl,
+        "csv": _load_csv,
+        "mmlu_csv": _load_mmlu_csv,
+        "squad": _load_squad,
+    }
+    loader = loaders[fmt]
     docs = loader(path)
     if not docs:
         raise ConfigError(f"{path}: no records")
@@ -196,6 +242,12 @@ def _load_csv(path: Path) -> list[Doc]:
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
+        if _looks_like_mmlu_row(header):
+            raise ConfigError(
+                f"{path}:1: dataset_format csv expects a header row, but the first row looks "
+                f"like data (its last cell {header[-1]!r} is an answer letter); for headerless "
+                "MMLU files set dataset_format: mmlu_csv (or rename that column)"
+            )
         letters = [c for c in string.ascii_uppercase if c in header]
         letters = letters[: next((i for i, c in enumerate(letters) if c != chr(65 + i)), None)]
         for row in reader:
@@ -206,6 +258,53 @@ def _load_csv(path: Path) -> list[Doc]:
             if "choices" not in record and len(letters) >= 2:
                 record["choices"] = [record[c] for c in letters]
             docs.append(Doc(record, where))
+    return docs
+
+
+def _looks_like_mmlu_row(cells: Sequence[str]) -> bool:
+    """A question, two or more choices, and a last cell that is the letter of one of them."""
+    if len(cells) < 4:
+        return False
+    answer = cells[-1].strip().upper()
+    return len(answer) == 1 and "A" <= answer <= string.ascii_uppercase[len(cells) - 3]
+
+
+def _load_mmlu_csv(path: Path) -> list[Doc]:
+    """Headerless rows ``question, choice A, choice B, ..., answer letter`` (MMLU's layout).
+
+    Each record has ``question``, ``choices`` (a list), ``answer`` (the letter) and one
+    field per letter (``A``, ``B`` ...), so lm-eval style templates work unchanged.
+    """
+    docs: list[Doc] = []
+    width = 0
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        for cells in reader:
+            where = f"{path}:{reader.line_num}"
+            if not any(cell.strip() for cell in cells):
+                continue
+            if not width:
+                if not _looks_like_mmlu_row(cells):
+                    raise ConfigError(
+                        f"{where}: dataset_format mmlu_csv expects no header, but the first "
+                        f"row does not end in an answer letter (last cell {cells[-1]!r}); if "
+                        "it is a header row, set dataset_format: csv"
+                    )
+                width = len(cells)
+            letters = string.ascii_uppercase[: width - 2]
+            if len(cells) != width:
+                raise ConfigError(
+                    f"{where}: expected {width} columns (question, {len(letters)} choices, "
+                    f"answer), got {len(cells)}"
+                )
+            answer = cells[-1].strip().upper()
+            if len(answer) != 1 or answer not in letters:
+                raise ConfigError(
+                    f"{where}: answer {cells[-1]!r} is not a letter {letters[0]}-{letters[-1]}"
+                )
+            choices = cells[1:-1]
+            record = {"question": cells[0], "choices": choices, "answer": answer}
+            docs.append(Doc({**record, **dict(zip(letters, choices, strict=True))}, where))
     return docs
 
 
