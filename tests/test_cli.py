@@ -23,6 +23,7 @@ VERBS = [
     "eval",
     "judge",
     "agent",
+    "prompt",
 ]
 
 
@@ -37,6 +38,7 @@ def test_root_help_lists_every_verb_with_one_line(capsys: pytest.CaptureFixture[
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     registered = {c.name for c in app.registered_commands}
+    registered |= {g.name for g in app.registered_groups}
     assert set(VERBS) <= registered
     for verb in registered:
         lines = [line for line in out.splitlines() if f" {verb} " in line]

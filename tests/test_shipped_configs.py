@@ -9,6 +9,7 @@ import pytest
 from ladder.config import load_yaml
 from ladder.evaluate.tasks import TaskConfig
 from ladder.prompts.chain import ChainSpec
+from ladder.prompts.runner import RunConfig
 from ladder.prompts.template import TemplateSpec
 from ladder.train.config import PretrainConfig
 
@@ -20,6 +21,7 @@ MODEL_FOR = {
     "arith-mc.yaml": TaskConfig,
     "topic-template.yaml": TemplateSpec,
     "riddle-chain.yaml": ChainSpec,
+    "topic-run.yaml": RunConfig,
 }
 
 

@@ -41,6 +41,7 @@ def _register_verbs() -> None:
     from ladder.cli import agent as agent_cli
     from ladder.cli import demo, eval, fit, generate, info, perplexity, pretrain, score
     from ladder.cli import judge as judge_cli
+    from ladder.cli import prompt as prompt_cli
 
     app.command("info", help=info.__doc__)(info.info)
     app.command("generate", help=generate.generate.__doc__)(generate.generate)
@@ -53,6 +54,7 @@ def _register_verbs() -> None:
     app.command("eval", help=eval.eval_task.__doc__)(eval.eval_task)
     app.command("judge", help=judge_cli.judge.__doc__)(judge_cli.judge)
     app.command("agent", help=agent_cli.agent.__doc__)(agent_cli.agent)
+    app.add_typer(prompt_cli.app, name="prompt")
 
 
 _register_verbs()
