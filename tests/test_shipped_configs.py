@@ -12,12 +12,14 @@ from ladder.prompts.chain import ChainSpec
 from ladder.prompts.runner import RunConfig
 from ladder.prompts.template import TemplateSpec
 from ladder.train.config import PretrainConfig
+from ladder.train.finetune_config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "examples").rglob("*.yaml"))
 # A shipped YAML file joins by naming the config model it is written for.
 MODEL_FOR = {
     "pretrain-tiny.yaml": PretrainConfig,
+    "finetune-lora.yaml": FinetuneConfig,
     "arith-mc.yaml": TaskConfig,
     "topic-template.yaml": TemplateSpec,
     "riddle-chain.yaml": ChainSpec,
@@ -45,3 +47,12 @@ def test_pretrain_example_overrides_the_preset() -> None:
     merged = run.train_config(get_preset("tiny").train)
     assert merged.max_steps == 800 and merged.warmup_steps == 50
     assert merged.batch_size == get_preset("tiny").train.batch_size  # not set: preset's
+
+
+def test_finetune_example_resolves_its_training_settings() -> None:
+    run = load_yaml(ROOT / "examples" / "finetune-lora.yaml", FinetuneConfig)
+    train = run.train_config()
+    assert run.method == "lora" and run.lora.rank == 16
+    assert train.max_steps == 300 and train.lr == 0.001
+    assert train.min_lr == pytest.approx(0.0001)  # not set: a tenth of lr
+    assert train.weight_decay == 0.0  # not set: the fine-tuning default

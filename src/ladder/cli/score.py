@@ -102,7 +102,8 @@ def score(
         raise ConfigError(f"metric {metric!r} needs --references FILE (paired with --predictions)")
     else:
         items = read_items(config.predictions, config.field)
-        result = scorer.compute([x if isinstance(x, str) else " ".join(x) for x in items])
+        texts = [x if isinstance(x, str) else " ".join(x) for x in items]
+        result = scorer.compute(texts, None)  # type: ignore[arg-type]  # reference-free
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

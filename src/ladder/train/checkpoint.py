@@ -46,6 +46,8 @@ class TrainerState:
     tokens: int = 0  # input positions processed (padding included)
     train_losses: list[float] = field(default_factory=list)  # one mean loss per step
     evals: list[dict[str, float]] = field(default_factory=list)  # {step, loss, perplexity}
+    best_eval: float | None = None  # lowest validation loss so far (early stopping)
+    evals_without_gain: int = 0  # evaluations since best_eval last improved
 
 
 def checkpoints_root(out_dir: str | os.PathLike[str]) -> Path:

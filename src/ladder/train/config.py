@@ -64,6 +64,20 @@ class TrainConfig(BaseModel):
     compile: bool = Field(
         False, description="Compile the model with torch.compile (slower start, faster steps)."
     )
+    optimizer: Literal["adamw", "paged_adamw"] = Field(
+        "adamw",
+        description="adamw (torch) or paged_adamw (bitsandbytes, pages optimizer state to "
+        "CPU memory under pressure; CUDA only).",
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop when the validation loss has not improved for N evaluations in a "
+        "row (unset: train for max_steps).",
+    )
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0.0, description="How much lower a validation loss must be to count as better."
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Self:

@@ -7,6 +7,10 @@ returns ``.logits``; pretraining and fine-tuning differ only in the batches they
 A batch is a dict of (B, T) tensors: ``input_ids``, optional ``attention_mask``, optional
 ``labels`` (``-100`` where nothing is predicted; ``input_ids`` when absent).
 
+What is minimised is an :class:`Objective`: by default :class:`NextTokenObjective`
+(pretraining, supervised fine-tuning); preference tuning passes its own
+(:class:`ladder.train.preference.DPOObjective`). Either way the loop is this one function.
+
 On top of ``accelerate`` so the same loop runs on CPU, one GPU, or (``accelerate launch``)
 several; the arithmetic it must get right lives in :mod:`ladder.train.loss` and
 :mod:`ladder.train.schedule`, tested on its own.
@@ -19,11 +23,12 @@ import inspect
 import itertools
 import math
 import os
+import resource
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -43,6 +48,43 @@ from ladder.train.loss import count_targets, next_token_loss
 from ladder.train.schedule import lr_at, resolve_mixed_precision
 
 Batch = Mapping[str, torch.Tensor]
+
+
+class Objective(Protocol):
+    """What the loop minimises: a loss *sum* over a batch and the units it averages over.
+
+    The loop divides each micro-batch's sum by the units of the whole accumulation window
+    (see :mod:`ladder.train.loss`), so any objective gets accumulation right for free.
+    """
+
+    def units(self, batch: Batch) -> torch.Tensor:
+        """How many things the batch's loss averages over (target tokens, pairs ...)."""
+        ...
+
+    def loss_sum(
+        self, model: torch.nn.Module, batch: Batch, forward_kwargs: Mapping[str, Any]
+    ) -> torch.Tensor:
+        """The summed loss of ``batch`` under ``model`` (a scalar with gradient)."""
+        ...
+
+
+class NextTokenObjective:
+    """Next-token cross-entropy on the target tokens (``labels`` != -100)."""
+
+    def units(self, batch: Batch) -> torch.Tensor:
+        """Number of target tokens."""
+        return count_targets(_labels(batch))
+
+    def loss_sum(
+        self, model: torch.nn.Module, batch: Batch, forward_kwargs: Mapping[str, Any]
+    ) -> torch.Tensor:
+        """Summed next-token cross-entropy of the batch."""
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),
+            **forward_kwargs,
+        ).logits  # (B, T, V)
+        return next_token_loss(logits, _labels(batch))
 
 
 @dataclass(frozen=True)
@@ -66,6 +108,8 @@ class TrainResult:
     elapsed_s: float  # this call's wall time, setup included
     checkpoint: Path  # the last checkpoint written
     mixed_precision: str  # what "auto" resolved to
+    stopped_early: bool = False  # early stopping ended the run before max_steps
+    peak_memory_bytes: int = 0  # peak accelerator memory (CUDA) or process RSS (CPU)
 
     @property
     def final_train_loss(self) -> float:
@@ -83,6 +127,7 @@ def train(
     resume: bool = False,
     run_info: dict[str, Any] | None = None,
     progress: bool = True,
+    objective: Objective | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with AdamW, warmup + cosine LR, accumulation and clipping.
 
@@ -96,9 +141,11 @@ def train(
         out_dir: checkpoints go to ``out_dir/checkpoints/step-NNNNNNN``.
         resume: continue from the newest complete checkpoint in ``out_dir`` if there is one.
         run_info: provenance saved in every checkpoint's ``config.yaml`` under ``run:``.
-        progress: show a progress bar with loss, learning rate and tokens/s.
+        progress: show a progress bar with loss, learning rate, tokens/s and peak memory.
+        objective: what to minimise; next-token loss on ``labels`` when None.
     """
     started = time.perf_counter()
+    objective = objective or NextTokenObjective()
     accelerator = _make_accelerator(config)
     set_seed(config.seed)
     optimizer = make_optimizer(model, config)
@@ -127,8 +174,9 @@ def train(
     first_tokens, loop_start, side_s = state.tokens, time.perf_counter(), 0.0
     last_log = (first_step, state.tokens, loop_start, side_s)
     model.train()
+    stopped = _patience_spent(state, config)
 
-    while state.step < config.max_steps:
+    while state.step < config.max_steps and not stopped:
         lr = lr_at(state.step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -136,7 +184,7 @@ def train(
         # 1. accumulate. Each micro-batch's loss sum is divided by the target count of the
         # whole window, so the accumulated gradient is that of the full-batch token mean.
         window = [_to_device(next(batches), accelerator.device) for _ in range(config.grad_accum)]
-        targets = sum(count_targets(_labels(b)) for b in window)
+        targets = sum(objective.units(b) for b in window)
         # DDP averages gradients over processes: normalise by the per-process share.
         normalizer = accelerator.reduce(targets, "sum").clamp(min=1) / accelerator.num_processes
         step_loss = torch.zeros((), device=accelerator.device)
@@ -144,12 +192,7 @@ def train(
             is_last = i == len(window) - 1
             # Gradients are all-reduced once per step, on the last micro-batch only.
             with contextlib.nullcontext() if is_last else accelerator.no_sync(model):
-                logits = model(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch.get("attention_mask"),
-                    **forward_kwargs,
-                ).logits  # (B, T, V)
-                loss = next_token_loss(logits, _labels(batch), normalizer)
+                loss = objective.loss_sum(model, batch, forward_kwargs) / normalizer
                 accelerator.backward(loss)
             step_loss += loss.detach()
             state.tokens += batch["input_ids"].numel()
@@ -171,20 +214,26 @@ def train(
             since_step, since_tokens, since_t, since_side = last_log
             now = time.perf_counter()
             busy = (now - since_t) - (side_s - since_side)  # eval/save time is not training
-            recent = step_losses[since_step : state.step].mean().item()
+            recent = _mean_over_processes(accelerator, step_losses)[since_step : state.step]
+            recent = recent.mean().item()
             postfix["loss"] = f"{recent:.3f}"
             postfix["lr"] = f"{lr:.1e}"
             postfix["tok/s"] = f"{(state.tokens - since_tokens) / max(busy, 1e-9):,.0f}"
+            postfix["mem"] = f"{peak_memory_bytes(accelerator.device) / 2**20:,.0f}MiB"
             bar.set_postfix(postfix, refresh=False)
             last_log = (state.step, state.tokens, now, side_s)
 
         # 5. eval
         if eval_batches is not None and (state.step % config.eval_every == 0 or done):
             side_start = time.perf_counter()
-            final_eval = evaluate(model, eval_batches, config.eval_batches, forward_kwargs)
+            final_eval = evaluate(
+                model, eval_batches, config.eval_batches, forward_kwargs, objective
+            )
             state.evals.append(
                 {"step": state.step, "loss": final_eval.loss, "perplexity": final_eval.perplexity}
             )
+            stopped = _track_patience(state, config, final_eval.loss)
+            done = done or stopped
             postfix["val"] = f"{final_eval.loss:.3f}"
             bar.set_postfix(postfix, refresh=False)
             side_s += time.perf_counter() - side_start
@@ -192,7 +241,8 @@ def train(
         # 6. save
         if state.step % config.save_every == 0 or done:
             side_start = time.perf_counter()
-            state.train_losses = prior_losses + step_losses[first_step : state.step].tolist()
+            losses = _mean_over_processes(accelerator, step_losses)
+            state.train_losses = prior_losses + losses[first_step : state.step].tolist()
             checkpoint = save_checkpoint(accelerator, out_dir, state, config, run_info)
             side_s += time.perf_counter() - side_start
 
@@ -201,23 +251,62 @@ def train(
     if checkpoint is None:  # resumed at or past max_steps: nothing new was trained
         checkpoint = existing or save_checkpoint(accelerator, out_dir, state, config, run_info)
         if eval_batches is not None:
-            final_eval = evaluate(model, eval_batches, config.eval_batches, forward_kwargs)
+            final_eval = evaluate(
+                model, eval_batches, config.eval_batches, forward_kwargs, objective
+            )
+    losses = _mean_over_processes(accelerator, step_losses)[first_step : state.step].tolist()
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper
     accelerator.free_memory()
     return TrainResult(
         steps=state.step,
-        train_losses=prior_losses + step_losses[first_step : state.step].tolist(),
+        train_losses=prior_losses + losses,
         final_eval=final_eval,
         tokens=state.tokens,
         tokens_per_s=(state.tokens - first_tokens) / train_s if train_s > 0 else 0.0,
         elapsed_s=time.perf_counter() - started,
         checkpoint=checkpoint,
         mixed_precision=str(accelerator.mixed_precision),
+        stopped_early=stopped and state.step < config.max_steps,
+        peak_memory_bytes=peak_memory_bytes(accelerator.device),
     )
 
 
+def _mean_over_processes(accelerator: Accelerator, losses: torch.Tensor) -> torch.Tensor:
+    """Per-step losses averaged over processes: each holds its share of the global mean.
+
+    Every process reaches the log, save and return points at the same step, so this
+    collective is entered by all of them; a single process skips it.
+    """
+    if accelerator.num_processes == 1:
+        return losses
+    return accelerator.reduce(losses.clone(), "mean")
+
+
+def _track_patience(state: TrainerState, config: TrainConfig, loss: float) -> bool:
+    """Early stopping: note a validation loss; True when patience has run out."""
+    if config.early_stopping_patience is None:
+        return False
+    if state.best_eval is None or loss < state.best_eval - config.early_stopping_min_delta:
+        state.best_eval, state.evals_without_gain = loss, 0
+    else:
+        state.evals_without_gain += 1
+    return _patience_spent(state, config)
+
+
+def _patience_spent(state: TrainerState, config: TrainConfig) -> bool:
+    patience = config.early_stopping_patience
+    return patience is not None and state.evals_without_gain >= patience
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory so far: allocated CUDA memory on a GPU, else the process's peak RSS."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only.
+    """AdamW (or bitsandbytes' paged AdamW) over trainable parameters, decay on matrices only.
 
     Decaying norm gains and biases towards zero only hurts (as in nanoGPT); betas
     (0.9, 0.95) are the usual choice for LM training (GPT-3, Llama).
@@ -227,6 +316,10 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+    if config.optimizer == "paged_adamw":  # QLoRA (Dettmers et al. 2023); needs CUDA
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedAdamW(groups, lr=config.lr, betas=(0.9, 0.95))
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
 
 
@@ -235,8 +328,12 @@ def _make_accelerator(config: TrainConfig) -> Accelerator:
     # different settings can share a process (tests, notebooks, the benchmark).
     AcceleratorState._reset_state()
     cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    # Under torchrun without a GPU, accelerate joins the processes (gloo) only when told
+    # it runs on CPU; a single process is unaffected.
+    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     return Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision, cuda_bf16=cuda_bf16)
+        mixed_precision=resolve_mixed_precision(config.mixed_precision, cuda_bf16=cuda_bf16),
+        cpu=multi_cpu,
     )
 
 
@@ -246,8 +343,9 @@ def evaluate(
     batches: Iterable[Batch],
     max_batches: int,
     forward_kwargs: Mapping[str, Any] | None = None,
+    objective: Objective | None = None,
 ) -> EvalResult:
-    """Mean next-token loss over all target tokens of the first ``max_batches`` batches.
+    """Mean loss (next-token by default) over the first ``max_batches`` batches.
 
     In a distributed run each process evaluates the batches it is given; the results are
     not combined across processes.
@@ -257,7 +355,9 @@ def evaluate(
         batches: validation batches (same shape rules as training batches).
         max_batches: how many batches to use at most.
         forward_kwargs: extra keyword arguments for the forward call.
+        objective: what to measure; next-token loss on ``labels`` when None.
     """
+    objective = objective or NextTokenObjective()
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -265,13 +365,8 @@ def evaluate(
     targets = torch.zeros((), dtype=torch.long, device=device)
     for batch in itertools.islice(batches, max_batches):
         batch = _to_device(batch, device)
-        logits = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch.get("attention_mask"),
-            **(forward_kwargs or {}),
-        ).logits  # (B, T, V)
-        loss_sum += next_token_loss(logits, _labels(batch))
-        targets += count_targets(_labels(batch))
+        loss_sum += objective.loss_sum(model, batch, forward_kwargs or {})
+        targets += objective.units(batch)
     model.train(was_training)
     n = int(targets.item())
     loss = loss_sum.item() / n if n else math.nan

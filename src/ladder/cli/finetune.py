@@ -1,0 +1,131 @@
+"""``ladder finetune`` and ``ladder merge``: adapt a model's weights; fold adapters in."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+
+from ladder.cli._common import console, err_console, field_help
+from ladder.config import load_yaml
+from ladder.errors import ConfigError
+from ladder.train.config import TrainConfig
+from ladder.train.finetune_config import FinetuneConfig
+
+F = FinetuneConfig
+
+
+def finetune(
+    model: str | None = typer.Option(None, "--model", help=field_help(F, "model")),
+    data: str | None = typer.Option(None, "--data", help=field_help(F, "data")),
+    method: str | None = typer.Option(None, "--method", help=field_help(F, "method")),
+    out: str | None = typer.Option(None, "--out", help=field_help(F, "out")),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help=field_help(TrainConfig, "max_steps")
+    ),
+    epochs: float | None = typer.Option(None, "--epochs", help=field_help(F, "epochs")),
+    resume: bool = typer.Option(False, "--resume", help=field_help(F, "resume")),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML file with the same fields; options given here win."
+    ),
+    nproc: int | None = typer.Option(None, "--nproc", min=1, help=field_help(F, "nproc")),
+    data_format: str | None = typer.Option(None, "--format", help=field_help(F, "format")),
+    lr: float | None = typer.Option(None, "--lr", help=field_help(TrainConfig, "lr")),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help=field_help(TrainConfig, "batch_size")
+    ),
+    accelerate_config: str | None = typer.Option(
+        None, "--accelerate-config", help=field_help(F, "accelerate_config")
+    ),
+) -> None:
+    """Fine-tune a model (full, freeze, lora, qlora, dpo) on a JSONL/CSV/Parquet file."""
+    if "torch" not in sys.modules:  # idle OpenMP threads sleep on a shared CPU (see pretrain)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    given: dict[str, Any] = {
+        "model": model,
+        "data": data,
+        "method": method,
+        "out": out,
+        "epochs": epochs,
+        "nproc": nproc,
+        "format": data_format,
+        "accelerate_config": accelerate_config,
+        "resume": resume or None,
+        "train.max_steps": max_steps,
+        "train.lr": lr,
+        "train.batch_size": batch_size,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    cfg = _resolve(config, overrides)
+
+    from ladder.train.distributed import is_launched_child, launch
+
+    if cfg.nproc > 1 and not is_launched_child():
+        console.print(f"Launching {cfg.nproc} processes ...")
+        code = launch(cfg)
+        if code:
+            raise typer.Exit(code)
+        return
+
+    from ladder.train.finetune import finetune as run_finetune
+
+    main_process = os.environ.get("RANK", "0") == "0"
+    result = run_finetune(
+        cfg,
+        progress=main_process,
+        log=(lambda line: err_console.print(f"[dim]{line}[/]")) if main_process else None,
+    )
+    if not main_process:
+        return
+    if result.final_eval is not None and result.base_eval is not None:
+        console.print(
+            f"Validation loss {result.base_eval.loss:.3f} → {result.final_eval.loss:.3f} "
+            f"after {result.steps} steps"
+            + (" (stopped early)" if result.stopped_early else "")
+            + f"; {result.tokens_per_s:,.0f} tokens/s; "
+            f"peak memory {result.peak_memory_bytes / 2**20:,.0f} MiB."
+        )
+    if result.preference_accuracy is not None:
+        console.print(f"Preference accuracy on validation pairs: {result.preference_accuracy:.0%}")
+    if result.adapter_dir is not None:
+        console.print(f"Adapters: {result.adapter_dir}")
+    if result.model_dir is not None:
+        console.print(f"Model: {result.model_dir}")
+        console.print(f'Try it: ladder generate hf:{result.model_dir} "..."')
+
+
+def _resolve(config: Path | None, overrides: dict[str, Any]) -> FinetuneConfig:
+    if config is not None:
+        return load_yaml(config, FinetuneConfig, overrides)
+    values: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        section, _, leaf = dotted.partition(".")
+        if leaf:
+            values.setdefault(section, {})[leaf] = value
+        else:
+            values[section] = value
+    try:  # not _common.build: its first parameter is called "model", like our field
+        return FinetuneConfig.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--" + "-".join(str(p) for p in err["loc"]).replace("_", "-")
+        raise ConfigError(f"{option}: {err['msg']}") from None
+
+
+def merge(
+    adapter: Path = typer.Argument(..., help="Adapter folder (OUT/adapter of ladder finetune)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the merged HF checkpoint."),
+    base: Path | None = typer.Option(
+        None, "--base", help="Base checkpoint folder; default: the one the adapter names."
+    ),
+) -> None:
+    """Fold LoRA adapters into their base weights: a standard HF checkpoint."""
+    from ladder.train.merge import adapter_base, merge_adapter
+
+    base_dir = base or Path(adapter_base(adapter))
+    path = merge_adapter(base_dir, adapter, out)
+    console.print(f"Merged {adapter} into {base_dir}: {path}")

@@ -1,0 +1,158 @@
+"""Fine-tuning settings: one pydantic model; its field descriptions are ``ladder finetune --help``.
+
+As a YAML file (the CLI's options win over the file's values)::
+
+    # how to run: ladder finetune --config run.yaml
+    model: hf:./my-base
+    data: train.jsonl
+    method: lora
+    out: runs/my-lora
+    lora: {rank: 16, alpha: 32}
+    train: {max_steps: 300, lr: 0.0002}
+
+Kept free of torch so ``ladder --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ladder.train.config import TrainConfig
+
+Method = Literal["full", "freeze", "lora", "qlora", "dpo"]
+DataFormat = Literal["auto", "alpaca", "dolly", "chat", "text", "preference"]
+
+# Good starting points per method; any train: field given replaces these.
+METHOD_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "full": {"lr": 2e-5},
+    "freeze": {"lr": 1e-4},
+    "lora": {"lr": 2e-4},  # adapters start at zero and tolerate a higher rate
+    "qlora": {"lr": 2e-4},
+    "dpo": {"lr": 5e-5},  # DPO on LoRA adapters; full-weight DPO wants ~5e-7..5e-6
+}
+COMMON_TRAIN_DEFAULTS: dict[str, Any] = {
+    "max_steps": 200,
+    "warmup_steps": 10,
+    "batch_size": 8,
+    "weight_decay": 0.0,
+    "eval_every": 50,
+    "save_every": 100,
+    "log_every": 5,
+}
+
+
+class LoraSettings(BaseModel):
+    """LoRA adapters (Hu et al. 2021): W + (alpha / rank) · B A, with only A and B trained."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rank: int = Field(8, ge=1, description="LoRA rank r of the low-rank update.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha; the update is scaled by alpha/r.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: str | list[str] = Field(
+        "auto",
+        description="Layers to adapt: auto (per-architecture default; all-linear for qlora), "
+        "all-linear, or a list of module names such as [q_proj, v_proj].",
+    )
+
+
+class FreezeSettings(BaseModel):
+    """Transfer learning: train only the last blocks and/or the output head."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    last_blocks: int = Field(2, ge=0, description="Transformer blocks trained, from the top.")
+    train_head: bool = Field(True, description="Also train the output (LM head) layer.")
+
+
+class DPOSettings(BaseModel):
+    """Direct Preference Optimization (Rafailov et al. 2023)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    beta: float = Field(0.1, gt=0.0, description="DPO beta: higher keeps closer to the reference.")
+    weights: Literal["lora", "full"] = Field(
+        "lora",
+        description="Train LoRA adapters (reference: the base) or all weights (reference: "
+        "a frozen copy of the start).",
+    )
+
+
+class FinetuneConfig(BaseModel):
+    """A fine-tuning run: model, data, method, output folder and training settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(
+        ..., description="Model to fine-tune: hf:DIR (local checkpoint) or builtin:NAME."
+    )
+    data: str = Field(..., description="Training data: a .jsonl, .json, .csv or .parquet file.")
+    method: Method = Field(
+        "lora", description="full, freeze, lora, qlora (4-bit base + LoRA) or dpo (preference)."
+    )
+    out: str = Field(
+        ..., description="Output folder: checkpoints/, model/ (HF checkpoint), adapter/."
+    )
+    format: DataFormat = Field(
+        "auto",
+        description="Data format: auto (from the fields), alpaca, dolly, chat, text, preference.",
+    )
+    validation_data: str | None = Field(
+        None, description="Validation file; without it a split is carved off the training data."
+    )
+    val_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of the training data held out for validation."
+    )
+    max_seq_len: int = Field(
+        512, ge=8, description="Longest sequence in tokens; longer records are cut at the end."
+    )
+    packing: bool = Field(
+        False, description="Pack several records into each sequence (fewer padding tokens)."
+    )
+    epochs: float | None = Field(
+        None, gt=0, description="Passes over the training data; sets max_steps from its size."
+    )
+    merge: bool = Field(
+        True, description="For adapter methods, also save the adapters merged into the base."
+    )
+    resume: bool = Field(
+        False, description="Continue an interrupted run from its newest checkpoint."
+    )
+    nproc: int = Field(1, ge=1, description="Processes to train with (DDP through torchrun).")
+    accelerate_config: str | None = Field(
+        None,
+        description="accelerate config file for multi-process runs (FSDP, DeepSpeed ZeRO ...).",
+    )
+    lora: LoraSettings = Field(LoraSettings(), description="LoRA settings (lora, qlora, dpo).")
+    freeze: FreezeSettings = Field(FreezeSettings(), description="Settings of method freeze.")
+    dpo: DPOSettings = Field(DPOSettings(), description="Settings of method dpo.")
+    train: TrainConfig | None = Field(
+        None, description="Training settings; fields given replace the method's defaults."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.method == "dpo" and self.format not in ("auto", "preference"):
+            raise ValueError("method dpo needs preference data (prompt, chosen, rejected)")
+        return self
+
+    def train_config(self, n_train: int | None = None, world: int = 1) -> TrainConfig:
+        """Method defaults with the given ``train:`` fields on top; ``epochs`` sets max_steps.
+
+        Args:
+            n_train: training items (sequences or pairs), to turn ``epochs`` into steps.
+            world: processes; each step consumes ``batch_size x grad_accum x world`` items.
+        """
+        values: dict[str, Any] = {**COMMON_TRAIN_DEFAULTS, **METHOD_TRAIN_DEFAULTS[self.method]}
+        given = self.train.model_fields_set if self.train else set()
+        values.update({name: getattr(self.train, name) for name in given})
+        if "min_lr" not in given:
+            values["min_lr"] = values["lr"] / 10
+        if self.epochs is not None and n_train:
+            per_step = values["batch_size"] * values.get("grad_accum", 1) * world
+            values["max_steps"] = max(1, round(self.epochs * n_train / per_step))
+        if values["warmup_steps"] >= values["max_steps"] and "warmup_steps" not in given:
+            values["warmup_steps"] = values["max_steps"] // 10
+        return TrainConfig.model_validate(values)
