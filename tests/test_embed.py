@@ -36,7 +36,7 @@ def test_minilm_is_the_bundled_model(minilm: Embedder) -> None:
     assert isinstance(minilm, Embedder)
     assert minilm.name == "all-MiniLM-L6-v2" and minilm.dim == 384
     assert (minilm_path() / "model.safetensors").is_file()
-    assert embedder_names() == ["minilm", "st"]
+    assert embedder_names() == ["minilm", "openai", "st"]
 
 
 def test_rows_are_unit_float32_in_order(minilm: Embedder) -> None:

@@ -212,3 +212,31 @@ def test_answers_are_judged_against_the_sources_they_cite(
     assert cited_context(answer).startswith("[1] Pumps need oil every month.")
     result = judge_answers(lm, [answer])
     assert result.score.value == 0.5  # "oil" claim supported, "fly" claim not
+
+
+def test_agent_searches_a_knowledge_base(
+    docs: Path, server: OpenAITestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_json(capsys, "index", str(docs), "--kb", "notes")
+
+    replies = iter(
+        [
+            "Thought: look it up\nAction: search\nAction Input: how often pumps need oil",
+            "Thought: found it\nFinal Answer: every month",
+        ]
+    )
+
+    def react(body: dict[str, Any]) -> str:
+        return next(replies)
+
+    server.responder = react
+    try:
+        result = run_json(capsys, "agent", f"openai:echo@{server.base_url}", "Pump oil?",
+                          "--kb", "notes", "--tools", "calculator")  # fmt: skip
+    finally:
+        server.responder = None
+    assert result["answer"] == "every month"
+    first = result["steps"][0]
+    assert first["tool"] == "search" and "Pumps need oil every month" in first["observation"]
+    code, _, err = run(capsys, "agent", "openai:echo@http://127.0.0.1:9/v1", "q", "--kb", "nope")
+    assert code == 2 and "nope" in err and "notes" in err

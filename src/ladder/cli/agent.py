@@ -21,6 +21,12 @@ def agent(
         "calculator",
         help="Comma-separated tool names (built in: calculator, python, search, http_get).",
     ),
+    kb: str | None = typer.Option(
+        None,
+        "--kb",
+        help="Knowledge base (ladder index) the search tool looks things up in; "
+        "adds search to --tools.",
+    ),
     max_steps: int = config_option(AgentConfig, "max_steps"),
     max_tokens: int = config_option(AgentConfig, "max_tokens"),
     temperature: float = config_option(AgentConfig, "temperature"),
@@ -48,7 +54,15 @@ def agent(
         observation_chars=observation_chars,
         chat=chat,
     )
-    toolbox = resolve_tools([n.strip() for n in tools.split(",") if n.strip()])  # before loading
+    names = [n.strip() for n in tools.split(",") if n.strip()]
+    if kb is not None:
+        from ladder.rag.kb import KnowledgeBase
+
+        base = KnowledgeBase(kb)
+        base.settings()  # an unknown name fails here, listing the existing ones
+        base.register()
+        names += [] if "search" in names else ["search"]
+    toolbox = resolve_tools(names)  # before loading the model
     options = build(ModelOptions, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     lm = load_model(model, **options.for_backend(model))
     text = sys.stdin.read() if question == "-" else question

@@ -277,9 +277,9 @@ def load_embedder(spec: str = DEFAULT_EMBEDDER, **options: Any) -> Embedder:
         ModelLoadError: an unknown prefix or a folder that cannot be loaded.
     """
     prefix, _, rest = spec.partition(":")
-    factory = _EMBEDDERS.get(prefix) or _BUILTIN_REMOTE.get(prefix)
+    factory = _EMBEDDERS.get(prefix)
     if factory is None:
-        known = ", ".join([*embedder_names(), *_BUILTIN_REMOTE])
+        known = ", ".join(embedder_names())
         raise ModelLoadError(
             f"unknown embedder spec {spec!r}: use one of {known} (e.g. minilm, st:./my-embedder)"
         )
@@ -312,9 +312,7 @@ def _load_openai(rest: str, **options: Any) -> Embedder:
 
 register_embedder("minilm", _load_minilm)
 register_embedder("st", _load_st)
-# openai: is resolved by load_embedder itself, outside the registry, so that
-# embedder_names() keeps listing the local kinds that tests/test_embed.py pins.
-_BUILTIN_REMOTE: dict[str, EmbedderFactory] = {"openai": _load_openai}
+register_embedder("openai", _load_openai)
 
 
 _POOLING_KEYS = {
