@@ -1,0 +1,67 @@
+"""``ladder serve``: an OpenAI-compatible server for a model and its LoRA adapters."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import typer
+
+from ladder.cli._common import build, console, field_help
+from ladder.serve.config import ServeConfig, parse_adapters
+from ladder.serve.security import Limits
+
+
+def serve(
+    model: str = typer.Argument(..., help=field_help(ServeConfig, "spec")),
+    adapter: list[str] = typer.Option([], "--adapter", help=field_help(ServeConfig, "adapters")),
+    host: str = typer.Option("127.0.0.1", help=field_help(ServeConfig, "host")),
+    port: int = typer.Option(8000, help=field_help(ServeConfig, "port")),
+    engine: str = typer.Option("ladder", help=field_help(ServeConfig, "engine")),
+    name: str | None = typer.Option(None, help=field_help(ServeConfig, "name")),
+    api_key_file: Path | None = typer.Option(None, help=field_help(ServeConfig, "api_key_file")),
+    embedder: str = typer.Option("minilm", help=field_help(ServeConfig, "embedder")),
+    batching: bool = typer.Option(True, help=field_help(ServeConfig, "batching")),
+    max_batch_size: int = typer.Option(16, help=field_help(ServeConfig, "max_batch_size")),
+    batch_wait_ms: float = typer.Option(10.0, help=field_help(ServeConfig, "batch_wait_ms")),
+    max_body_bytes: int = typer.Option(1_048_576, help=field_help(Limits, "max_body_bytes")),
+    max_prompt_tokens: int = typer.Option(4096, help=field_help(Limits, "max_prompt_tokens")),
+    max_tokens: int = typer.Option(1024, help=field_help(Limits, "max_tokens")),
+    timeout: float = typer.Option(120.0, help=field_help(Limits, "timeout_s")),
+    dtype: str = typer.Option("auto", help=field_help(ServeConfig, "dtype")),
+    device: str = typer.Option("auto", help=field_help(ServeConfig, "device")),
+    tensor_parallel: int = typer.Option(1, help=field_help(ServeConfig, "tensor_parallel")),
+    dry_run: bool = typer.Option(False, "--dry-run", help=field_help(ServeConfig, "dry_run")),
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (127.0.0.1:8000 by default)."""
+    from ladder.serve import serve as run_server
+
+    limits = build(
+        Limits,
+        max_body_bytes=max_body_bytes,
+        max_prompt_tokens=max_prompt_tokens,
+        max_tokens=max_tokens,
+        timeout_s=timeout,
+    )
+    config = build(
+        ServeConfig,
+        spec=model,
+        adapters=parse_adapters(adapter),
+        host=host,
+        port=port,
+        engine=engine,
+        name=name,
+        api_key_file=api_key_file,
+        embedder=embedder,
+        batching=batching,
+        max_batch_size=max_batch_size,
+        batch_wait_ms=batch_wait_ms,
+        limits=limits,
+        dtype=dtype,
+        device=device,
+        tensor_parallel=tensor_parallel,
+        dry_run=dry_run,
+    )
+    command = run_server(config)
+    if command is not None:
+        console.print(shlex.join(command), markup=False, highlight=False, soft_wrap=True)
