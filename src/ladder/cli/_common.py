@@ -24,7 +24,7 @@ def field_help(model: type[BaseModel], name: str) -> str:
     return description
 
 
-def build(model: type[M], **values: Any) -> M:
+def build(model: type[M], /, **values: Any) -> M:
     """Validate CLI values into ``model``; a bad value is one line naming the option."""
     try:
         return model(**values)
