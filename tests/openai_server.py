@@ -13,6 +13,12 @@ Models (all deterministic):
 - ``nologprobs``: like ``echo`` but ignores ``logprobs`` (returns ``null``), as servers do
   that do not compute prompt logprobs.
 - ``chat-only``: ``/v1/completions`` answers 404, as OpenAI does for chat models.
+- ``json-object-only``: like ``echo``, but a ``response_format`` of type ``json_schema``
+  answers 400 (``json_object`` is accepted), as older servers do.
+- ``no-response-format``: like ``echo``, but any ``response_format`` answers 400.
+
+Every other model accepts ``response_format`` without enforcing it: the reply is the
+``responder``'s text (or the ``echo`` reply), so tests script what a model answers.
 
 Controls: :attr:`OpenAITestServer.api_key` (require this bearer key, else 401),
 :meth:`~OpenAITestServer.fail_next` (the next N requests fail with a status, optionally with
@@ -37,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-MODELS = ("echo", "nologprobs", "chat-only")
+MODELS = ("echo", "nologprobs", "chat-only", "json-object-only", "no-response-format")
 MAX_STOPS = 4
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
@@ -205,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(404, f"The model `{model}` does not exist.")
             elif len(stops) > MAX_STOPS:
                 self._error(400, f"stop: at most {MAX_STOPS} sequences, got {len(stops)}")
+            elif (refusal := _refuses_format(model, body.get("response_format"))) is not None:
+                self._error(400, refusal)
             elif path == "/v1/chat/completions":
                 self._chat(body, stops)
             elif model == "chat-only":
@@ -334,6 +342,18 @@ def _decode(
         if hits:
             return text[: min(hits)], "stop", made
     return text, "stop", made
+
+
+def _refuses_format(model: str, response_format: Any) -> str | None:
+    """The 400 message a model gives for ``response_format``, or None when it accepts it."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if model == "no-response-format":
+        return "response_format is not supported by this server"
+    if model == "json-object-only" and kind == "json_schema":
+        return f"response_format type {kind!r} is not supported; use 'json_object'"
+    return None
 
 
 def _logprobs(prompt: str, generated: str) -> dict[str, Any]:

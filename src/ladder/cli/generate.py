@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import typer
 
@@ -43,6 +44,15 @@ def generate(
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object: text, token counts, latency, model info."
     ),
+    json_schema: str | None = typer.Option(
+        None,
+        "--json-schema",
+        help="A JSON schema file (or a pydantic model as module:Class): print JSON that "
+        "validates against it (constrained decoding on local models).",
+    ),
+    retries: int = typer.Option(
+        2, help="With --json-schema on API models: retries of an invalid answer."
+    ),
     dtype: str = typer.Option("auto", help=field_help(ModelOptions, "dtype")),
     device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
     trust_remote_code: bool = typer.Option(
@@ -59,8 +69,16 @@ def generate(
         stop=tuple(stop),
         seed=seed,
     )
+    schema = None
+    if json_schema is not None:
+        from ladder.prompts.structured import load_schema  # jsonschema: only when asked for
+
+        schema = load_schema(json_schema)
     lm = _load(model, dtype, device, trust_remote_code)
     request: Prompt = text if raw else _messages(text, system)
+    if schema is not None:
+        _print_structured(lm, request, schema, params, retries, as_json)
+        return
     if stream and not as_json:
         for piece in lm.stream(request, params):
             sys.stdout.write(piece)
@@ -82,6 +100,40 @@ def generate(
         print(json.dumps(payload))
     else:
         print(completion.text)
+
+
+def _print_structured(
+    lm: LanguageModel,
+    request: Prompt,
+    schema: dict[str, Any],
+    params: GenerationParams,
+    retries: int,
+    as_json: bool,
+) -> None:
+    """Print the answer's JSON (or, with --json, an object around it); exit 1 if invalid."""
+    from ladder.prompts.structured import generate_structured
+
+    [result] = generate_structured(lm, [request], schema, params, max_retries=retries)
+    if as_json:
+        completion = result.completion
+        payload = {
+            "value": result.value if result.valid else None,
+            "text": result.text,
+            "valid": result.valid,
+            "error": result.error,
+            "attempts": result.attempts,
+            "completion_tokens": completion.completion_tokens if completion else 0,
+        }
+        print(json.dumps(payload))
+    elif result.valid:
+        print(result.text)
+    if not result.valid:
+        err_console.print(
+            f"the answer is not valid after {result.attempts} attempt(s): {result.error}",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 def run_chat(lm: LanguageModel, params: GenerationParams, lines: Iterator[str]) -> list[Message]:

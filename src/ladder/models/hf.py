@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from ladder.models._hf_decoding import (
     StopOnText,
@@ -93,6 +93,7 @@ class HFModel:
         self.eos_token_ids = eos_ids(model, tokenizer)
         self.pad_token_id = pad_id(model, tokenizer, self.eos_token_ids)
         self.context_length = context_length(model.config)
+        self._json_grammar: Any = None  # built on first use by generate_json
 
     @property
     def device(self) -> torch.device:
@@ -161,19 +162,45 @@ class HFModel:
         ``latency_s`` is the wall time of the batch the prompt ran in. With a ``seed``,
         sampling is reproducible for the same prompts, batch size and device.
         """
+        return self._generate_all(prompts, params)
+
+    def generate_json(
+        self, prompts: Sequence[Prompt], schema: Mapping[str, Any], params: GenerationParams
+    ) -> list[Completion]:
+        """Like :meth:`generate`, but each text is compact JSON that validates against ``schema``.
+
+        Constrained decoding (:mod:`ladder.models._hf_grammar`) that also keeps room in
+        ``max_tokens`` to finish every row, so none is cut mid-JSON. Stop strings are
+        ignored; a greedy result does not depend on the batch.
+
+        Raises:
+            ConfigError: ``max_tokens`` is too small for the schema's shortest output.
+            UnsupportedError: xgrammar cannot translate the schema, the model has no EOS
+                token, or its tokenizer cannot spell the JSON.
+        """
+        from ladder.models._hf_grammar import JSONGrammar
+
+        if self._json_grammar is None:
+            width = self.model.get_output_embeddings().weight.shape[0]
+            self._json_grammar = JSONGrammar(self.tokenizer, width, self.eos_token_ids)
+        compiled = self._json_grammar.compile(schema)
+        return self._generate_all(prompts, params.model_copy(update={"stop": ()}), compiled)
+
+    def _generate_all(
+        self, prompts: Sequence[Prompt], params: GenerationParams, grammar: Any = None
+    ) -> list[Completion]:
         if isinstance(prompts, str):
             raise TypeError("generate() takes a list of prompts; wrap a single prompt in [...]")
         encoded = [self.encode_prompt(p) for p in prompts]
         completions: list[Completion] = []
         with self._seeded(params):
             for start in range(0, len(encoded), self.batch_size):
-                completions += self._generate_batch(
-                    encoded[start : start + self.batch_size], params
-                )
+                batch = encoded[start : start + self.batch_size]
+                completions += self._generate_batch(batch, params, grammar)
         return completions
 
     def _generate_batch(
-        self, encoded: list[list[int]], params: GenerationParams
+        self, encoded: list[list[int]], params: GenerationParams, grammar: Any = None
     ) -> list[Completion]:
         started = time.perf_counter()
         encoded, params = self._fit_context(encoded, params)
@@ -183,7 +210,19 @@ class HFModel:
         stopper = (
             StopOnText(self._decode, params.stop, first, len(encoded)) if params.stop else None
         )
-        output = self._run_generate(input_ids, mask, params, [stopper] if stopper else [])
+        processors: list[Any] = []
+        if grammar is not None:
+            from ladder.models._hf_grammar import JSONConstraint
+
+            constraint = JSONConstraint(
+                self._json_grammar, grammar, len(encoded), params.max_tokens, params, first
+            )
+            processors.append(constraint)
+            # The constraint picks every token itself; generate only appends its choice.
+            params = params.model_copy(update={"temperature": 0.0})
+        output = self._run_generate(
+            input_ids, mask, params, [stopper] if stopper else [], processors=processors
+        )
         latency = time.perf_counter() - started
         completions = []
         for row, ids in enumerate(output[:, first:].tolist()):
@@ -233,6 +272,7 @@ class HFModel:
         params: GenerationParams,
         criteria: list[Any],
         streamer: Any = None,
+        processors: Sequence[Any] = (),
     ) -> torch.Tensor:
         with torch.inference_mode():
             return self.model.generate(
@@ -240,6 +280,7 @@ class HFModel:
                 attention_mask=mask.to(self.device),
                 generation_config=decoding_config(params, self.eos_token_ids, self.pad_token_id),
                 stopping_criteria=StoppingCriteriaList(criteria),
+                logits_processor=LogitsProcessorList(processors),
                 streamer=streamer,
             )
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -176,27 +176,59 @@ class OpenAIModel:
         """Close the HTTP connection pool."""
         self._client.close()
 
-    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: GenerationParams,
+        *,
+        response_format: Mapping[str, Any] | None = None,
+    ) -> list[Completion]:
         """One request per prompt, up to ``concurrency`` in flight; results keep prompt order.
 
         Token counts come from the response's ``usage`` (with more than 4 stop strings the
         extra ones are applied here, so ``completion_tokens`` counts what the server made).
         ``latency_s`` is the successful attempt's time, retry waits excluded.
+
+        ``response_format`` (``{"type": "json_schema", "json_schema": {...}}`` or
+        ``{"type": "json_object"}``) is sent as-is; it exists only for chat completions, so
+        plain-text prompts then go as one user message.
+
+        Raises:
+            UnsupportedError: the server refuses the ``response_format`` (HTTP 400, 404,
+                405, 422 or 501), or the model was loaded with ``chat=False``.
         """
         workers = min(self._opts.concurrency, len(prompts))
         if workers <= 1:
-            return [self._generate_one(p, params) for p in prompts]
+            return [self._generate_one(p, params, response_format) for p in prompts]
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ladder-openai")
         try:
-            return list(pool.map(lambda p: self._generate_one(p, params), prompts))
+            return list(pool.map(lambda p: self._generate_one(p, params, response_format), prompts))
         finally:
             # On an error, do not send the prompts still queued.
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _generate_one(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        chat = self._wants_chat(prompt)
+    def _generate_one(
+        self, prompt: Prompt, params: GenerationParams, response_format: Mapping[str, Any] | None
+    ) -> Completion:
         kwargs, local_stops = _sampling(params)
-        response, latency = self._call(_timed(lambda: self._create(chat, prompt, kwargs)))
+        unsupported = None
+        if response_format is None:
+            chat = self._wants_chat(prompt)
+        else:
+            if self._opts.chat is False:
+                raise UnsupportedError(
+                    f"openai:{self._model} was loaded with chat=False, but response_format "
+                    "needs chat completions; load it with chat=True or chat=None"
+                )
+            chat = True
+            kwargs["response_format"] = dict(response_format)
+            unsupported = (
+                f"{self._url} does not accept response_format "
+                f"{response_format.get('type')!r} for {self._model!r}"
+            )
+        response, latency = self._call(
+            _timed(lambda: self._create(chat, prompt, kwargs)), unsupported=unsupported
+        )
         choice = self._first_choice(response)
         text, hit = apply_stop((choice.message.content if chat else choice.text) or "", local_stops)
         usage = response.usage
