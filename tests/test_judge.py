@@ -429,3 +429,16 @@ def test_cli_bad_input_is_one_line_exit_2(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_local_judge_decodes_under_the_verdict_schema(tiny_json_lm: Path) -> None:
+    # A random model whose tokenizer can spell JSON: constrained decoding makes every verdict
+    # parse and fall inside the scale, in one attempt, with no retries.
+    judge = load_model(f"hf:{tiny_json_lm}", device="cpu")
+    settings = JudgeSettings(attempts=3, max_tokens=48, ci=CISettings(resamples=0))
+    answers = ["the cat sat", "a dog ran", "blue bird", "it was big"]
+    result = grade_single(judge, answers, rubric=HELPFUL, settings=settings)
+    assert result.errors == 0 and result.score.n == 4
+    low, high = HELPFUL.scale
+    for row in result.rows:
+        assert low <= row["score"] <= high and row["attempts"] == 1

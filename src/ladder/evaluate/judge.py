@@ -122,9 +122,17 @@ def ask_json(
     A request that fails (an unreachable endpoint, after the backend's own retries) is an
     error for its row only.
 
-    This is the one place that turns judge text into verdicts; constrained decoding of
-    local judges can be routed in here without touching the callers.
+    This is the one place that turns judge text into verdicts. A local judge (one with
+    ``generate_json``: ``hf:``, ``builtin:``) decodes under the verdict's JSON schema
+    instead (:mod:`ladder.prompts.structured`), so its verdicts always parse; when it
+    cannot (a tokenizer that cannot spell JSON, a ``max_tokens`` too small for the
+    schema), it falls back to parse + validate + retry like any other judge.
     """
+    if callable(getattr(judge, "generate_json", None)):
+        try:
+            return _ask_constrained(judge, conversations, schema, params)
+        except LadderError:
+            pass  # the text path below records each row's problem
     convs = [list(c) for c in conversations]
     results: list[Asked[V]] = [Asked() for _ in convs]
     pending = list(range(len(convs)))
@@ -156,6 +164,27 @@ def ask_json(
             retry.append(i)
         pending = retry
     return results
+
+
+def _ask_constrained(
+    judge: LanguageModel,
+    conversations: Sequence[list[Message]],
+    schema: type[V],
+    params: GenerationParams,
+) -> list[Asked[V]]:
+    from ladder.prompts.structured import generate_structured
+
+    prompts: list[Prompt] = [list(c) for c in conversations]
+    results = generate_structured(judge, prompts, schema, params, instruct=False)
+    return [
+        Asked(
+            verdict=r.value if r.valid else None,
+            error=None if r.valid else f"invalid verdict after 1 attempt(s): {r.error}",
+            attempts=1,
+            replies=[r.text],
+        )
+        for r in results
+    ]
 
 
 def _generate_each(
