@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from rouge_score import rouge_scorer, tokenizers
 
 from ladder.data.synth.config import SynthConfig
 from ladder.data.synth.prompt import Task
@@ -93,6 +92,10 @@ class NearDuplicates:
     """
 
     def __init__(self, threshold: float, instructions: Iterable[str] = ()) -> None:
+        # Imported here: rouge_score pulls in nltk and scipy (~2 s), which `ladder --help`
+        # should not pay for.
+        from rouge_score import rouge_scorer, tokenizers
+
         self.threshold = threshold
         self._tokenizer = tokenizers.DefaultTokenizer(use_stemmer=False)
         self._scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=self._tokenizer)
