@@ -279,3 +279,167 @@ class TableEmbedder:
                         row[ord(ch) - 97] += 1.0
             rows.append(row / max(float(np.linalg.norm(row)), 1e-12))
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+
+
+# --- ladder's own server on a free port of 127.0.0.1 (tests/test_serve*.py) ----------------
+
+
+class UvicornThread:
+    """A real uvicorn server for an ASGI app, on a free port of 127.0.0.1, in a thread."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.app = app
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = None
+
+    def start(self) -> UvicornThread:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start within 10 s")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root}/v1"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+def build_tiny_lora(base: Path, directory: Path, *, seed: int = 1) -> Path:
+    """Save a rank-4 LoRA adapter for the tiny Llama at ``base``, with non-zero weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=16,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        init_lora_weights=False,  # random A and B: the adapter changes the output
+    )
+    get_peft_model(model, config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def ladder_server(tiny_causal_lm: Path, minilm):
+    """ladder's server for the tiny Llama (name ``tiny``) and the MiniLM embedder, no key."""
+    from ladder.models import load_model
+    from ladder.serve.app import create_app
+    from ladder.serve.engine import Engine
+
+    engine = Engine(load_model(f"hf:{tiny_causal_lm}", device="cpu"), name="tiny")
+    server = UvicornThread(create_app(engine, embedder=minilm)).start()
+    yield server
+    server.stop()
+    engine.close()
+
+
+# --- documents for the RAG tests: a hand-written PDF (reportlab is not installed) -------
+
+
+def write_pdf(path: Path, pages: list[str], title: str = "") -> Path:
+    """Write a minimal valid PDF whose pages show ``pages`` (one text line each, Helvetica).
+
+    Objects: catalog, page tree, one font, then a page and a content stream per page; the
+    cross-reference table holds real byte offsets, so pypdf reads it without repairs.
+    """
+    n = len(pages)
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(n))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {n} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for i, text in enumerate(pages):
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        stream = f"BT /F1 11 Tf 40 750 Td ({escaped}) Tj ET".encode("latin-1")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {5 + 2 * i} 0 R "
+            "/Resources << /Font << /F1 3 0 R >> >> >>".encode()
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    if title:
+        objects.append(f"<< /Title ({title}) >>".encode())
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    info = f" /Info {len(objects)} 0 R" if title else ""
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R{info} >>\n".encode()
+    out += b"startxref\n%d\n%%%%EOF\n" % xref
+    path.write_bytes(bytes(out))
+    return path
+
+
+# --- climb tasks (tests/test_climb*.py): a task file over the tiny tokenizer's words -------
+
+CLIMB_LABELS = {"cat": "red", "dog": "blue", "bird": "green"}
+
+
+def climb_rows(n: int, seed: int) -> list[dict[str, str]]:
+    """``n`` records "the ADJ ANIMAL sat on the" → the animal's colour label."""
+    rng = random.Random(seed)
+    adjectives = ("happy", "sad", "quick", "slow", "big", "small")
+    rows = []
+    for _ in range(n):
+        animal = rng.choice(sorted(CLIMB_LABELS))
+        rows.append({"text": f"the {rng.choice(adjectives)} {animal} sat on the",
+                     "label": CLIMB_LABELS[animal]})  # fmt: skip
+    return rows
+
+
+def write_climb_task(folder: Path, models: list[str], rungs: str, extra: str = "",
+                     train: int = 80, test: int = 30) -> Path:  # fmt: skip
+    """Write train/dev/test JSONL and a task.yaml (label task, accuracy) into ``folder``.
+
+    ``rungs`` is the YAML of the ``rungs:`` list (indented items); ``extra`` more top-level
+    YAML lines. Returns the task file.
+    """
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", train, 0), ("dev", 12, 1), ("test", test, 2)):
+        rows = climb_rows(n, seed)
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = folder / "task.yaml"
+    task.write_text(
+        "name: animals\n"
+        "data: {train: train.jsonl, dev: dev.jsonl, test: test.jsonl, input: text, "
+        "reference: label}\n"
+        "output: {type: label, labels: [red, blue, green]}\n"
+        "metric: accuracy\n"
+        "good_enough: 0.8\n"
+        "params: {max_tokens: 4}\n"
+        f"models: {json.dumps(models)}\n"
+        f"{extra}"
+        f"rungs:\n{rungs}"
+    )
+    return task

@@ -23,7 +23,20 @@ VERBS = [
     "eval",
     "judge",
     "agent",
+    "finetune",
+    "merge",
     "prompt",
+    "index",
+    "search",
+    "ask",
+    "eval-retrieval",
+    "kb",
+    "serve",
+    "quantize",
+    "export",
+    "synth",
+    "climb",
+    "select",
 ]
 
 

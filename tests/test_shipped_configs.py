@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ladder.climb.task import TaskSpec
 from ladder.config import load_yaml
 from ladder.evaluate.tasks import TaskConfig
 from ladder.prompts.chain import ChainSpec
@@ -24,6 +25,7 @@ MODEL_FOR = {
     "topic-template.yaml": TemplateSpec,
     "riddle-chain.yaml": ChainSpec,
     "topic-run.yaml": RunConfig,
+    "task.yaml": TaskSpec,  # examples/tagger
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import typer
 
@@ -38,23 +39,49 @@ def _quiet_library_progress_bars() -> None:
 
 
 def _register_verbs() -> None:
+    # Each module imports its heavy dependencies inside its verbs, so --help stays fast.
     from ladder.cli import agent as agent_cli
+    from ladder.cli import climb as climb_cli
     from ladder.cli import demo, eval, fit, generate, info, perplexity, pretrain, score
+    from ladder.cli import export as export_cli
+    from ladder.cli import finetune as finetune_cli
     from ladder.cli import judge as judge_cli
+    from ladder.cli import kb as kb_cli
     from ladder.cli import prompt as prompt_cli
+    from ladder.cli import quantize as quantize_cli
+    from ladder.cli import rag as rag_cli
+    from ladder.cli import serve as serve_cli
+    from ladder.cli import synth as synth_cli
 
-    app.command("info", help=info.__doc__)(info.info)
-    app.command("generate", help=generate.generate.__doc__)(generate.generate)
-    app.command("chat", help=generate.chat.__doc__)(generate.chat)
-    app.command("fit", help=fit.fit.__doc__)(fit.fit)
-    app.command("pretrain", help=pretrain.pretrain.__doc__)(pretrain.pretrain)
-    app.command("perplexity", help=perplexity.perplexity.__doc__)(perplexity.perplexity)
-    app.command("demo", help=demo.demo.__doc__)(demo.demo)
-    app.command("score", help=score.score.__doc__)(score.score)
-    app.command("eval", help=eval.eval_task.__doc__)(eval.eval_task)
-    app.command("judge", help=judge_cli.judge.__doc__)(judge_cli.judge)
-    app.command("agent", help=agent_cli.agent.__doc__)(agent_cli.agent)
+    def verb(name: str, function: Callable[..., None]) -> None:
+        app.command(name, help=function.__doc__)(function)
+
+    # In lifecycle order, which is the order `ladder --help` lists them in.
+    verb("demo", demo.demo)
+    verb("climb", climb_cli.climb)
+    verb("select", climb_cli.select)
+    verb("info", info.info)
+    verb("fit", fit.fit)
+    verb("generate", generate.generate)
+    verb("chat", generate.chat)
     app.add_typer(prompt_cli.app, name="prompt")
+    verb("agent", agent_cli.agent)
+    verb("synth", synth_cli.synth)
+    verb("finetune", finetune_cli.finetune)
+    verb("merge", finetune_cli.merge)
+    verb("pretrain", pretrain.pretrain)
+    verb("eval", eval.eval_task)
+    verb("score", score.score)
+    verb("judge", judge_cli.judge)
+    verb("perplexity", perplexity.perplexity)
+    verb("index", rag_cli.index)
+    verb("search", rag_cli.search)
+    verb("ask", rag_cli.ask)
+    app.add_typer(kb_cli.kb_app, name="kb")
+    verb("eval-retrieval", rag_cli.eval_retrieval)
+    verb("serve", serve_cli.serve)
+    verb("quantize", quantize_cli.quantize)
+    verb("export", export_cli.export)
 
 
 _register_verbs()

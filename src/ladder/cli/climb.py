@@ -1,0 +1,120 @@
+"""``ladder climb`` and ``ladder select``: the ladder on a task file, and model selection."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field
+
+from ladder.cli._common import console, err_console, field_help
+from ladder.fsutil import atomic_write_text
+
+
+class ClimbFlags(BaseModel):
+    """The options of ``ladder climb`` (their descriptions are its ``--help``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all_rungs: bool = Field(
+        False, description="Run every rung, not only up to the first good-enough one."
+    )
+    json_out: Path | None = Field(None, description="Write the leaderboard rows to this JSON file.")
+    resume: bool = Field(
+        False,
+        description="Keep the finished rungs of an interrupted climb in "
+        "--out and run only the rest.",
+    )
+    out: Path | None = Field(
+        None,
+        description="Folder for state, predictions, checkpoints and "
+        "the report (default: runs/climb-TASKNAME).",
+    )
+    model: list[str] | None = Field(
+        None, description="Candidate model spec, replacing the task's models (repeat for several)."
+    )
+    track: str | None = Field(
+        None,
+        description="Tracking URI (e.g. sqlite:///mlflow.db or "
+        "jsonl:runs/events.jsonl); default $LADDER_TRACKING_URI.",
+    )
+
+
+F = ClimbFlags
+
+
+def climb(
+    task: Path = typer.Argument(..., help="The task file (task.yaml)."),
+    all_rungs: bool = typer.Option(False, "--all", help=field_help(F, "all_rungs")),
+    json_out: Path | None = typer.Option(None, "--json", help=field_help(F, "json_out")),
+    resume: bool = typer.Option(False, "--resume", help=field_help(F, "resume")),
+    out: Path | None = typer.Option(None, "--out", help=field_help(F, "out")),
+    model: list[str] | None = typer.Option(None, "--model", help=field_help(F, "model")),
+    track: str | None = typer.Option(None, "--track", help=field_help(F, "track")),
+) -> None:
+    """Climb the ladder on a task: cheapest rung first, stop at the first good-enough one."""
+    from ladder.climb.climb import ClimbOptions
+    from ladder.climb.climb import climb as run_climb
+    from ladder.climb.report import terminal_table
+
+    folder = out or Path("runs") / f"climb-{task.stem if task.stem != 'task' else task.parent.name}"
+    options = ClimbOptions(
+        out=folder,
+        all_rungs=all_rungs,
+        resume=resume,
+        models=model or (),
+        tracking_uri=track,
+        log=lambda line: err_console.print(f"[dim]{line}[/]"),
+    )
+    result = run_climb(task, options)
+    console.print(terminal_table(result))
+    rec = result.recommendation
+    headline = f"Recommendation: {rec.rung} on {rec.model}" if rec else "Nothing good enough yet"
+    console.print(headline, style="bold", markup=False)
+    console.print(result.why, markup=False)
+    if result.stopped:
+        console.print(f"Stopped: {result.stopped}", markup=False)
+    console.print(f"Report: {result.report}", markup=False)
+    uri = track or os.environ.get("LADDER_TRACKING_URI")
+    if uri:
+        console.print(f"Runs: {uri}", markup=False)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(result.leaderboard(), indent=2) + "\n")
+        console.print(f"Leaderboard: {json_out}", markup=False)
+
+
+def select(
+    task: Path = typer.Argument(..., help="The task file (task.yaml)."),
+    model: list[str] | None = typer.Option(None, "--model", help=field_help(F, "model")),
+    out: Path | None = typer.Option(None, "--out", help="Folder for the dev-split predictions."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the table to this JSON file."),
+) -> None:
+    """Compare candidate models on the task's dev split: quality, tokens/s, memory, cost."""
+    from rich.table import Table
+
+    from ladder.climb.select import select_models
+
+    found = select_models(
+        task, out or Path("runs") / f"select-{task.parent.name}", models=model or ()
+    )
+    table = Table(title=f"ladder select: {task}")
+    for col in ("model", "metric", "value", "95% CI", "tokens/s", "peak mem", "params", "cost $"):
+        table.add_column(col)
+    for c in found:
+        ci = "–" if c.ci_low is None else f"[{c.ci_low:.3f}, {c.ci_high:.3f}]"
+        tps = "–" if c.tokens_per_s is None else f"{c.tokens_per_s:,.1f}"
+        table.add_row(
+            c.model,
+            c.metric,
+            f"{c.value:.3f}",
+            ci,
+            tps,
+            f"{c.peak_memory / 2**20:,.0f} MiB",
+            f"{c.parameters:,}" if c.parameters else "–",
+            f"{c.cost:.6f}",
+        )
+    console.print(table)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps([c.to_dict() for c in found], indent=2) + "\n")

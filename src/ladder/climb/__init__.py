@@ -1,0 +1,31 @@
+"""The climb: scope a task, run the rungs cheapest first, recommend the cheapest good-enough one.
+
+    from ladder.climb import ClimbOptions, climb
+    result = climb("examples/tagger/task.yaml", ClimbOptions(out=Path("runs/tagger")))
+    result.recommendation, result.why, result.report
+
+Modules: task.py (the task file), rungs.py (the registry), prompt_rungs.py,
+finetune_rungs.py, rag_rung.py, climb.py (the loop, stop rule and resume), measure.py
+(memory, latency, paired tests), report.py (HTML + terminal table), select.py (model
+selection on the dev split).
+"""
+
+from ladder.climb.climb import ClimbOptions, ClimbResult, climb
+from ladder.climb.rungs import Rung, RungContext, RungResult, register_rung, rung_names
+from ladder.climb.state import Row
+from ladder.climb.task import LoadedTask, TaskSpec, load_task
+
+__all__ = [
+    "ClimbOptions",
+    "ClimbResult",
+    "LoadedTask",
+    "Row",
+    "Rung",
+    "RungContext",
+    "RungResult",
+    "TaskSpec",
+    "climb",
+    "load_task",
+    "register_rung",
+    "rung_names",
+]

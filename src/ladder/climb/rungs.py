@@ -1,0 +1,184 @@
+"""Rungs: registered ways to make a model answer a task, from cheapest to dearest.
+
+A rung turns (task, model spec) into an answer for every test record; the climb scores all
+rungs the same way (:mod:`ladder.climb.climb`), so a rung never computes its own metric.
+A new rung is one call::
+
+    register_rung("my_rung", MyRung.from_options, options={"k"}, needs_train=True)
+
+``build(options)`` gets the rung's options from the task file and returns an object with
+``run(task, model, ctx) -> RungResult``. ``options`` lists the option names it accepts (an
+unknown one is a one-line error naming the task file's line); ``needs_train`` /
+``needs_knowledge`` make a task without ``data.train`` / ``data.knowledge`` an error at load
+time, before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ladder.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ladder.climb.task import LoadedTask
+    from ladder.models.base import LanguageModel
+    from ladder.rag.embed import Embedder
+
+__all__ = [
+    "Rung",
+    "RungContext",
+    "RungEntry",
+    "RungResult",
+    "build_rung",
+    "get_rung_class",
+    "register_rung",
+    "rung_names",
+]
+
+
+@dataclass
+class RungResult:
+    """What a rung produced on the test split, in test order.
+
+    Attributes:
+        model: the model that answered (a fine-tuning rung's new checkpoint, as a spec).
+        outputs: the raw text of each answer.
+        answers: the answer each output's extractor found (``None``: use the output).
+        latencies: seconds per record (a batch's time split between its records).
+        prompt_tokens: tokens sent, over all records.
+        completion_tokens: tokens generated, over all records.
+        token_cost_usd: cost from the price table (API models: tokens x price).
+        compute_seconds: time on your own hardware (local inference + training), charged
+            at the task's ``compute_hour_usd``.
+        train_losses: the training loss per step (fine-tuning rungs).
+        details: anything else worth keeping (settings, notices, the checkpoint folder).
+    """
+
+    model: str
+    outputs: list[str]
+    answers: list[str | None]
+    latencies: list[float]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    token_cost_usd: float = 0.0
+    compute_seconds: float = 0.0
+    train_losses: list[float] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelCache:
+    """Loads each model spec once per climb; prompting rungs on one model share it."""
+
+    def __init__(self, loader: Callable[[str], LanguageModel] | None = None) -> None:
+        self._loader = loader
+        self._models: dict[str, LanguageModel] = {}
+
+    def get(self, spec: str) -> LanguageModel:
+        """The loaded model for ``spec`` (local models on CPU unless a GPU is visible)."""
+        if spec not in self._models:
+            if self._loader is not None:
+                self._models[spec] = self._loader(spec)
+            else:
+                from ladder.models import load_model
+
+                self._models[spec] = load_model(spec)
+        return self._models[spec]
+
+    def drop(self, spec: str) -> None:
+        """Forget a model (frees its memory once nothing else holds it)."""
+        self._models.pop(spec, None)
+
+
+@dataclass
+class RungContext:
+    """What a rung may use besides the task and the model.
+
+    Attributes:
+        out: this rung's own folder (results, checkpoints); it survives for ``--resume``.
+        resume: continue a rung interrupted half way where it can (prompt runs do).
+        models: the climb's model cache.
+        embedder: the embedder for retrieval and similar-example selection (None: the
+            rung loads the one it is configured with).
+        log: one line per stage, for the CLI's progress.
+    """
+
+    out: Path
+    resume: bool = False
+    models: ModelCache = field(default_factory=ModelCache)
+    embedder: Embedder | None = None
+    log: Callable[[str], None] = lambda _line: None
+
+
+class Rung(Protocol):
+    """A way to answer the task: prompting, retrieval, fine-tuning ..."""
+
+    def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
+        """Answer every test record of ``task`` with (an adaptation of) ``model``."""
+        ...
+
+
+@dataclass(frozen=True)
+class RungEntry:
+    """A registered rung: how to build it and what it needs."""
+
+    name: str
+    build: Callable[[str, Mapping[str, Any]], Rung]
+    options: frozenset[str]
+    needs_train: bool = False
+    needs_knowledge: bool = False
+
+    def check_options(self, options: Mapping[str, Any], *, where: str = "task") -> None:
+        """Raise a one-line :class:`ConfigError` for an option this rung does not have."""
+        unknown = sorted(set(options) - self.options)
+        if unknown:
+            allowed = ", ".join(sorted(self.options)) or "none"
+            raise ConfigError(
+                f"{where}: rung {self.name} has no option {unknown[0]!r}; its options: {allowed}"
+            )
+
+
+_RUNGS: dict[str, RungEntry] = {}
+
+
+def register_rung(
+    name: str,
+    build: Callable[[str, Mapping[str, Any]], Rung],
+    *,
+    options: Iterable[str] = (),
+    needs_train: bool = False,
+    needs_knowledge: bool = False,
+) -> None:
+    """Make ``name`` usable in a task's ``rungs`` list: ``build(name, options)`` gives it."""
+    _RUNGS[name] = RungEntry(name, build, frozenset(options), needs_train, needs_knowledge)
+
+
+def _load_builtin() -> None:
+    from ladder.climb import finetune_rungs, prompt_rungs, rag_rung  # noqa: F401 (register)
+
+
+def rung_names() -> list[str]:
+    """The registered rung names, sorted."""
+    _load_builtin()
+    return sorted(_RUNGS)
+
+
+def get_rung_class(name: str, *, where: str = "task") -> RungEntry:
+    """The registered entry of rung ``name``.
+
+    Raises:
+        ConfigError: no rung of that name (the message lists the registered ones).
+    """
+    _load_builtin()
+    if name not in _RUNGS:
+        raise ConfigError(f"{where}: unknown rung {name!r}; registered: {', '.join(rung_names())}")
+    return _RUNGS[name]
+
+
+def build_rung(name: str, options: Mapping[str, Any], *, where: str = "task") -> Rung:
+    """Build rung ``name`` with ``options`` (checked first)."""
+    entry = get_rung_class(name, where=where)
+    entry.check_options(options, where=where)
+    return entry.build(name, options)
