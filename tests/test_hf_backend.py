@@ -265,6 +265,31 @@ def test_loglikelihood_batch_does_not_depend_on_batch_size(llama: HFModel):
         assert batched == pytest.approx(one_by_one, abs=1e-5)
 
 
+def test_choices_with_one_token_share_one_forward_row(llama: HFModel):
+    # MMLU-style letters: every choice gives the model the same input, so one row serves
+    # them all (as lm-eval does); the values equal scoring each pair alone.
+    words = ["cat", "dog", "bird", "mat", "log", "tree", "red", "blue", "big", "sad"]
+    single = [
+        w
+        for w in words
+        if len(llama.tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1
+    ]
+    assert len(single) >= 3
+    contexts = ["the cat sat on the", "a big red dog ran under the"]
+    pairs = [(c, " " + w) for c in contexts for w in single]
+    alone = [llama.loglikelihood(c, x) for c, x in pairs]
+    rows = []
+    hook = llama.model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        grouped = llama.loglikelihood_batch(pairs, batch_size=8)
+    finally:
+        hook.remove()
+    assert grouped == pytest.approx(alone, abs=1e-5)
+    assert sum(rows) == len(contexts)  # one row per distinct context, not one per pair
+
+
 def test_seq2seq_loglikelihood_equals_a_hand_computation(t5: HFModel):
     tokenizer = t5.tokenizer
     source = tokenizer("the cat")["input_ids"]

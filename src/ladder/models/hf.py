@@ -364,16 +364,24 @@ class HFModel:
 
         Pairs are scored longest first, ``batch_size`` (default: the model's) at a time, with
         right padding; the values do not depend on the batch size (up to float rounding).
+        Pairs that give the model the same input (the choices of a multiple-choice question
+        whose answers are one token each, e.g. letters) share one forward pass, as
+        lm-evaluation-harness does.
         """
         size = batch_size or self.batch_size
         requests = [self._loglikelihood_request(c, x) for c, x in pairs]
-        order = sorted(range(len(requests)), key=lambda i: -_request_size(requests[i][0]))
-        order = [i for i in order if requests[i][1] > 0]  # an empty continuation scores 0
+        groups: dict[Any, list[int]] = {}
+        for i, (tokens, n) in enumerate(requests):
+            if n > 0:  # an empty continuation scores 0
+                groups.setdefault(_model_input(tokens), []).append(i)
+        order = sorted(groups.values(), key=lambda g: -_request_size(requests[g[0]][0]))
         scores = [0.0] * len(requests)
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
-            for i, value in zip(chunk, self._score([requests[i] for i in chunk]), strict=True):
-                scores[i] = value
+            values = self._score([[requests[i] for i in group] for group in chunk])
+            for group, group_values in zip(chunk, values, strict=True):
+                for i, value in zip(group, group_values, strict=True):
+                    scores[i] = value
         return scores
 
     def _loglikelihood_request(self, context: str, continuation: str) -> tuple[Any, int]:
@@ -403,25 +411,30 @@ class HFModel:
             whole = whole[-(limit + 1) :]  # the model sees at most `limit` positions
         return whole, min(n_continuation, len(whole) - 1)
 
-    def _score(self, requests: list[tuple[Any, int]]) -> list[float]:
+    def _score(self, groups: list[list[tuple[Any, int]]]) -> list[list[float]]:
+        """Scores of each group's requests; a group's requests share one model input."""
         with torch.inference_mode():
-            if self.is_encoder_decoder:
-                return self._score_seq2seq([r[0] for r in requests])
-            return self._score_causal(requests)
+            if self.is_encoder_decoder:  # identical (source, target) pairs: score once
+                values = self._score_seq2seq([group[0][0] for group in groups])
+                return [[v] * len(group) for v, group in zip(values, groups, strict=True)]
+            return self._score_causal(groups)
 
-    def _score_causal(self, requests: list[tuple[Any, int]]) -> list[float]:
+    def _score_causal(self, groups: list[list[tuple[Any, int]]]) -> list[list[float]]:
         # Right padding: causal attention keeps real tokens from seeing the padding after
         # them, and default positions 0..n-1 are right for every row.
-        inputs = [ids[:-1] for ids, _ in requests]
+        inputs = [group[0][0][:-1] for group in groups]
         input_ids, mask = pad_rows(self.pad_token_id, inputs, left=False)
         logits = self.model(
             input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
         ).logits
         scores = []
-        for row, (ids, n) in enumerate(requests):
-            end = len(ids) - 1  # logits at position t predict token t + 1
-            targets = torch.tensor(ids[-n:], device=logits.device)
-            scores.append(_sum_logprobs(logits[row, end - n : end], targets))
+        for row, group in enumerate(groups):
+            row_scores = []
+            for ids, n in group:
+                end = len(ids) - 1  # logits at position t predict token t + 1
+                targets = torch.tensor(ids[-n:], device=logits.device)
+                row_scores.append(_sum_logprobs(logits[row, end - n : end], targets))
+            scores.append(row_scores)
         return scores
 
     def _score_seq2seq(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
@@ -437,6 +450,13 @@ class HFModel:
             _sum_logprobs(logits[row, : len(t)], torch.tensor(t, device=logits.device))
             for row, (_, t) in enumerate(pairs)
         ]
+
+
+def _model_input(tokens: Any) -> Any:
+    """What the model is fed for a request, hashable: requests with equal keys share a row."""
+    if isinstance(tokens, tuple):  # encoder-decoder: (source, target)
+        return tuple(tokens[0]), tuple(tokens[1])
+    return tuple(tokens[:-1])
 
 
 def _request_size(tokens: Any) -> int:
