@@ -171,3 +171,23 @@ def test_metric_that_needs_references_says_so(
     p = write(tmp_path / "p.txt", ["a", "b"])
     err = _error(["score", "bleu", "--predictions", str(p)], capsys)
     assert "needs --references" in err
+
+
+def test_score_is_logged_to_the_tracker(
+    text_pair: tuple[Path, Path, list[str], list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv("LADDER_TRACKING_URI", f"jsonl:{events}")
+    p, r, _, _ = text_pair
+    out = run_json(["score", "chrf", "--predictions", str(p), "--references", str(r),
+                    "--json", "--resamples", "50"], capsys)  # fmt: skip
+    logged = [json.loads(line) for line in events.read_text().splitlines()]
+    assert logged[0]["event"] == "run_start" and logged[-1]["event"] == "run_end"
+    metrics = {k: v for e in logged if e["event"] == "metrics" for k, v in e["metrics"].items()}
+    assert metrics["chrf"] == pytest.approx(out["value"])
+    assert metrics["chrf.ci_low"] == pytest.approx(out["ci_low"])
+    params = next(e["params"] for e in logged if e["event"] == "params")
+    assert params["predictions"] == str(p)

@@ -71,6 +71,7 @@ def eval_task(
     from ladder.evaluate.score import CISettings
     from ladder.evaluate.tasks import load_task
     from ladder.models import load_model
+    from ladder.track import get_tracker, log_evaluation
 
     config = build(
         EvalConfig,
@@ -96,6 +97,14 @@ def eval_task(
     )
     if config.out is not None:
         write_outputs(result, config.out)
+    log_evaluation(
+        get_tracker(),
+        name=f"eval {result.task}",
+        params={"task": result.task, "model": result.model, "n": result.n,
+                "num_fewshot": task.num_fewshot},
+        scores=result.scores,
+        artifacts=[config.out] if config.out is not None else [],
+    )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(result.summary()))
         return

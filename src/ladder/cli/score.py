@@ -77,6 +77,7 @@ def score(
     from ladder.evaluate import get_metric
     from ladder.evaluate.inputs import read_items, read_pair
     from ladder.evaluate.registry import needs_references
+    from ladder.track import get_tracker, log_evaluation
 
     config = build(
         ScoreConfig,
@@ -104,6 +105,12 @@ def score(
         items = read_items(config.predictions, config.field)
         texts = [x if isinstance(x, str) else " ".join(x) for x in items]
         result = scorer.compute(texts, None)  # type: ignore[arg-type]  # reference-free
+    log_evaluation(
+        get_tracker(),
+        name=f"score {result.metric}",
+        params={"predictions": str(config.predictions), "references": str(config.references)},
+        scores={result.metric: result},
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
