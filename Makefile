@@ -29,8 +29,9 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench examples
 
 bench: $(STAMP)
-	$(BIN)/python bench/train_throughput.py
-	$(BIN)/python bench/generate_throughput.py
+	# lm-evaluation-harness is the reference bench/mc_throughput.py compares against.
+	$(BIN)/python -m pip install --quiet -e ".[compare]"
+	cd bench && for script in [a-z]*.py; do ../$(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
