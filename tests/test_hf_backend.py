@@ -286,7 +286,8 @@ def test_choices_with_one_token_share_one_forward_row(llama: HFModel):
         grouped = llama.loglikelihood_batch(pairs, batch_size=8)
     finally:
         hook.remove()
-    assert grouped == pytest.approx(alone, abs=1e-5)
+    # Other rows in the batch change float rounding slightly (seen: 1.6e-5 with 2 threads).
+    assert grouped == pytest.approx(alone, abs=1e-4)
     assert sum(rows) == len(contexts)  # one row per distinct context, not one per pair
 
 
