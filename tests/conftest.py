@@ -72,10 +72,17 @@ def build_tokenizer(*, seq2seq: bool, vocab_size: int = 300, chat_template: str 
 
 def build_tiny_llama(directory: Path, *, seed: int = 0) -> Path:
     """Save a 2-layer random Llama (~60k parameters) and its tokenizer to ``directory``."""
+    tokenizer = build_tokenizer(seq2seq=False, chat_template=CHAT_TEMPLATE)
+    return save_tiny_llama(directory, tokenizer, seed=seed)
+
+
+def save_tiny_llama(
+    directory: Path, tokenizer, *, seed: int = 0, positions: int = 256, tie: bool = False
+) -> Path:
+    """Save a 2-layer random Llama sized for ``tokenizer``, and the tokenizer, to ``directory``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = build_tokenizer(seq2seq=False, chat_template=CHAT_TEMPLATE)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -83,14 +90,14 @@ def build_tiny_llama(directory: Path, *, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         # Wider than the 0.02 default so next-token distributions are peaked: greedy
         # comparisons then do not hinge on near-ties between almost-equal logits.
         initializer_range=0.3,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -221,29 +228,7 @@ def build_json_tokenizer(vocab_size: int = 400):
 def build_tiny_json_llama(directory: Path, *, seed: int = 0) -> Path:
     """Save a 2-layer random Llama whose tokenizer (:func:`build_json_tokenizer`) has every
     byte, so it can write JSON; same shape as :func:`build_tiny_llama`."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = build_json_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        initializer_range=0.3,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return save_tiny_llama(directory, build_json_tokenizer(), seed=seed, positions=512)
 
 
 @pytest.fixture(scope="session")

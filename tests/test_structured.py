@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
+from conftest import save_tiny_llama
 from ladder.cli.main import main
 from ladder.errors import ConfigError, UnsupportedError
 from ladder.models import load_model
@@ -219,32 +220,13 @@ def test_chat_prompts_and_plain_generate_still_unconstrained(json_lm: HFModel) -
 @pytest.fixture(scope="module")
 def builtin_tokenizer_lm(tmp_path_factory: pytest.TempPathFactory) -> HFModel:
     """A random 2-layer Llama with the built-in model family's tokenizer and chat template."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from ladder.data.corpus import instruction_documents
     from ladder.data.tokenizer import train_tokenizer
 
     texts = [t for d in instruction_documents(200, seed=0) for t in d.plain_texts()]
     tokenizer = train_tokenizer(texts, 400)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        initializer_range=0.3,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("builtin-tokenizer-llama")
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    save_tiny_llama(directory, tokenizer, seed=0, positions=512, tie=True)
     lm = load_model(f"hf:{directory}", device="cpu")
     assert isinstance(lm, HFModel)
     return lm
