@@ -31,6 +31,7 @@ import torch
 
 import ladder
 from _docs import write_section
+from generate_throughput import make_prompts, save_llama
 from ladder.models import _hf_grammar
 from ladder.models.base import GenerationParams
 from ladder.models.hf import HFModel
@@ -72,7 +73,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 def build_checkpoint(directory: Path) -> Path:
     """Save a random 6-layer Llama (hidden 384, vocab ~4k) and a full-byte BPE with EOS."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     rng = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz"
@@ -92,32 +93,7 @@ def build_checkpoint(directory: Path) -> Path:
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", eos_token="</s>"
     )
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=384,
-        intermediate_size=1024,
-        num_hidden_layers=6,
-        num_attention_heads=6,
-        num_key_value_heads=6,
-        max_position_embeddings=512,
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def make_prompts(n: int) -> list[str]:
-    """Prompts of different lengths (so batches need padding), deterministic."""
-    rng = random.Random(1)
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    return [
-        " ".join("".join(rng.choices(letters, k=5)) for _ in range(8 + 4 * i)) for i in range(n)
-    ]
+    return save_llama(directory, tokenizer)
 
 
 class GrammarClock:

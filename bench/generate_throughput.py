@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import date
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,7 +41,7 @@ PROMPTS = 8
 def build_checkpoint(directory: Path) -> Path:
     """Save a random 6-layer Llama (hidden 384, vocab ~4k) and a BPE tokenizer with no EOS."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     rng = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz"
@@ -52,6 +53,16 @@ def build_checkpoint(directory: Path) -> Path:
     trainer = trainers.BpeTrainer(vocab_size=4000, special_tokens=["<pad>"], show_progress=False)
     backend.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+    return save_llama(directory, tokenizer)
+
+
+def save_llama(directory: Path, tokenizer: Any) -> Path:
+    """Save a random 6-layer Llama (hidden 384) sized for ``tokenizer``, and the tokenizer.
+
+    EOS is the tokenizer's (None here: every row then produces exactly max_new_tokens).
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=384,
@@ -61,7 +72,7 @@ def build_checkpoint(directory: Path) -> Path:
         num_key_value_heads=6,
         max_position_embeddings=512,
         bos_token_id=None,
-        eos_token_id=None,  # no EOS: both paths always produce max_new_tokens tokens
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
