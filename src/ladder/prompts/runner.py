@@ -43,6 +43,7 @@ from ladder.prompts.strategies import (
     build_strategy,
     describe,
     example_pool,
+    execute,
 )
 from ladder.prompts.template import (
     PromptTemplate,
@@ -233,7 +234,7 @@ def run_records(
             progress(len(done))
         for start in range(0, len(todo), run.batch_size):
             chunk = list(range(start, min(start + run.batch_size, len(todo))))
-            completions = _execute(model, [plans[j] for j in chunk])
+            completions = execute(model, [plans[j] for j in chunk])
             for j, got in zip(chunk, completions, strict=True):
                 row = _row(model, run, records, todo[j], plans[j], got, table, len(chunk))
                 row["run_id"] = run_id
@@ -273,20 +274,6 @@ def _needs_embedder(strategy: Any) -> bool:
             return True
         strategy = getattr(strategy, "inner", None)
     return False
-
-
-def _execute(model: LanguageModel, plans: Sequence[Plan]) -> list[list[Completion]]:
-    """Every call of ``plans``: one ``generate`` per distinct decoding setting."""
-    groups: dict[GenerationParams, list[tuple[int, int]]] = {}
-    for p, plan in enumerate(plans):
-        for c, call in enumerate(plan.calls):
-            groups.setdefault(call.params, []).append((p, c))
-    results: list[list[Completion | None]] = [[None] * len(plan.calls) for plan in plans]
-    for params, slots in groups.items():
-        prompts = [plans[p].calls[c].prompt for p, c in slots]
-        for (p, c), completion in zip(slots, model.generate(prompts, params), strict=True):
-            results[p][c] = completion
-    return [[c for c in done if c is not None] for done in results]
 
 
 def _row(

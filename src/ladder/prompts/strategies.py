@@ -51,6 +51,7 @@ __all__ = [
     "build_strategy",
     "describe",
     "example_pool",
+    "execute",
     "register_strategy",
     "run_strategy",
     "strategy_names",
@@ -409,6 +410,15 @@ def run_strategy(
     Self-consistency's ``n`` paths therefore become ``n`` batched calls over all records.
     """
     plans = strategy.plan(Batch(template, records, params, pool))
+    completions = execute(model, plans)
+    return [strategy.finish(plan, done) for plan, done in zip(plans, completions, strict=True)]
+
+
+def execute(model: LanguageModel, plans: Sequence[Plan]) -> list[list[Completion]]:
+    """Every call of ``plans``, one batched ``generate`` per distinct decoding setting.
+
+    Returns each plan's completions in the order of its calls.
+    """
     groups: dict[GenerationParams, list[tuple[int, int]]] = {}
     for p, plan in enumerate(plans):
         for c, call in enumerate(plan.calls):
@@ -418,10 +428,7 @@ def run_strategy(
         prompts = [plans[p].calls[c].prompt for p, c in slots]
         for (p, c), completion in zip(slots, model.generate(prompts, group_params), strict=True):
             results[p][c] = completion
-    return [
-        strategy.finish(plan, [c for c in done if c is not None])
-        for plan, done in zip(plans, results, strict=True)
-    ]
+    return [[c for c in done if c is not None] for done in results]
 
 
 # -- helpers -------------------------------------------------------------------------------
