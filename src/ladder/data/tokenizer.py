@@ -25,12 +25,15 @@ from jinja2 import Template
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ladder.errors import ConfigError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 ROLES = ("system", "user", "assistant")
 SPECIAL_TOKENS = (PAD, BOS, EOS, *(f"<|{role}|>" for role in ROLES))
+MASK = "<mask>"  # the mask token, when asked for as an extra special token
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -80,7 +83,12 @@ def _compiled_template() -> Template:
 
 
 def train_tokenizer(
-    texts: Iterable[str], vocab_size: int, *, model_max_length: int = 2048
+    texts: Iterable[str],
+    vocab_size: int,
+    *,
+    model_max_length: int = 2048,
+    extra_special_tokens: Sequence[str] = (),
+    show_progress: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``texts`` and wrap it with special tokens and chat template.
 
@@ -91,33 +99,53 @@ def train_tokenizer(
         texts: training text; iterated once. The result is deterministic given the texts.
         vocab_size: the total vocabulary, the 256 bytes and the special tokens included.
         model_max_length: the context length recorded in the tokenizer config.
+        extra_special_tokens: more special tokens after the six of :data:`SPECIAL_TOKENS`
+            (ids 6, 7, ... in this order), e.g. ``<mask>`` for a masked-LM objective or the
+            T5 sentinels ``<extra_id_0>``...; ``<mask>`` also becomes the mask token.
+            Duplicates and tokens already in :data:`SPECIAL_TOKENS` are dropped.
+        show_progress: let the ``tokenizers`` trainer draw its progress bar on stderr.
+
+    Raises:
+        ConfigError: ``vocab_size`` cannot hold the 256 bytes and the special tokens.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size {vocab_size} is below the 256 bytes + special tokens")
+    extras = [t for t in dict.fromkeys(extra_special_tokens) if t not in SPECIAL_TOKENS]
+    check_vocab_size(vocab_size, len(SPECIAL_TOKENS) + len(extras))
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),  # ids 0..5, in this order
+        special_tokens=[*SPECIAL_TOKENS, *extras],  # ids 0..5, then the extras, in order
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        show_progress=show_progress,
     )
     backend.train_from_iterator(texts, trainer=trainer)
+    named = {"mask_token": MASK} if MASK in extras else {}
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
-        additional_special_tokens=[f"<|{role}|>" for role in ROLES],
+        additional_special_tokens=[*(f"<|{role}|>" for role in ROLES), *extras],
         chat_template=CHAT_TEMPLATE,
         model_max_length=model_max_length,
         clean_up_tokenization_spaces=False,
+        **named,
     )
+
+
+def check_vocab_size(vocab_size: int, special_tokens: int) -> None:
+    """Raise :class:`ConfigError` unless ``vocab_size`` holds 256 bytes + the special tokens."""
+    needed = 256 + special_tokens
+    if vocab_size < needed:
+        raise ConfigError(
+            f"vocab size {vocab_size} is smaller than the 256 byte symbols + {special_tokens} "
+            f"special tokens it must hold: use at least {needed}"
+        )
 
 
 def encode_texts(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> list[list[int]]:

@@ -1,0 +1,176 @@
+"""The ``ladder tokenize`` pipeline: read a corpus, train (or reuse) a tokenizer, pack shards.
+
+A corpus is any mix of folders written by ``ladder curate`` (their ``part-*.jsonl`` files;
+other files there, such as reports or removed examples, are not read), ``.jsonl`` files
+with a text field, and ``.txt``/``.md`` files (one document each). It is read twice,
+streaming: once to train the tokenizer, once to pack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ladder.data.shards import ShardInfo, load_tokenizer, pack_shards
+from ladder.data.tokenizer import train_tokenizer
+from ladder.errors import ConfigError
+
+TEXT_SUFFIXES = (".txt", ".md")
+
+
+def corpus_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The files a corpus is read from, in order: folders expand to their ``part-*.jsonl``.
+
+    Raises:
+        ConfigError: a path is missing, a folder has no ``part-*.jsonl``, or a file is
+            neither ``.jsonl`` nor text.
+    """
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            parts = sorted(path.glob("part-*.jsonl"))
+            if not parts:
+                raise ConfigError(
+                    f"{path}: folder holds no part-*.jsonl files; run `ladder curate` on your "
+                    "sources first, or pass .jsonl/.txt files"
+                )
+            files.extend(parts)
+        elif not path.is_file():
+            raise ConfigError(f"{path}: no such file or folder")
+        elif path.suffix.lower() in (".jsonl", *TEXT_SUFFIXES):
+            files.append(path)
+        else:
+            raise ConfigError(
+                f"{path}: unknown corpus file type {path.suffix or '(none)'}; use a folder "
+                "from `ladder curate`, .jsonl or .txt"
+            )
+    return files
+
+
+def iter_texts(files: Sequence[Path], text_field: str = "text") -> Iterator[str]:
+    """Every non-empty document of ``files``, streaming (one JSONL line or text file each).
+
+    Raises:
+        ConfigError: a JSONL line is not a JSON object with a string ``text_field``
+            (naming file and line), or a file is not UTF-8.
+    """
+    for file in files:
+        try:
+            if file.suffix.lower() in TEXT_SUFFIXES:
+                text = file.read_text(encoding="utf-8")
+                if text.strip():
+                    yield text
+            else:
+                yield from _jsonl_texts(file, text_field)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+
+
+def _jsonl_texts(file: Path, text_field: str) -> Iterator[str]:
+    with open(file, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{file}:{number}: invalid JSON ({exc.msg})") from None
+            text = record.get(text_field) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise ConfigError(
+                    f"{file}:{number}: field '{text_field}' is missing or not a string; "
+                    "pick the field with --text-field"
+                )
+            if text.strip():
+                yield text
+
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    """What ``ladder tokenize`` did: the shard meta and whether it trained the tokenizer."""
+
+    info: ShardInfo
+    out: Path
+    trained_tokenizer: bool
+    files: list[Path] = field(default_factory=list)
+
+
+def tokenize_corpus(
+    corpus: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    vocab_size: int = 8192,
+    tokenizer: str | os.PathLike[str] | None = None,
+    special_tokens: Sequence[str] = (),
+    val_fraction: float = 0.01,
+    seed: int = 0,
+    text_field: str = "text",
+    model_max_length: int = 2048,
+    progress: bool = True,
+) -> TokenizeResult:
+    """Train a byte-level BPE on ``corpus`` (or reuse ``tokenizer``) and pack it into ``out``.
+
+    Args:
+        corpus: folders from ``ladder curate``, ``.jsonl`` and ``.txt`` files.
+        out: the shard folder (see :mod:`ladder.data.shards`).
+        vocab_size: the vocabulary of a trained tokenizer (ignored with ``tokenizer``).
+        tokenizer: an existing tokenizer folder to reuse instead of training one.
+        special_tokens: extra special tokens; with ``tokenizer`` they must already be in it.
+        val_fraction: the share of documents held out for validation.
+        seed: the seed of the validation split.
+        text_field: the JSONL field that holds a document's text.
+        model_max_length: the context length recorded in a trained tokenizer.
+        progress: show progress bars on stderr.
+
+    Raises:
+        ConfigError: an empty corpus, a vocabulary too small for its special tokens, a
+            tokenizer folder without ``tokenizer.json`` or without a requested special token.
+    """
+    files = corpus_files(corpus)
+    if not any(True for _ in iter_texts(files, text_field)):
+        raise ConfigError(f"{', '.join(map(str, corpus))}: the corpus holds no text documents")
+    with tempfile.TemporaryDirectory(prefix="ladder-tokenizer-") as tmp:
+        if tokenizer is None:
+            trained = train_tokenizer(
+                iter_texts(files, text_field),
+                vocab_size,
+                model_max_length=model_max_length,
+                extra_special_tokens=special_tokens,
+                show_progress=progress,
+            )
+            trained.save_pretrained(tmp)
+        else:
+            _check_has_special_tokens(Path(tokenizer), special_tokens)
+        info = pack_shards(
+            tmp if tokenizer is None else tokenizer,
+            iter_texts(files, text_field),
+            out,
+            val_fraction=val_fraction,
+            seed=seed,
+            progress=progress,
+            source=[str(p) for p in corpus],
+        )
+    return TokenizeResult(
+        info=info, out=Path(out), trained_tokenizer=tokenizer is None, files=files
+    )
+
+
+def _check_has_special_tokens(tokenizer_dir: Path, special_tokens: Sequence[str]) -> None:
+    if not special_tokens:
+        return
+    tokenizer = load_tokenizer(tokenizer_dir)
+    known = set(tokenizer.all_special_tokens) | {
+        str(token) for token in tokenizer.added_tokens_decoder.values()
+    }
+    if missing := [t for t in special_tokens if t not in known]:
+        raise ConfigError(
+            f"{tokenizer_dir}: tokenizer has no special token {missing[0]}; drop --tokenizer "
+            "to train one that has it, or drop --special-token"
+        )
