@@ -271,3 +271,14 @@ def test_ann_index_is_built_and_kept_up_to_date(tmp_path: Path, minilm: Embedder
     stats = table.index_stats(vector_index.name)
     assert stats.num_indexed_rows == 41 and stats.num_unindexed_rows == 0
     assert kb.search("beacon for sailors", k=1, mode="dense")[0].source.endswith("late.txt")
+
+
+def test_chunk_settings_of_an_existing_kb_are_kept_or_refused(small_kb) -> None:
+    kb, docs = small_kb
+    kb.add(docs)
+    stored = kb.settings()["chunk_tokens"]
+    again = KnowledgeBase(kb.name, root=kb.root, embedder=kb.embedder)  # no chunk settings
+    assert again.add(docs).unchanged == 4
+    mixed = KnowledgeBase(kb.name, root=kb.root, embedder=kb.embedder, chunk_tokens=stored + 7)
+    with pytest.raises(ConfigError, match=r"chunked with chunk_tokens = \d+; --chunk-tokens"):
+        mixed.add(docs)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ladder.cli._common import build, config_option, console, err_console, field_help
 from ladder.rag.answer import AskOptions
+from ladder.rag.chunk import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 from ladder.rag.options import IndexOptions, KBOptions, parse_storage_options
 from ladder.rag.retrieve import Filters, SearchOptions
 
@@ -72,8 +73,11 @@ def index(
         where.kb,
         root=where.root,
         embedder=options.embedder,
-        chunk_tokens=options.chunk_tokens,
-        overlap_tokens=options.overlap_tokens,
+        # Left at their defaults, the chunk settings defer to the ones the KB was created with.
+        chunk_tokens=None if options.chunk_tokens == DEFAULT_CHUNK_TOKENS else options.chunk_tokens,
+        overlap_tokens=(
+            None if options.overlap_tokens == DEFAULT_OVERLAP_TOKENS else options.overlap_tokens
+        ),
         storage_options=parse_storage_options(where.storage_option),
         ann_threshold=options.ann_threshold,
         batch_chunks=options.batch_chunks,

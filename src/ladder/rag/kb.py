@@ -146,8 +146,8 @@ class KnowledgeBase:
         *,
         root: str | os.PathLike[str] | None = None,
         embedder: Embedder | str | None = None,
-        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        chunk_tokens: int | None = None,
+        overlap_tokens: int | None = None,
         storage_options: dict[str, str] | None = None,
         ann_threshold: int = DEFAULT_ANN_THRESHOLD,
         batch_chunks: int = 512,
@@ -162,7 +162,11 @@ class KnowledgeBase:
         self.store = ChunkStore(self.uri, storage_options)
         self._embedder_arg = embedder
         self._embedder: Embedder | None = None
-        self._create = {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens}
+        self._asked = {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens}
+        self._create = {
+            "chunk_tokens": DEFAULT_CHUNK_TOKENS if chunk_tokens is None else chunk_tokens,
+            "overlap_tokens": DEFAULT_OVERLAP_TOKENS if overlap_tokens is None else overlap_tokens,
+        }
         self.ann_threshold = ann_threshold
         self.batch_chunks = batch_chunks
 
@@ -227,6 +231,14 @@ class KnowledgeBase:
             }
             self.store.create(settings, embedder.dim)
         stored = self.store.settings()
+        for key, asked in self._asked.items():
+            if asked is not None and asked != int(stored[key]):
+                option = "--" + key.replace("_", "-")
+                raise ConfigError(
+                    f"knowledge base {self.name!r} was chunked with {key} = {stored[key]}; "
+                    f"{option} {asked} would mix chunk sizes: leave {option} out, or index "
+                    f"into a new knowledge base (or `ladder kb rm {self.name}` first)"
+                )
         config = IngestSettings(
             chunk_tokens=int(stored["chunk_tokens"]),
             overlap_tokens=int(stored["overlap_tokens"]),

@@ -14,6 +14,11 @@ has rows; an ANN vector index (IVF-Flat, cosine) is built once the table reaches
 ``ann_threshold`` rows; :meth:`ChunkStore.refresh_indexes` brings both up to date after an
 ingest. Rows not yet in an index are still searched (exhaustively), so new rows are always
 found.
+
+On a local knowledge base at or above the ANN threshold, unfiltered dense queries go to an
+in-memory faiss mirror of the vectors (:mod:`ladder.rag.ann`), rebuilt by
+``refresh_indexes`` and used only while it matches the table's latest version; everything
+else (filters, full text, object storage, a table changing under an ingest) is LanceDB's.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ladder.errors import ConfigError
+from ladder.rag.ann import ANN_FOLDER, VectorMirror, build_mirror, load_mirror, remove_mirror
 
 if TYPE_CHECKING:  # pyarrow is imported when a store is used, not when the CLI starts
     import pyarrow as pa
@@ -107,6 +114,9 @@ class ChunkStore:
             uri, storage_options=storage_options, read_consistency_interval=timedelta(0)
         )
         self._tables: dict[str, Any] = {}
+        # The faiss mirror lives beside the tables of a local knowledge base only.
+        self._ann_folder = None if "://" in uri else Path(uri) / ANN_FOLDER
+        self._mirror: VectorMirror | None = None
 
     # --- tables ---------------------------------------------------------------------
 
@@ -176,7 +186,22 @@ class ChunkStore:
         )
         if where:
             query = query.where(where, prefilter=True)
+        elif (mirror := self._fresh_mirror()) is not None:
+            positions, distances = mirror.search(np.asarray(vector, dtype=np.float32), k, nprobes)
+            return mirror.rows(positions, distances)
         return list(query.to_list())
+
+    def _fresh_mirror(self) -> VectorMirror | None:
+        """The faiss mirror if it matches the chunks table's latest version, else None."""
+        if self._ann_folder is None:
+            return None
+        version = int(self._table(CHUNKS).version)
+        if self._mirror is None or self._mirror.version != version:
+            self._mirror = load_mirror(self._ann_folder, version, self._open_chunks)
+        return self._mirror
+
+    def _open_chunks(self) -> Any:
+        return self._db.open_table(CHUNKS)
 
     def text(self, query: str, k: int, where: str | None) -> list[dict[str, Any]]:
         """The ``k`` best chunks by BM25 (``_score``); none before the first ingest."""
@@ -228,6 +253,12 @@ class ChunkStore:
                 )
         table.optimize()
         self._table(FILES).optimize()
+        if self._ann_folder is not None:
+            if rows >= ann_threshold:
+                self._mirror = build_mirror(table, self._ann_folder, self._open_chunks)
+            else:
+                remove_mirror(self._ann_folder)
+                self._mirror = None
 
     # --- the manifest ---------------------------------------------------------------
 
