@@ -1,27 +1,38 @@
-"""Multi-process fine-tuning: relaunch ``ladder finetune`` under torchrun or accelerate.
+"""Multi-process training: relaunch a ``ladder`` verb under torchrun or accelerate.
 
-``ladder finetune --nproc N`` writes its resolved config (with ``nproc: 1``, so the children
-do not launch again) next to the run and starts N processes of the same command through
-``torch.distributed.run`` (DDP; gloo on CPU, NCCL on GPUs). With ``accelerate_config``
-it goes through ``accelerate launch --config_file``, so FSDP, DeepSpeed ZeRO and any other
-accelerate setting in that file pass through unchanged to :class:`accelerate.Accelerator`
-in the loop.
+``ladder finetune --nproc N`` and ``ladder pretrain CONFIG --nproc N`` call
+:func:`launch_verb`, which starts N processes of ``python -m ladder.cli.main VERB ...``
+through ``torch.distributed.run`` (DDP; gloo on CPU, NCCL on GPUs). The training loop is
+built on :class:`accelerate.Accelerator`, which reads the rank and world size torchrun puts
+in the environment, shards the batches and all-reduces the gradients.
+
+With ``accelerate_config`` the processes start through ``accelerate launch --config_file``
+instead, so FSDP, DeepSpeed ZeRO stages 1-3 and any other accelerate setting in that file
+pass through unchanged (see ``examples/distributed/`` and ``docs/distributed.md``).
+
+The child processes must not launch again: a verb checks :func:`is_launched_child` (torchrun
+and accelerate both set ``LOCAL_RANK``) before it calls :func:`launch_verb`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
+from ladder.errors import ConfigError
 from ladder.fsutil import atomic_write_text
 from ladder.train.finetune_config import FinetuneConfig
 
 LAUNCH_CONFIG = "launch-config.yaml"
+DEFAULT_MASTER_PORT = 29500
+_NEEDS_CUDA = {"FSDP", "DEEPSPEED", "MULTI_GPU", "MEGATRON_LM"}
 
 
 def is_launched_child() -> bool:
@@ -29,44 +40,208 @@ def is_launched_child() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
-def launch_command(cfg: FinetuneConfig, config_file: Path) -> list[str]:
-    """The command line that starts ``cfg.nproc`` processes of ``ladder finetune``."""
-    verb = ["-m", "ladder.cli.main", "finetune", "--config", str(config_file)]
-    if cfg.accelerate_config:
-        return [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            cfg.accelerate_config,
-            "--num_processes",
-            str(cfg.nproc),
-            *verb,
-        ]
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(cfg.nproc),
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        *verb,
-    ]
+def launch_command(
+    program: list[str],
+    nproc: int,
+    accelerate_config: str | None = None,
+    *,
+    nnodes: int = 1,
+    env: Mapping[str, str] | None = None,
+    master_port: int | None = None,
+) -> list[str]:
+    """The command line that starts ``nproc`` processes per node of ``program``.
+
+    Args:
+        program: What each process runs: ``["-m", MODULE, *args]`` or ``[SCRIPT, *args]``.
+        nproc: Processes on this node (one per GPU; any number on CPU).
+        accelerate_config: An accelerate config file (FSDP, DeepSpeed, multi-node); when
+            set, the processes start through ``accelerate launch --config_file``.
+        nnodes: Machines in the job. Above 1, the rendezvous comes from ``MASTER_ADDR``,
+            ``MASTER_PORT`` (default 29500) and ``NODE_RANK`` in ``env``; with an
+            accelerate config, from the file where those are not set (and the file's
+            ``num_machines`` counts when larger).
+        env: The environment to read the rendezvous from; default ``os.environ``.
+        master_port: The local rendezvous port for a one-node torchrun; default: a free one.
+
+    Raises:
+        ConfigError: ``nproc``/``nnodes`` below 1, a missing accelerate config file, or a
+            multi-node torchrun launch without ``MASTER_ADDR``.
+    """
+    if nproc < 1 or nnodes < 1:
+        raise ConfigError(f"nproc ({nproc}) and nnodes ({nnodes}) must be at least 1")
+    source = os.environ if env is None else env
+    if accelerate_config:
+        return [*_accelerate_launcher(accelerate_config, nproc, nnodes, source), *program]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    if nnodes > 1:
+        addr, port, rank = _rendezvous(source)
+        launcher += ["--nnodes", str(nnodes), "--node_rank", rank]
+        launcher += ["--master_addr", addr, "--master_port", port]
+    else:
+        port_number = master_port if master_port is not None else _free_port()
+        launcher += ["--master_addr", "127.0.0.1", "--master_port", str(port_number)]
+    return [*launcher, *program]
+
+
+def _accelerate_launcher(config: str, nproc: int, nnodes: int, env: Mapping[str, str]) -> list[str]:
+    """``accelerate launch`` with ``config``; the file's own settings stand unless overridden.
+
+    The machine count is ``nnodes`` or the file's ``num_machines``, whichever is larger; on
+    several machines ``MASTER_ADDR``/``MASTER_PORT``/``NODE_RANK``, where set, override the
+    file's ``main_process_ip``/``main_process_port``/``machine_rank``.
+    """
+    if not Path(config).is_file():
+        raise ConfigError(
+            f"accelerate_config: {config} does not exist; "
+            "give an accelerate config file (see examples/distributed/)"
+        )
+    machines = max(nnodes, _file_machines(config))
+    # accelerate counts processes over all machines; torchrun counts them per node.
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config]
+    launcher += ["--num_processes", str(nproc * machines)]
+    if machines > 1:
+        launcher += ["--num_machines", str(machines)]
+        flags = {"MASTER_ADDR": "--main_process_ip", "MASTER_PORT": "--main_process_port",
+                 "NODE_RANK": "--machine_rank"}  # fmt: skip
+        for variable, flag in flags.items():
+            if env.get(variable):
+                launcher += [flag, env[variable]]
+    return launcher
+
+
+def _file_machines(config: str) -> int:
+    try:
+        values = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return 1  # accelerate itself reports what is wrong with the file
+    machines = values.get("num_machines", 1) if isinstance(values, dict) else 1
+    return machines if isinstance(machines, int) and machines > 0 else 1
+
+
+def verb_launch_command(
+    argv: list[str],
+    nproc: int,
+    accelerate_config: str | None = None,
+    *,
+    nnodes: int = 1,
+    env: Mapping[str, str] | None = None,
+    master_port: int | None = None,
+) -> list[str]:
+    """:func:`launch_command` for ``ladder *argv`` (``python -m ladder.cli.main *argv``)."""
+    return launch_command(
+        ["-m", "ladder.cli.main", *argv],
+        nproc,
+        accelerate_config,
+        nnodes=nnodes,
+        env=env,
+        master_port=master_port,
+    )
+
+
+def launch_program(
+    program: list[str],
+    nproc: int,
+    accelerate_config: str | None = None,
+    *,
+    nnodes: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run ``program`` in ``nproc`` processes (per node); returns the launcher's exit code.
+
+    Args:
+        program: ``["-m", MODULE, *args]`` or ``[SCRIPT, *args]``.
+        nproc: Processes on this node.
+        accelerate_config: Optional accelerate config file, passed through unchanged.
+        nnodes: Machines in the job (see :func:`launch_command`).
+        env: Variables added to this process's environment for the children.
+            ``OMP_NUM_THREADS`` defaults to 1 so N processes do not oversubscribe the CPU.
+    """
+    child_env = {**os.environ, **(env or {})}
+    child_env.setdefault("OMP_NUM_THREADS", "1")
+    command = launch_command(program, nproc, accelerate_config, nnodes=nnodes, env=child_env)
+    if accelerate_config:
+        check_accelerate_config(accelerate_config)
+    return subprocess.run(command, env=child_env, check=False).returncode
+
+
+def launch_verb(
+    argv: list[str],
+    nproc: int,
+    accelerate_config: str | None = None,
+    *,
+    nnodes: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run ``ladder *argv`` in ``nproc`` processes (per node); returns the launcher's exit code.
+
+    The caller must make sure the children do not launch again (they see
+    :func:`is_launched_child` true; a config file written for them should say ``nproc: 1``).
+    Arguments as for :func:`launch_program`.
+    """
+    program = ["-m", "ladder.cli.main", *argv]
+    return launch_program(program, nproc, accelerate_config, nnodes=nnodes, env=env)
 
 
 def launch(cfg: FinetuneConfig) -> int:
-    """Run ``cfg`` in ``cfg.nproc`` processes; returns the launcher's exit code."""
+    """Run ``ladder finetune`` with ``cfg`` in ``cfg.nproc`` processes; the exit code.
+
+    The resolved config goes to ``OUT/launch-config.yaml`` with ``nproc: 1`` and only the
+    fields the user set, so the children resolve method defaults as the parent did.
+    """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / LAUNCH_CONFIG
-    # Only the fields the user set: the children resolve method defaults as the parent did.
     child = {**cfg.model_dump(mode="json", exclude_unset=True), "nproc": 1}
     atomic_write_text(config_file, yaml.safe_dump(child, sort_keys=False))
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    return subprocess.run(launch_command(cfg, config_file), env=env, check=False).returncode
+    return launch_verb(["finetune", "--config", str(config_file)], cfg.nproc, cfg.accelerate_config)
+
+
+def check_accelerate_config(path: str) -> str:
+    """The config's ``distributed_type``, once sure this machine can run it.
+
+    accelerate would otherwise fail deep inside the children (DeepSpeed missing) or, on a
+    machine without CUDA, quietly train with plain DDP over gloo instead of FSDP/ZeRO.
+
+    Raises:
+        ConfigError: the file is not an accelerate config, it asks for DeepSpeed and
+            ``deepspeed`` is not installed, or it asks for FSDP/DeepSpeed/GPUs without CUDA.
+    """
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"accelerate_config: {path}: {exc}".splitlines()[0]) from None
+    if not isinstance(values, dict) or "distributed_type" not in values:
+        raise ConfigError(
+            f"accelerate_config: {path} has no distributed_type; see examples/distributed/"
+        )
+    kind = str(values["distributed_type"])
+    if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(
+            f"accelerate_config: {path} uses DeepSpeed, which is not installed: "
+            "`pip install deepspeed` on a CUDA machine (see docs/distributed.md)"
+        )
+    if kind in _NEEDS_CUDA and not _cuda_available():
+        raise ConfigError(
+            f"accelerate_config: {path} asks for {kind}, which needs CUDA GPUs; on CPU "
+            "drop --accelerate-config and use --nproc alone (DDP over gloo)"
+        )
+    return kind
+
+
+def _cuda_available() -> bool:
+    import torch  # only when launching with an accelerate config: a one-off cost
+
+    return bool(torch.cuda.is_available())
+
+
+def _rendezvous(env: Mapping[str, str]) -> tuple[str, str, str]:
+    addr = env.get("MASTER_ADDR")
+    if not addr:
+        raise ConfigError(
+            "nnodes > 1 needs MASTER_ADDR (the first node's address) in the environment; "
+            "on Slurm use `ladder slurm`, which sets up the rendezvous"
+        )
+    return addr, env.get("MASTER_PORT", str(DEFAULT_MASTER_PORT)), env.get("NODE_RANK", "0")
 
 
 def _free_port() -> int:
