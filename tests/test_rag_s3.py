@@ -65,3 +65,38 @@ def test_index_reindex_search_on_s3(s3_endpoint: str, tmp_path: Path, minilm: Em
     missing = KnowledgeBase("other", root="s3://ladder-kb/kb", storage_options=options)
     with pytest.raises(KnowledgeBaseNotFound, match="s3://ladder-kb/kb; create it with"):
         missing.search("x")
+
+
+def test_list_and_remove_knowledge_bases_on_s3(
+    s3_endpoint: str, tmp_path: Path, minilm: Embedder
+) -> None:
+    from typer.testing import CliRunner
+
+    from ladder.cli.main import app
+    from ladder.rag.kb import list_knowledge_bases, remove_knowledge_base
+
+    options = {
+        "aws_endpoint": s3_endpoint,
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+        "region": "us-east-1",
+        "allow_http": "true",
+    }
+    root = "s3://ladder-kb/listed"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Owls hunt at night.")
+    for name in ("beta", "alpha"):
+        KnowledgeBase(name, root=root, embedder=minilm, storage_options=options).add(docs)
+    assert list_knowledge_bases(root, options) == ["alpha", "beta"]
+    flags = [f"--storage-option={key}={value}" for key, value in options.items()]
+    runner = CliRunner()
+    listed = runner.invoke(app, ["kb", "ls", "--root", root, "--json", *flags])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.strip() == '["alpha", "beta"]'
+    removed = runner.invoke(app, ["kb", "rm", "beta", "--root", root, *flags])
+    assert removed.exit_code == 0, removed.output
+    assert list_knowledge_bases(root, options) == ["alpha"]
+    assert not KnowledgeBase("beta", root=root, storage_options=options).exists()
+    with pytest.raises(KnowledgeBaseNotFound, match="existing: alpha"):
+        remove_knowledge_base("gamma", root, options)

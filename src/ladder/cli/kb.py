@@ -7,9 +7,9 @@ import json
 import typer
 from rich.table import Table
 
-from ladder.cli._common import config_option, console
+from ladder.cli._common import config_option, console, field_help
 from ladder.cli.rag import open_kb
-from ladder.rag.options import KBOptions
+from ladder.rag.options import KBOptions, parse_storage_options
 
 kb_app = typer.Typer(
     help="List, inspect and edit knowledge bases (create them with ladder index).",
@@ -18,17 +18,21 @@ kb_app = typer.Typer(
 
 _ROOT = config_option(KBOptions, "root", "--root")
 _NAME = typer.Argument(..., help="Knowledge base name.")
+_STORAGE = typer.Option(
+    [], "--storage-option", help=field_help(KBOptions, "storage_option"), show_default=False
+)
 
 
 @kb_app.command("ls")
 def ls(
     root: str | None = _ROOT,
+    storage_option: list[str] = _STORAGE,
     as_json: bool = typer.Option(False, "--json", help="Print the names as a JSON list."),
 ) -> None:
     """List the knowledge bases under the root."""
     from ladder.rag.kb import list_knowledge_bases
 
-    names = list_knowledge_bases(root)
+    names = list_knowledge_bases(root, parse_storage_options(storage_option))
     if as_json:
         print(json.dumps(names))
     elif names:
@@ -62,11 +66,11 @@ def show(
 
 
 @kb_app.command("rm")
-def rm(name: str = _NAME, root: str | None = _ROOT) -> None:
+def rm(name: str = _NAME, root: str | None = _ROOT, storage_option: list[str] = _STORAGE) -> None:
     """Delete a whole knowledge base."""
     from ladder.rag.kb import remove_knowledge_base
 
-    remove_knowledge_base(name, root)
+    remove_knowledge_base(name, root, parse_storage_options(storage_option))
     console.print(f"removed knowledge base {name}", markup=False)
 
 

@@ -64,34 +64,49 @@ def _is_remote(root: str) -> bool:
     return "://" in root
 
 
-def list_knowledge_bases(root: str | None = None) -> list[str]:
-    """Names of the knowledge bases under a local root, sorted."""
+def list_knowledge_bases(
+    root: str | None = None, storage_options: dict[str, str] | None = None
+) -> list[str]:
+    """Names of the knowledge bases under a root (a folder or ``s3://...``), sorted."""
     base = root or default_root()
     if _is_remote(base):
-        raise ConfigError(f"{base}: listing is for local roots; open a knowledge base by name")
+        from ladder.rag.objectstore import list_remote
+
+        return list_remote(base, storage_options)
     folder = Path(base).expanduser()
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if (p / "settings.lance").is_dir())
 
 
-def remove_knowledge_base(name: str, root: str | None = None) -> None:
-    """Delete a local knowledge base folder.
+def remove_knowledge_base(
+    name: str, root: str | None = None, storage_options: dict[str, str] | None = None
+) -> None:
+    """Delete a knowledge base (its folder, or its objects under an ``s3://`` root).
 
     Raises:
         KnowledgeBaseNotFound: there is none of that name (the message lists the others).
     """
     base = root or default_root()
-    if name not in list_knowledge_bases(base):
-        raise _not_found(name, base)
+    known = list_knowledge_bases(base, storage_options)
+    if name not in known:
+        raise _not_found(name, base, known)
+    if _is_remote(base):
+        from ladder.rag.objectstore import remove_remote
+
+        remove_remote(base, name, storage_options)
+        return
     shutil.rmtree(Path(base).expanduser() / name)
 
 
-def _not_found(name: str, root: str) -> KnowledgeBaseNotFound:
+def _not_found(name: str, root: str, known: list[str] | None = None) -> KnowledgeBaseNotFound:
     message = f"no knowledge base {name!r} under {root}"
-    if _is_remote(root):
-        return KnowledgeBaseNotFound(f"{message}; create it with: ladder index PATH --kb {name}")
-    known = list_knowledge_bases(root)
+    if known is None:
+        if _is_remote(root):  # listing a bucket needs its credentials, which are not here
+            return KnowledgeBaseNotFound(
+                f"{message}; create it with: ladder index PATH --kb {name}"
+            )
+        known = list_knowledge_bases(root)
     listed = ", ".join(known) if known else "none yet; create one with: ladder index PATH --kb NAME"
     return KnowledgeBaseNotFound(f"{message}; existing: {listed}")
 
