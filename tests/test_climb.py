@@ -181,9 +181,18 @@ def test_all_rungs_and_json_leaderboard(
     board = tmp_path / "board.json"
     code = main(["climb", str(task), "--all", "--json", str(board), "--out", str(tmp_path / "o")])
     assert code == 0
-    rows = json.loads(board.read_text())
+    data = json.loads(board.read_text())
+    assert data == json.loads((tmp_path / "o" / "leaderboard.json").read_text())
+    rows = data["leaderboard"]
     assert [r["rung"] for r in rows] == ["zero_shot", "few_shot", "lora"]
     assert set(LEADERBOARD_KEYS) <= set(rows[0])
+    assert data["recommendation"] == {"rung": "zero_shot", "model": api(server)}
+    # the oracle answers without the output-format line too; int8 needs local weights
+    assert [(v["name"], v["verdict"]) for v in data["variants"]] == [
+        ("no output format", "keeps quality"),
+        ("dynamic int8", "skipped"),
+    ]
+    assert data["variants"][0]["cost_saving"] > 0.3  # 18 → 9 prompt words per record
     # few_shot ties zero_shot (both perfect): not significantly better, so not good enough
     assert rows[1]["value"] == 1.0 and rows[1]["good_enough"] is False
     assert rows[2]["status"] == "skipped"  # lora cannot train an API model
@@ -224,7 +233,11 @@ def test_tracker_gets_a_parent_run_and_a_child_per_rung(
     climb(task, ClimbOptions(out=tmp_path / "out", tracking_uri=f"jsonl:{events}"))
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     starts = [e for e in lines if e["event"] == "run_start"]
-    assert [s["name"] for s in starts] == ["climb animals", "rung zero_shot"]
+    assert [s["name"] for s in starts] == [
+        "climb animals",
+        "rung zero_shot",
+        "variant no output format",
+    ]
     assert starts[1]["parent"] == starts[0]["run"] and starts[0]["parent"] is None
     metrics = next(e for e in lines if e["event"] == "metrics" and "value" in e["metrics"])
     assert metrics["metrics"]["value"] == 1.0 and metrics["run"] == starts[1]["run"]
@@ -341,7 +354,7 @@ def test_resume_after_sigkill_of_the_cli(tmp_path: Path, server: OpenAITestServe
         "zero_shot"
     ]
     server.responder = oracle
-    result = climb(task, ClimbOptions(out=out, all_rungs=True, resume=True))
+    result = climb(task, ClimbOptions(out=out, all_rungs=True, resume=True, optimise=False))
     assert _zero_shot_calls(server, start) == 30  # rung 1 was not run again
     assert [r.rung for r in result.rows] == ["zero_shot", "few_shot"]
     assert result.rows[1].value == 1.0

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def climbs(tiny_causal_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> list[ClimbResult]:
     root = tmp_path_factory.mktemp("climb")
-    task = write_climb_task(root / "task", [f"hf:{tiny_causal_lm}"], RUNGS)
+    extra = "optimise: [quantise]\ncompute_hour_usd: 1.0\n"  # int8 of the tuned checkpoint
+    task = write_climb_task(root / "task", [f"hf:{tiny_causal_lm}"], RUNGS, extra=extra)
     return [climb(task, ClimbOptions(out=root / f"out{i}", all_rungs=True)) for i in range(2)]
 
 
@@ -47,11 +48,25 @@ def test_finetuning_beats_zero_shot_with_pinned_numbers(climbs: list[ClimbResult
     assert full.answered_by.endswith("02-full/ft/model") and full.compute_seconds > 0
 
 
+def test_int8_variant_of_the_fine_tuned_checkpoint(climbs: list[ClimbResult]) -> None:
+    full = climbs[0].rows[2]
+    [variant] = climbs[0].variants
+    assert variant.name == "dynamic int8" and variant.model == full.answered_by + "#int8"
+    assert variant.value == pytest.approx(25 / 30)  # measured: the same 25 right as full
+    assert variant.verdict == "keeps quality"
+    assert variant.delta == 0.0 and variant.delta_ci_low <= 0.0 <= (variant.delta_ci_high or 0)
+    # it keeps the training cost of the checkpoint it quantised
+    assert variant.cost > full.train_seconds / 3600 > 0 and variant.cost_saving is not None
+
+
 def test_the_same_climb_twice_gives_identical_scores(climbs: list[ClimbResult]) -> None:
     first, second = (
         [(r.rung, r.value, r.ci_low, r.ci_high, r.p_value_vs_below) for r in c.rows] for c in climbs
     )
     assert first == second
+    assert [
+        (v.name, v.value, v.delta, v.delta_ci_low, v.delta_ci_high) for v in climbs[0].variants
+    ] == [(v.name, v.value, v.delta, v.delta_ci_low, v.delta_ci_high) for v in climbs[1].variants]
     assert climbs[0].rows[2].train_losses == climbs[1].rows[2].train_losses
     preds = [(Path(c.rows[2].folder) / "predictions.jsonl").read_text() for c in climbs]
     assert [json.loads(x)["prediction"] for x in preds[0].splitlines()] == [

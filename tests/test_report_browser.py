@@ -67,11 +67,14 @@ def test_report_loads_without_console_errors_and_plots_render(
         tmp_path / "t",
         [f"hf:{tiny_causal_lm}"],
         f"  - zero_shot\n  - {full}\n",
-        extra="compute_hour_usd: 2.0\n",
+        extra="compute_hour_usd: 2.0\noptimise: [quantise]\n",
         train=40,
         test=12,
     )
+    # good_enough 0: zero_shot is recommended, so its int8 variant joins the frontier plot
+    task.write_text(task.read_text().replace("good_enough: 0.8", "good_enough: 0.0"))
     result = climb(task, ClimbOptions(out=tmp_path / "out", all_rungs=True))
+    assert [v.status for v in result.variants] == ["done"]
     assert result.report is not None
     dom, console = open_in_chromium(result.report, tmp_path / "profile")
     assert console == []
@@ -79,3 +82,5 @@ def test_report_loads_without_console_errors_and_plots_render(
     rendered = re.findall(r'<svg[^>]*id="(plot-[a-z]+)"[^>]*data-rendered="yes"', dom)
     assert sorted(rendered) == ["plot-frontier", "plot-loss", "plot-score"]
     assert dom.count('class="mark"') == 2 + 2 + 1  # two bars, two points, one loss curve
+    assert dom.count('class="mark variant"') == 1  # the int8 variant's diamond
+    assert "<h2>Cheaper variants</h2>" in dom and "dynamic int8" in dom

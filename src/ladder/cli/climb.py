@@ -21,7 +21,16 @@ class ClimbFlags(BaseModel):
     all_rungs: bool = Field(
         False, description="Run every rung, not only up to the first good-enough one."
     )
-    json_out: Path | None = Field(None, description="Write the leaderboard rows to this JSON file.")
+    json_out: Path | None = Field(
+        None,
+        description="Write the leaderboard to this JSON file: rows, recommendation, cheaper "
+        "variants, run ids and data hashes.",
+    )
+    no_optimise: bool = Field(
+        False,
+        description="Do not try cheaper variants (smaller model, fewer shots, shorter prompt, "
+        "int8) of the recommended rung.",
+    )
     resume: bool = Field(
         False,
         description="Keep the finished rungs of an interrupted climb in "
@@ -53,11 +62,12 @@ def climb(
     out: Path | None = typer.Option(None, "--out", help=field_help(F, "out")),
     model: list[str] | None = typer.Option(None, "--model", help=field_help(F, "model")),
     track: str | None = typer.Option(None, "--track", help=field_help(F, "track")),
+    no_optimise: bool = typer.Option(False, "--no-optimise", help=field_help(F, "no_optimise")),
 ) -> None:
     """Climb the ladder on a task: cheapest rung first, stop at the first good-enough one."""
     from ladder.climb.climb import ClimbOptions
     from ladder.climb.climb import climb as run_climb
-    from ladder.climb.report import terminal_table
+    from ladder.climb.report import terminal_table, variants_table
 
     folder = out or Path("runs") / f"climb-{task.stem if task.stem != 'task' else task.parent.name}"
     options = ClimbOptions(
@@ -65,6 +75,7 @@ def climb(
         all_rungs=all_rungs,
         resume=resume,
         models=model or (),
+        optimise=not no_optimise,
         tracking_uri=track,
         log=lambda line: err_console.print(f"[dim]{line}[/]"),
     )
@@ -74,6 +85,9 @@ def climb(
     headline = f"Recommendation: {rec.rung} on {rec.model}" if rec else "Nothing good enough yet"
     console.print(headline, style="bold", markup=False)
     console.print(result.why, markup=False)
+    cheaper = variants_table(result)
+    if cheaper is not None:
+        console.print(cheaper)
     if result.stopped:
         console.print(f"Stopped: {result.stopped}", markup=False)
     console.print(f"Report: {result.report}", markup=False)
@@ -81,7 +95,7 @@ def climb(
     if uri:
         console.print(f"Runs: {uri}", markup=False)
     if json_out is not None:
-        atomic_write_text(json_out, json.dumps(result.leaderboard(), indent=2) + "\n")
+        atomic_write_text(json_out, json.dumps(result.to_json(), indent=2) + "\n")
         console.print(f"Leaderboard: {json_out}", markup=False)
 
 

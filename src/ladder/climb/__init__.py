@@ -5,14 +5,15 @@
     result.recommendation, result.why, result.report
 
 Modules: task.py (the task file), rungs.py (the registry), prompt_rungs.py,
-finetune_rungs.py, rag_rung.py, climb.py (the loop, stop rule and resume), measure.py
-(memory, latency, paired tests), report.py (HTML + terminal table), select.py (model
-selection on the dev split).
+finetune_rungs.py (incl. dpo), rag_rung.py, climb.py (the loop, stop rule and resume),
+optimise.py (cheaper variants of the recommendation), measure.py (memory, latency, paired
+tests), tracking.py (parent and child runs), state.py, report.py + report_tables.py (HTML
+and terminal tables), select.py (model selection on the dev split).
 """
 
 from ladder.climb.climb import ClimbOptions, ClimbResult, climb
 from ladder.climb.rungs import Rung, RungContext, RungResult, register_rung, rung_names
-from ladder.climb.state import Row
+from ladder.climb.state import Row, Variant
 from ladder.climb.task import LoadedTask, TaskSpec, load_task
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "RungContext",
     "RungResult",
     "TaskSpec",
+    "Variant",
     "climb",
     "load_task",
     "register_rung",

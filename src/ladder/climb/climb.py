@@ -15,26 +15,37 @@ Without ``all_rungs`` the climb stops on a model at its first good-enough rung. 
 recommendation is the cheapest good-enough row (cost, then the lower rung), or, when none is,
 the best-scoring row with the advice that nothing is good enough yet.
 
+Once there is a recommendation, the cheaper variants the task allows are tried and compared
+with it (:mod:`ladder.climb.optimise`; ``optimise: false`` or ``ClimbOptions.optimise``
+turns this off).
+
 State (``OUT/climb.json``) is written after every rung, atomically; ``resume=True`` keeps
-the finished rows of an interrupted climb of the same task and data (a fingerprint of both)
-and runs only the rest. A climb whose total cost passes ``max_cost_usd`` stops after the
-rung that passed it, keeping every finished row.
+the finished rows (and variants) of an interrupted climb of the same task and data (a
+fingerprint of both) and runs only the rest. A climb whose total cost passes
+``max_cost_usd`` stops after the rung that passed it, keeping every finished row, and tries
+no variants. The tracker gets a parent run and a child run per rung and per variant
+(:mod:`ladder.climb.tracking`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ladder.climb.measure import PeakMemory, paired_test, percentile
-from ladder.climb.rungs import ModelCache, RungContext, RungResult, build_rung
+from ladder.climb.rungs import ModelCache, Rung, RungContext, RungResult, build_rung
 from ladder.climb.state import (
+    RESOLVED_TASK_FILE,
     STATE_FILE,
     Row,
+    Variant,
+    load_variants,
     prediction_texts,
     resolved_task,
     resumable_rows,
@@ -43,10 +54,13 @@ from ladder.climb.state import (
     write_predictions,
 )
 from ladder.climb.task import LoadedTask, RungSpec, load_task, parse_output
+from ladder.climb.tracking import log_parent, log_row, log_variant, run_id_of
 from ladder.errors import UnsupportedError
 from ladder.fsutil import atomic_write_text
 
-__all__ = ["ClimbOptions", "ClimbResult", "Row", "climb", "leaderboard_rows"]
+__all__ = ["LEADERBOARD_FILE", "ClimbOptions", "ClimbResult", "Row", "climb", "leaderboard_rows"]
+
+LEADERBOARD_FILE = "leaderboard.json"
 
 LEADERBOARD_KEYS = (
     "rung",
@@ -70,6 +84,7 @@ class ClimbOptions:
     all_rungs: bool = False
     resume: bool = False
     models: Sequence[str] = ()
+    optimise: bool = True
     tracking_uri: str | None = None
     embedder: Any = None
     model_loader: Callable[[str], Any] | None = None
@@ -87,16 +102,36 @@ class ClimbResult:
     stopped: str
     out: Path
     report: Path | None = None
+    variants: list[Variant] = field(default_factory=list)
+    run_id: str = ""  # the tracker's parent run ("" when the tracker has no ids)
 
     def leaderboard(self) -> list[dict[str, Any]]:
-        """The ``--json`` rows."""
+        """The leaderboard rows."""
         return leaderboard_rows(self.rows)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``--json`` writes (and ``OUT/leaderboard.json``): the rows, the
+        recommendation, the cheaper variants, and the run ids and data hashes behind them."""
+        rec = self.recommendation
+        return {
+            "task": self.task.spec.name,
+            "metric": self.task.spec.metric_name(),
+            "good_enough": self.task.spec.good_enough,
+            "fingerprint": self.task.fingerprint(),
+            "data_sha256": dict(self.task.data_hashes),
+            "run_id": self.run_id,
+            "recommendation": None if rec is None else {"rung": rec.rung, "model": rec.model},
+            "why": self.why,
+            "stopped": self.stopped,
+            "leaderboard": self.leaderboard(),
+            "variants": [dataclasses.asdict(v) for v in self.variants],
+        }
 
 
 def leaderboard_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    """Rows with the leaderboard keys (plus latency_p95 and status), in climb order."""
-    keys = (*LEADERBOARD_KEYS, "latency_p95", "status")
-    return [{k: getattr(r, k) for k in keys} for r in rows]
+    """Rows with the leaderboard keys (plus p95, status, timings and run id), in climb order."""
+    extra = ("latency_p95", "status", "reason", "wall_s", "compute_seconds", "run_id")
+    return [{k: getattr(r, k) for k in (*LEADERBOARD_KEYS, *extra)} for r in rows]
 
 
 def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
@@ -110,42 +145,79 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
     task = load_task(task_path)
     out = Path(options.out)
     done = resumable_rows(out, task) if options.resume else {}
+    kept = {v.key: v for v in load_variants(out) if v.status == "done"} if options.resume else {}
     if not options.resume and out.exists():
-        shutil.rmtree(out / "rungs", ignore_errors=True)
+        for sub in ("rungs", "variants"):
+            shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "task.resolved.json", resolved_task(task))
+    atomic_write_text(out / RESOLVED_TASK_FILE, resolved_task(task))
     models = list(options.models) or task.spec.models
     cache = ModelCache(options.model_loader)
     rows: list[Row] = []
     stopped = "all rungs climbed" if options.all_rungs else ""
     tracker = get_tracker(options.tracking_uri)
     with tracker.run(f"climb {task.spec.name}", tags={"task": task.spec.name}) as parent:
-        parent.log_params(
-            {
-                "task": task.spec.name,
-                "metric": task.spec.metric_name(),
-                "good_enough": task.spec.good_enough,
-                "models": ",".join(models),
-                "fingerprint": task.fingerprint(),
-                **task.data_hashes,
-            }
-        )
+        log_parent(parent, task, models)
+        run_id = run_id_of(parent)
+        budget_hit = ""
         for model in models:
             budget_hit = _climb_model(task, model, options, cache, done, rows, parent, out)
             if budget_hit:
                 stopped = budget_hit
                 break
         recommendation, why = recommend(rows, task)
-        save_state(out, task, rows, finished=True)
+        variants: list[Variant] = []
+        if recommendation is not None and options.optimise and not budget_hit:
+            variants = _optimise(task, recommendation, rows, models, options, cache, parent, kept)
+        save_state(out, task, rows, finished=True, variants=variants)
         from ladder.climb.report import write_report
 
-        result = ClimbResult(task, rows, recommendation, why, stopped, out)
+        result = ClimbResult(task, rows, recommendation, why, stopped, out, None, variants, run_id)
+        atomic_write_text(out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2) + "\n")
         result.report = write_report(result, out / "report.html")
-        parent.log_artifact(result.report)
-        parent.log_artifact(out / STATE_FILE)
+        for name in ("report.html", STATE_FILE, LEADERBOARD_FILE, RESOLVED_TASK_FILE):
+            parent.log_artifact(out / name)
         if recommendation is not None:
-            parent.set_tags({"recommendation": recommendation.key})
+            parent.set_tags(
+                {
+                    "recommendation": recommendation.key,
+                    "recommendation.run_id": recommendation.run_id,
+                }
+            )
     return result
+
+
+def _optimise(
+    task: LoadedTask,
+    winner: Row,
+    rows: list[Row],
+    models: list[str],
+    options: ClimbOptions,
+    cache: ModelCache,
+    tracker: Any,
+    kept: dict[str, Variant],
+) -> list[Variant]:
+    from ladder.climb.optimise import Optimiser
+
+    out = Path(options.out)
+
+    def run(vtask: LoadedTask, model: str, spec: RungSpec, rung: Rung, folder: Path) -> Row:
+        try:
+            return _run_rung(vtask, model, spec, folder, options, cache, None, rung=rung)
+        finally:
+            cache.drop(model)
+
+    optimiser = Optimiser(
+        task,
+        out,
+        rows,
+        models,
+        run,
+        lambda variant: log_variant(tracker, task, variant, out),
+        done=kept,
+        say=options.log,
+    )
+    return optimiser.variants(winner)
 
 
 def _climb_model(
@@ -160,19 +232,22 @@ def _climb_model(
 ) -> str:
     """Climb one model; returns a reason when the whole climb must stop (budget)."""
     below: Row | None = None
+    tuned: Row | None = None  # the last rung below that fine-tuned a checkpoint (for dpo)
     for index, spec in enumerate(task.spec.rung_specs()):
         key = f"{model}|{spec.name}"
         row = done.get(key)
         if row is None:
             folder = out / "rungs" / slug(model) / f"{index:02d}-{slug(spec.name)}"
-            row = _run_rung(task, model, spec, folder, options, cache, below)
-            _log_row(tracker, row, spec)
+            row = _run_rung(task, model, spec, folder, options, cache, below, tuned=tuned)
+            log_row(tracker, task, row, spec, out)
         else:
             options.log(f"{spec.name} on {model}: finished before, kept")
         rows.append(row)
         save_state(out, task, rows, finished=False)
         if row.status == "done":
             below = row
+            if row.answered_by.startswith("hf:") and row.answered_by != model:
+                tuned = row
         spent = sum(r.cost for r in rows)
         limit = task.spec.max_cost_usd
         if limit is not None and spent > limit:
@@ -191,12 +266,19 @@ def _run_rung(
     options: ClimbOptions,
     cache: ModelCache,
     below: Row | None,
+    *,
+    tuned: Row | None = None,
+    rung: Rung | None = None,
 ) -> Row:
+    """Run one rung (``rung``, or the one ``spec`` names) into ``folder`` and score it."""
     metric = task.spec.metric_name()
-    rung = build_rung(spec.rung, spec.options, where=str(task.path))
+    if rung is None:  # a variant's runner says what it runs itself
+        options.log(f"{spec.name} on {model}: running")
+        rung = build_rung(spec.rung, spec.options, where=str(task.path))
     ctx = RungContext(folder, options.resume, cache, options.embedder, options.log)
+    if tuned is not None:
+        ctx.tuned, ctx.tuned_seconds = tuned.answered_by, tuned.train_seconds
     folder.mkdir(parents=True, exist_ok=True)
-    options.log(f"{spec.name} on {model}: running")
     started = time.perf_counter()
     try:
         with PeakMemory() as memory:
@@ -249,6 +331,9 @@ def _score(
         compute_seconds=round(result.compute_seconds, 3),
         train_losses=result.train_losses,
         folder=str(folder),
+        template_version=str(result.details.get("template_version", "")),
+        train_seconds=float(result.details.get("training_seconds", 0.0)),
+        train_metrics=dict(result.details.get("train_metrics", {})),
     )
     if below is not None:
         outcome = paired_test(
@@ -314,38 +399,3 @@ def recommend(rows: Sequence[Row], task: LoadedTask) -> tuple[Row | None, str]:
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _log_row(tracker: Any, row: Row, spec: RungSpec) -> None:
-    with tracker.run(f"rung {row.rung}", tags={"rung": row.rung, "model": row.model}) as run:
-        run.log_params(
-            {
-                "rung": spec.rung,
-                "model": row.model,
-                "answered_by": row.answered_by,
-                **{f"option.{k}": v for k, v in spec.options.items()},
-            }
-        )
-        metrics = {
-            "cost_usd": row.cost,
-            "peak_memory_bytes": float(row.peak_memory),
-            "good_enough": float(row.good_enough),
-            "wall_s": row.wall_s,
-        }
-        for name in (
-            "value",
-            "ci_low",
-            "ci_high",
-            "latency_p50",
-            "latency_p95",
-            "p_value_vs_below",
-        ):
-            value = getattr(row, name)
-            if value is not None:
-                metrics[name] = float(value)
-        run.log_metrics(metrics)
-        for step, loss in enumerate(row.train_losses, 1):
-            run.log_metrics({"train_loss": loss}, step=step)
-        run.set_tags({"status": row.status, "signature": row.signature, "reason": row.reason})
-        if row.status == "done":
-            run.log_artifact(Path(row.folder) / "predictions.jsonl")

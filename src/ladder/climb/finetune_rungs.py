@@ -1,4 +1,4 @@
-"""Fine-tuning rungs: lora, qlora, freeze, full — train on the task's train split, then ask.
+"""Fine-tuning rungs: lora, qlora, freeze, full, dpo — train, then ask the new checkpoint.
 
 The train split becomes chat records: the user turn is the task's zero-shot prompt
 (:func:`ladder.climb.prompt_rungs.task_template`) over the record, the assistant turn its
@@ -13,6 +13,17 @@ as compute cost; the loss per step is kept for the report.
 Options: ``train`` (any TrainConfig field: max_steps, lr, batch_size ...), ``lora``
 (rank, alpha, dropout, target_modules), ``freeze`` (last_blocks, train_head), ``epochs``,
 ``max_seq_len``, and for answering ``max_tokens`` and ``batch_size``.
+
+**dpo** (Direct Preference Optimization: Rafailov et al. 2023) trains on the task's
+``data.preference`` pairs: each pair's ``prompt`` (a task input) is rendered with the same
+zero-shot prompt, ``chosen`` and ``rejected`` are answers. It starts, by default
+(``start: sft``), from the checkpoint of the last fine-tuning rung that finished below it on
+the same model — the usual recipe: supervised fine-tuning first, then preference tuning
+with the SFT model as the frozen reference — and from the base model when there is none
+(or with ``start: base``). Its cost includes the training of the checkpoint it started
+from. Own options: ``beta``, ``weights`` (lora: adapters on top, merged; full), ``start``.
+Without preference pairs the rung is skipped (listed by default) or refused at load time
+(listed in the task file).
 """
 
 from __future__ import annotations
@@ -31,12 +42,18 @@ from ladder.climb.prompt_rungs import (
 )
 from ladder.climb.rungs import RungContext, RungResult, register_rung
 from ladder.climb.task import LoadedTask
-from ladder.errors import UnsupportedError
+from ladder.errors import ConfigError, UnsupportedError
 from ladder.fsutil import atomic_write_text
 
-__all__ = ["FinetuneRung", "chat_records"]
+__all__ = ["DPORung", "FinetuneRung", "chat_records", "preference_records"]
 
 _OPTIONS = ("train", "lora", "freeze", "epochs", "max_seq_len", "max_tokens", "batch_size")
+_DPO_OPTIONS = (
+    *(o for o in _OPTIONS if o != "freeze"),
+    "beta",
+    "weights",
+    "start",
+)
 
 
 def chat_records(task: LoadedTask) -> list[dict[str, Any]]:
@@ -53,6 +70,83 @@ def chat_records(task: LoadedTask) -> list[dict[str, Any]]:
     ]
 
 
+def preference_records(task: LoadedTask) -> list[dict[str, Any]]:
+    """The preference pairs with each prompt rendered as the task's zero-shot chat prompt."""
+    template = task_template(task.spec)
+    return [
+        {
+            "prompt": template.render(doc),
+            "chosen": doc.record["chosen"],
+            "rejected": doc.record["rejected"],
+        }
+        for doc in task_records(task.preference)
+    ]
+
+
+def _check_local(rung: str, model: str) -> None:
+    if not model.startswith(("hf:", "builtin:")):
+        raise UnsupportedError(
+            f"rung {rung} trains local weights; {model} is not a local model "
+            "(use hf:DIR or builtin:NAME)"
+        )
+
+
+def _trained(ctx: RungContext, train: Any) -> dict[str, Any]:
+    """``train()``'s summary, or, resuming, the one a finished training saved."""
+    summary_file = ctx.out / "finetune.json"
+    if ctx.resume and summary_file.is_file():
+        summary: dict[str, Any] = json.loads(summary_file.read_text(encoding="utf-8"))
+        ctx.log(f"{summary['method']}: reusing the finished training in {summary['model_dir']}")
+        return summary
+    summary = train()
+    atomic_write_text(summary_file, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _answer(
+    task: LoadedTask, ctx: RungContext, options: Mapping[str, Any], summary: Mapping[str, Any]
+) -> RungResult:
+    """Answer the test split zero-shot with the trained checkpoint; charge its training."""
+    tuned = f"hf:{summary['model_dir']}"
+    lm = ctx.models.get(tuned)
+    try:
+        result = answer_with_prompts(
+            lm,
+            task_template(task.spec),
+            "zero_shot",
+            task,
+            ctx,
+            params=prompt_params(task, options),
+            batch_size=int(options.get("batch_size", 8)),
+            model_spec=tuned,
+        )
+    finally:
+        ctx.models.drop(tuned)
+    training = float(summary["train_seconds"]) + float(summary.get("start_train_seconds", 0.0))
+    result.compute_seconds += training
+    result.train_losses = list(summary["train_losses"])
+    result.details.update({k: v for k, v in summary.items() if k != "train_losses"})
+    result.details["training_seconds"] = training
+    keys = ("validation_loss", "base_validation_loss", "preference_accuracy")
+    result.details["train_metrics"] = {k: summary[k] for k in keys if summary.get(k) is not None}
+    return result
+
+
+def _summary(method: str, result: Any, seconds: float) -> dict[str, Any]:
+    return {
+        "method": method,
+        "model_dir": str(result.model_dir),
+        "steps": result.steps,
+        "train_seconds": round(seconds, 3),
+        "train_losses": [round(float(x), 5) for x in result.train_losses],
+        "validation_loss": result.final_eval.loss if result.final_eval else None,
+        "base_validation_loss": result.base_eval.loss if result.base_eval else None,
+        "preference_accuracy": result.preference_accuracy,
+        "train_peak_memory_bytes": result.peak_memory_bytes,
+        "notices": result.notices,
+    }
+
+
 @dataclass(frozen=True)
 class FinetuneRung:
     """Fine-tune with ``method`` on the train split, then answer zero-shot."""
@@ -67,37 +161,9 @@ class FinetuneRung:
 
     def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
         """Train (or, resuming, reuse a finished training), then answer the test split."""
-        if not model.startswith(("hf:", "builtin:")):
-            raise UnsupportedError(
-                f"rung {self.method} trains local weights; {model} is not a local model "
-                "(use hf:DIR or builtin:NAME)"
-            )
-        summary_file = ctx.out / "finetune.json"
-        if ctx.resume and summary_file.is_file():
-            summary = json.loads(summary_file.read_text(encoding="utf-8"))
-            ctx.log(f"{self.method}: reusing the finished training in {summary['model_dir']}")
-        else:
-            summary = self._train(task, model, ctx)
-            atomic_write_text(summary_file, json.dumps(summary, indent=2) + "\n")
-        tuned = f"hf:{summary['model_dir']}"
-        lm = ctx.models.get(tuned)
-        try:
-            result = answer_with_prompts(
-                lm,
-                task_template(task.spec),
-                "zero_shot",
-                task,
-                ctx,
-                params=prompt_params(task, self.options),
-                batch_size=int(self.options.get("batch_size", 8)),
-                model_spec=tuned,
-            )
-        finally:
-            ctx.models.drop(tuned)
-        result.compute_seconds += float(summary["train_seconds"])
-        result.train_losses = list(summary["train_losses"])
-        result.details.update({k: v for k, v in summary.items() if k != "train_losses"})
-        return result
+        _check_local(self.method, model)
+        summary = _trained(ctx, lambda: self._train(task, model, ctx))
+        return _answer(task, ctx, self.options, summary)
 
     def _train(self, task: LoadedTask, model: str, ctx: RungContext) -> dict[str, Any]:
         from ladder.train.finetune import finetune
@@ -126,19 +192,68 @@ class FinetuneRung:
         ctx.log(f"{self.method}: fine-tuning {model} on {len(rows)} records")
         started = time.perf_counter()
         result = finetune(cfg, progress=False, log=ctx.log)
-        seconds = time.perf_counter() - started
-        return {
-            "method": self.method,
-            "model_dir": str(result.model_dir),
-            "steps": result.steps,
-            "train_seconds": round(seconds, 3),
-            "train_losses": [round(float(x), 5) for x in result.train_losses],
-            "validation_loss": result.final_eval.loss if result.final_eval else None,
-            "base_validation_loss": result.base_eval.loss if result.base_eval else None,
-            "train_peak_memory_bytes": result.peak_memory_bytes,
-            "notices": result.notices,
+        return _summary(self.method, result, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class DPORung:
+    """Preference-tune (DPO) on ``data.preference``, then answer zero-shot (module docstring)."""
+
+    options: Mapping[str, Any]
+
+    @classmethod
+    def build(cls, name: str, options: Mapping[str, Any]) -> DPORung:
+        """The rung with the task file's ``options``."""
+        start = options.get("start", "sft")
+        if start not in ("sft", "base"):
+            raise ConfigError(f"rung {name}: option 'start' is {start!r}; use sft or base")
+        return cls(dict(options))
+
+    def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
+        """Train on the pairs from the SFT checkpoint below (or the base), then answer."""
+        if not task.preference:
+            raise UnsupportedError(
+                "rung dpo trains on preference pairs; the task has no data.preference "
+                "(a file of prompt, chosen, rejected)"
+            )
+        _check_local("dpo", model)
+        summary = _trained(ctx, lambda: self._train(task, model, ctx))
+        return _answer(task, ctx, self.options, summary)
+
+    def _train(self, task: LoadedTask, model: str, ctx: RungContext) -> dict[str, Any]:
+        from ladder.train.finetune import finetune
+        from ladder.train.finetune_config import FinetuneConfig
+
+        from_sft = self.options.get("start", "sft") == "sft" and ctx.tuned is not None
+        start = ctx.tuned if from_sft and ctx.tuned else model
+        data = ctx.out / "pairs.jsonl"
+        rows = preference_records(task)
+        atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        out = ctx.out / "ft"
+        dpo = {k: self.options[k] for k in ("beta", "weights") if k in self.options}
+        settings = {
+            k: self.options[k] for k in ("lora", "epochs", "max_seq_len") if k in self.options
         }
+        cfg = FinetuneConfig(
+            model=start,
+            data=str(data),
+            method="dpo",
+            out=str(out),
+            format="preference",
+            dpo=dpo,
+            train={"seed": task.spec.seed, **dict(self.options.get("train") or {})},
+            resume=ctx.resume and (out / "checkpoints").is_dir(),
+            **settings,
+        )
+        ctx.log(f"dpo: preference-tuning {start} on {len(rows)} pairs")
+        started = time.perf_counter()
+        result = finetune(cfg, progress=False, log=ctx.log)
+        summary = _summary("dpo", result, time.perf_counter() - started)
+        summary["start"] = start
+        summary["start_train_seconds"] = ctx.tuned_seconds if from_sft else 0.0
+        return summary
 
 
 for _method in ("lora", "qlora", "freeze", "full"):
     register_rung(_method, FinetuneRung.build, options=_OPTIONS, needs_train=True)
+register_rung("dpo", DPORung.build, options=_DPO_OPTIONS, needs_preference=True)

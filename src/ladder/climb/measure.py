@@ -91,11 +91,14 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 @dataclass(frozen=True)
 class PairedOutcome:
-    """A against B: the difference of the metric, its p-value, and the verdict."""
+    """A against B: the difference of the metric, its p-value, the verdict, and the
+    bootstrap interval of the difference (at the test's ``confidence``)."""
 
     delta: float
     p_value: float
     a_better: bool
+    ci_low: float = 0.0
+    ci_high: float = 0.0
 
 
 def paired_test(
@@ -124,7 +127,9 @@ def paired_test(
             confidence=confidence,
             seed=seed,
         )
-        return PairedOutcome(result.delta, result.p_value, result.a_better)
+        return PairedOutcome(
+            result.delta, result.p_value, result.a_better, result.ci_low, result.ci_high
+        )
 
     def on(predictions: Sequence[str]) -> Any:
         def value(idx: Any) -> float:
@@ -133,7 +138,10 @@ def paired_test(
 
         return corpus_bootstrap_samples(len(references), value, resamples=resamples, seed=seed)
 
+    from ladder.evaluate.stats import percentile_interval
+
     deltas = on(predictions_a) - on(predictions_b)
     delta = float(score_a.value - score_b.value)
     p_value = float(np.mean(deltas <= 0.0))
-    return PairedOutcome(delta, p_value, delta > 0 and p_value < 1.0 - confidence)
+    low, high = percentile_interval(deltas, confidence)
+    return PairedOutcome(delta, p_value, delta > 0 and p_value < 1.0 - confidence, low, high)

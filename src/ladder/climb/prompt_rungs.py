@@ -49,9 +49,11 @@ def task_template(spec: TaskSpec, *, extra_instructions: str = "") -> PromptTemp
     """The prompt every rung of ``spec`` uses: instruction, examples, input, output format.
 
     Records carry ``input`` and ``answer`` (see :mod:`ladder.climb.task`); a few-shot
-    example renders as ``Input: ...`` / ``Answer: ...``.
+    example renders as ``Input: ...`` / ``Answer: ...``. ``output_format: ""`` leaves the
+    output-format line out (``None``: the output type's default line).
     """
     instructions = "\n\n".join(p for p in (spec.instruction, extra_instructions) if p)
+    fmt = spec.output_format if spec.output_format is not None else _output_format(spec.output)
     return template_from_spec(
         {
             "name": spec.name,
@@ -59,7 +61,7 @@ def task_template(spec: TaskSpec, *, extra_instructions: str = "") -> PromptTemp
             "instructions": instructions or None,
             "example": "Input: {{ input }}\nAnswer: {{ answer }}",
             "input": "{{ input }}",
-            "output_format": spec.output_format or _output_format(spec.output),
+            "output_format": fmt or None,
         },
         source=f"task {spec.name}",
     )
@@ -198,7 +200,7 @@ class StructuredRung:
             completion_tokens=tokens_out,
             token_cost_usd=cost,
             compute_seconds=sum(latencies) if local else 0.0,
-            details={"schema": schema},
+            details={"schema": schema, "template_version": template.version},
         )
 
 

@@ -1,29 +1,39 @@
 """The climb's report: one self-contained HTML file (inline SVG, no network) and a rich table.
 
-The page holds the recommendation and why, the leaderboard, three plots drawn as inline
-SVG — score per rung with its CI bar and the good-enough line, quality against cost with
-the Pareto frontier, the training loss of every fine-tuning rung — and example
-predictions, right and wrong, per rung. A few lines of inline JavaScript mark each plot
-that laid out with a non-empty box (``data-rendered``), so a headless browser can check it.
+The page holds the recommendation and why, the leaderboard, the cheaper variants of the
+recommended rung (:mod:`ladder.climb.optimise`), three plots drawn as inline SVG — score
+per rung with its CI bar and the good-enough line, quality against cost with the Pareto
+frontier (variants as hollow diamonds), the training loss of every fine-tuning rung — and
+example predictions, right and wrong, per rung. Every number sits in a row that names the
+tracker run it came from (``run`` column); the footer names the parent run, the task
+fingerprint and the data hashes. A few lines of inline JavaScript mark each plot that laid
+out with a non-empty box (``data-rendered``), so a headless browser can check it.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ladder.climb.report_tables import e as _e
+from ladder.climb.report_tables import fmt as _fmt
+from ladder.climb.report_tables import mib as _mib
+from ladder.climb.report_tables import (
+    run_cell,
+    short,
+    terminal_table,
+    variants_html,
+    variants_table,
+)
 from ladder.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from ladder.climb.climb import ClimbResult
-    from ladder.climb.state import Row
+    from ladder.climb.state import Row, Variant
 
-__all__ = ["pareto_front", "render_html", "terminal_table", "write_report"]
+__all__ = ["pareto_front", "render_html", "terminal_table", "variants_table", "write_report"]
 
 W, H, PAD = 640, 300, 48
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
@@ -33,18 +43,6 @@ def write_report(result: ClimbResult, path: Path) -> Path:
     """Write the HTML report of ``result`` to ``path`` (atomically); returns the path."""
     atomic_write_text(path, render_html(result))
     return path
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _mib(value: int) -> str:
-    return f"{value / 2**20:.0f} MiB" if value else "–"
 
 
 def render_html(result: ClimbResult) -> str:
@@ -60,20 +58,32 @@ def render_html(result: ClimbResult) -> str:
         f"<p>{_e(result.stopped)}</p></section>" if result.stopped else "</section>",
         "<h2>Leaderboard</h2>",
         _leaderboard(result.rows),
+    ]
+    if result.variants:
+        parts += ["<h2>Cheaper variants</h2>", variants_html(result)]
+    variants = [v for v in result.variants if v.status == "done"]
+    parts += [
         "<h2>Score per rung</h2>",
         _score_plot(rows, spec.good_enough, spec.metric_name()),
         "<h2>Quality against cost</h2>",
-        _frontier_plot(rows, spec.metric_name()),
+        _frontier_plot(rows, spec.metric_name(), variants),
     ]
     losses = [r for r in rows if r.train_losses]
     if losses:
         parts += ["<h2>Training loss of the fine-tuning rungs</h2>", _loss_plot(losses)]
     parts += ["<h2>Example predictions</h2>", _examples(rows)]
+    runs = (
+        f"climb run {_e(result.run_id)}; each row's run holds its params (rung settings, "
+        "template version, data sha256), metrics and artifacts (predictions, resolved task)"
+        if result.run_id
+        else "not tracked: pass --track (or set LADDER_TRACKING_URI) to record runs"
+    )
     parts.append(
-        f"<p class='foot'>Metric {_e(spec.metric_name())}, {_e(spec.confidence)} bootstrap CIs "
-        f"({_e(spec.resamples)} resamples, seed {_e(spec.seed)}); task fingerprint "
-        f"{_e(result.task.fingerprint())}; data sha256 {_e(json.dumps(result.task.data_hashes))}"
-        "</p>"
+        f"<p class='foot' id='provenance'>Metric {_e(spec.metric_name())}, "
+        f"{_e(spec.confidence)} bootstrap CIs ({_e(spec.resamples)} resamples, seed "
+        f"{_e(spec.seed)}); task fingerprint {_e(result.task.fingerprint())}; data sha256 "
+        f"{_e(json.dumps(result.task.data_hashes))}; {runs}; resolved task: "
+        f"{_e(result.out / 'task.resolved.yaml')}</p>"
     )
     return _PAGE.format(title=_e(f"ladder climb: {spec.name}"), body="\n".join(parts))
 
@@ -97,13 +107,14 @@ def _leaderboard(rows: Sequence[Row]) -> str:
         "p95 s",
         "peak mem",
         "good enough",
+        "run",
     ]
     out = ["<table class='board'><tr>" + "".join(f"<th>{c}</th>" for c in cells) + "</tr>"]
     for r in rows:
         if r.status != "done":
             out.append(
                 f"<tr class='skipped'><td>{_e(r.rung)}</td><td>{_e(r.model)}</td>"
-                f"<td colspan='9'>skipped: {_e(r.reason)}</td></tr>"
+                f"<td colspan='9'>skipped: {_e(r.reason)}</td>{run_cell(r.run_id)}</tr>"
             )
             continue
         vs = "–"
@@ -126,6 +137,7 @@ def _leaderboard(rows: Sequence[Row]) -> str:
         out.append(
             f"<tr class='{css}' title='{_e(r.reason)}'>"
             + "".join(f"<td>{_e(v)}</td>" for v in values)
+            + run_cell(r.run_id)
             + "</tr>"
         )
     return "\n".join(out) + "</table>"
@@ -159,7 +171,7 @@ def _score_plot(rows: Sequence[Row], good_enough: float, metric: str) -> str:
         body.append(
             _el(
                 "text",
-                f"{_e(r.rung)} · {_e(_short(r.model, 18))}",
+                f"{_e(r.rung)} · {_e(short(r.model, 18))}",
                 x=left - 6,
                 y=y + 15,
                 text_anchor="end",
@@ -224,11 +236,12 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(keep, key=lambda i: (points[i][0], points[i][1]))
 
 
-def _frontier_plot(rows: Sequence[Row], metric: str) -> str:
+def _frontier_plot(rows: Sequence[Row], metric: str, variants: Sequence[Variant] = ()) -> str:
     if not rows:
         return "<p>No scored rung.</p>"
     points = [(r.cost, r.value or 0.0) for r in rows]
-    max_cost = max(c for c, _ in points) or 1.0
+    extra = [(v.cost, v.value or 0.0) for v in variants]
+    max_cost = max(c for c, _ in points + extra) or 1.0
     top = max(1.0, *[v for _, v in points])
 
     def xy(c: float, v: float) -> tuple[float, float]:
@@ -259,7 +272,21 @@ def _frontier_plot(rows: Sequence[Row], metric: str) -> str:
             )
         )
         body.append(_el("text", _e(r.rung), x=f"{x + 8:.1f}", y=f"{y - 8:.1f}", font_size=11))
-    return _svg("plot-frontier", body, len(rows))
+    for v, (c, value) in zip(variants, extra, strict=True):
+        x, y = xy(c, value)
+        title = _el("title", f"variant {_e(v.name)}: {_fmt(v.value)} at ${v.cost:.6f}, {v.verdict}")
+        body.append(
+            _el(
+                "path",
+                title,
+                class_="mark variant",
+                d=f"M{x:.1f},{y - 7:.1f} l7,7 l-7,7 l-7,-7 Z",
+                fill="none",
+                stroke="#2ca02c" if v.keeps_quality else "#d62728",
+                stroke_width=2,
+            )
+        )
+    return _svg("plot-frontier", body, len(rows) + len(variants))
 
 
 def _axes(x_label: str, y_label: str) -> str:
@@ -306,7 +333,7 @@ def _loss_plot(rows: Sequence[Row]) -> str:
         body.append(
             _el(
                 "text",
-                f"{_e(r.rung)} · {_e(_short(r.model))}",
+                f"{_e(r.rung)} · {_e(short(r.model))}",
                 x=W - PAD,
                 y=PAD / 2 + 14 * (i + 1),
                 font_size=11,
@@ -343,52 +370,13 @@ def _cut(text: str, n: int = 240) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _short(model: str, n: int = 28) -> str:
-    return model if len(model) <= n else "…" + model[-(n - 1) :]
-
-
-def terminal_table(result: ClimbResult) -> Table:
-    """The leaderboard as a rich table, for the terminal."""
-    from rich.table import Table
-
-    table = Table(title=f"ladder climb: {result.task.spec.name}")
-    for col in (
-        "rung",
-        "model",
-        "metric",
-        "value",
-        "95% CI",
-        "cost $",
-        "p50 s",
-        "peak mem",
-        "good",
-    ):
-        table.add_column(col, justify="right" if col not in ("rung", "model", "metric") else "left")
-    for r in result.rows:
-        if r.status != "done":
-            table.add_row(r.rung, _short(r.model), "skipped", "", "", "", "", "", "")
-            continue
-        table.add_row(
-            r.rung,
-            _short(r.model),
-            r.metric,
-            _fmt(r.value),
-            f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
-            f"{r.cost:.6f}",
-            _fmt(r.latency_p50, 4),
-            _mib(r.peak_memory),
-            "[green]yes[/green]" if r.good_enough else "no",
-        )
-    return table
-
-
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 13px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
-tr.good td {{ background: #e8f5e9; }} tr.skipped td {{ color: #888; }}
+tr.good td, tr.keeps td {{ background: #e8f5e9; }} tr.skipped td {{ color: #888; }}
 tr.right td:first-child {{ color: #2ca02c; }} tr.wrong td:first-child {{ color: #d62728; }}
 #recommendation {{ border-left: 4px solid #2ca02c; padding: 0.2em 1em; background: #f6fff6; }}
 svg.plot {{ border: 1px solid #eee; display: block; margin-bottom: 1em; }}

@@ -10,7 +10,8 @@ A new rung is one call::
 ``run(task, model, ctx) -> RungResult``. ``options`` lists the option names it accepts (an
 unknown one is a one-line error naming the task file's line); ``needs_train`` /
 ``needs_knowledge`` make a task without ``data.train`` / ``data.knowledge`` an error at load
-time, before anything runs.
+time, before anything runs; ``needs_preference`` does the same for ``data.preference`` when
+the task lists the rung itself (in the default rungs it is skipped with the reason).
 """
 
 from __future__ import annotations
@@ -77,9 +78,21 @@ class ModelCache:
         self._models: dict[str, LanguageModel] = {}
 
     def get(self, spec: str) -> LanguageModel:
-        """The loaded model for ``spec`` (local models on CPU unless a GPU is visible)."""
+        """The loaded model for ``spec`` (local models on CPU unless a GPU is visible).
+
+        A spec ending in ``#int8`` is that model with dynamic int8 linear layers (cost
+        optimisation's quantised variant, :mod:`ladder.climb.optimise`).
+        """
         if spec not in self._models:
-            if self._loader is not None:
+            from ladder.climb.optimise import INT8_SUFFIX
+
+            if spec.endswith(INT8_SUFFIX):
+                from ladder.climb.optimise import dynamic_int8_model
+
+                base = spec.removesuffix(INT8_SUFFIX)
+                self._models[spec] = dynamic_int8_model(self.get(base), base)
+                self.drop(base)
+            elif self._loader is not None:
                 self._models[spec] = self._loader(spec)
             else:
                 from ladder.models import load_model
@@ -103,6 +116,9 @@ class RungContext:
         embedder: the embedder for retrieval and similar-example selection (None: the
             rung loads the one it is configured with).
         log: one line per stage, for the CLI's progress.
+        tuned: the checkpoint (``hf:DIR``) of the last fine-tuning rung that finished below
+            this one on the same model, if any: preference tuning (dpo) starts from it.
+        tuned_seconds: the training seconds that checkpoint cost (its rung's).
     """
 
     out: Path
@@ -110,6 +126,8 @@ class RungContext:
     models: ModelCache = field(default_factory=ModelCache)
     embedder: Embedder | None = None
     log: Callable[[str], None] = lambda _line: None
+    tuned: str | None = None
+    tuned_seconds: float = 0.0
 
 
 class Rung(Protocol):
@@ -129,6 +147,7 @@ class RungEntry:
     options: frozenset[str]
     needs_train: bool = False
     needs_knowledge: bool = False
+    needs_preference: bool = False
 
     def check_options(self, options: Mapping[str, Any], *, where: str = "task") -> None:
         """Raise a one-line :class:`ConfigError` for an option this rung does not have."""
@@ -150,13 +169,21 @@ def register_rung(
     options: Iterable[str] = (),
     needs_train: bool = False,
     needs_knowledge: bool = False,
+    needs_preference: bool = False,
 ) -> None:
     """Make ``name`` usable in a task's ``rungs`` list: ``build(name, options)`` gives it."""
-    _RUNGS[name] = RungEntry(name, build, frozenset(options), needs_train, needs_knowledge)
+    _RUNGS[name] = RungEntry(
+        name, build, frozenset(options), needs_train, needs_knowledge, needs_preference
+    )
 
 
 def _load_builtin() -> None:
-    from ladder.climb import finetune_rungs, prompt_rungs, rag_rung  # noqa: F401 (register)
+    from ladder.climb import (  # noqa: F401 (register)
+        chain_rung,
+        finetune_rungs,
+        prompt_rungs,
+        rag_rung,
+    )
 
 
 def rung_names() -> list[str]:

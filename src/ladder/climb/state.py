@@ -1,9 +1,10 @@
 """What a climb keeps on disk: the rows (``OUT/climb.json``) and each rung's predictions.
 
-``climb.json`` is rewritten atomically after every rung, so a crash loses at most the rung
-under way; ``--resume`` reads it back (only for the same task and data: a fingerprint of
-both). ``RUNG/predictions.jsonl`` holds one line per test record: input, reference, the
-parsed prediction, the raw output, its per-example score and latency.
+``climb.json`` is rewritten atomically after every rung and every cheaper variant, so a
+crash loses at most the one under way; ``--resume`` reads it back (only for the same task
+and data: a fingerprint of both). ``RUNG/predictions.jsonl`` holds one line per test
+record: input, reference, the parsed prediction, the raw output, its per-example score and
+latency. ``task.resolved.yaml`` is the task as validated, with the SHA-256 of each data file.
 """
 
 from __future__ import annotations
@@ -19,9 +20,20 @@ from ladder.climb.task import LoadedTask
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_write_text
 
-__all__ = ["STATE_FILE", "Row", "load_state", "predictions_of", "resumable_rows", "save_state"]
+__all__ = [
+    "RESOLVED_TASK_FILE",
+    "STATE_FILE",
+    "Row",
+    "Variant",
+    "load_state",
+    "load_variants",
+    "predictions_of",
+    "resumable_rows",
+    "save_state",
+]
 
 STATE_FILE = "climb.json"
+RESOLVED_TASK_FILE = "task.resolved.yaml"
 
 
 @dataclass
@@ -53,11 +65,58 @@ class Row:
     reason: str = ""
     train_losses: list[float] = field(default_factory=list)
     folder: str = ""
+    run_id: str = ""  # the tracker's child run that holds this row's params and artifacts
+    template_version: str = ""  # content hash of the prompt template the rung answered with
+    train_seconds: float = 0.0  # training behind the answering checkpoint (in compute_seconds)
+    train_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
         """``model|rung``: identifies a row across resumes."""
         return f"{self.model}|{self.rung}"
+
+
+@dataclass
+class Variant:
+    """A cheaper variant of the recommended row, compared with it on the same test records.
+
+    ``delta`` is the variant's metric minus the recommended row's, ``delta_ci_low`` /
+    ``delta_ci_high`` its paired-bootstrap CI; ``cost_saving`` and ``latency_saving`` are
+    the share of the recommended row's cost and p50 latency saved (negative: dearer).
+    """
+
+    kind: str  # model | shots | prompt | quantise
+    name: str
+    of: str  # the recommended row's key
+    rung: str
+    model: str
+    metric: str
+    status: str = "done"  # done | skipped
+    reason: str = ""
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    delta: float | None = None
+    delta_ci_low: float | None = None
+    delta_ci_high: float | None = None
+    keeps_quality: bool = False
+    verdict: str = "skipped"  # keeps quality | drops quality | skipped
+    cost: float = 0.0
+    cost_saving: float | None = None
+    latency_p50: float | None = None
+    latency_saving: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    peak_memory: int = 0
+    wall_s: float = 0.0  # seconds this variant took (0.0: reused, skipped)
+    template_version: str = ""
+    folder: str = ""
+    run_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """``kind:name``: identifies a variant across resumes."""
+        return f"{self.kind}:{self.name}"
 
 
 def write_predictions(
@@ -95,12 +154,20 @@ def predictions_of(row: Row) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
 
-def save_state(out: Path, task: LoadedTask, rows: Sequence[Row], *, finished: bool) -> None:
+def save_state(
+    out: Path,
+    task: LoadedTask,
+    rows: Sequence[Row],
+    *,
+    finished: bool,
+    variants: Sequence[Variant] = (),
+) -> None:
     state = {
         "task": task.spec.name,
         "fingerprint": task.fingerprint(),
         "finished": finished,
         "rows": [asdict(r) for r in rows],
+        "variants": [asdict(v) for v in variants],
     }
     atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
@@ -124,14 +191,27 @@ def load_state(out: str | Path) -> list[Row]:
     return [Row(**r) for r in state.get("rows", [])]
 
 
+def load_variants(out: str | Path) -> list[Variant]:
+    """The cheaper variants a climb saved in ``out`` (none when the file has none)."""
+    path = Path(out) / STATE_FILE
+    if not path.is_file():
+        return []
+    state = json.loads(path.read_text(encoding="utf-8"))
+    return [Variant(**v) for v in state.get("variants", [])]
+
+
 def resolved_task(task: LoadedTask) -> str:
+    """The task as validated (every default filled in), its data hashes and fingerprint, as
+    YAML: what a run's numbers were made from."""
+    import yaml
+
     data = {
-        "task": task.spec.model_dump(mode="json"),
-        "data_sha256": task.data_hashes,
-        "fingerprint": task.fingerprint(),
         "file": str(task.path),
+        "fingerprint": task.fingerprint(),
+        "data_sha256": dict(task.data_hashes),
+        "task": task.spec.model_dump(mode="json"),
     }
-    return json.dumps(data, indent=2) + "\n"
+    return "# the task as ladder climb validated it\n" + yaml.safe_dump(data, sort_keys=False)
 
 
 def slug(text: str) -> str:

@@ -81,6 +81,11 @@ class TaskData(BaseModel):
     knowledge: str | None = Field(
         None, description="A file or folder of documents for the RAG rung's knowledge base."
     )
+    preference: str | None = Field(
+        None,
+        description="Preference pairs for the dpo rung (.jsonl/.csv with prompt: a task input, "
+        "chosen and rejected: answers).",
+    )
     generator: str | None = Field(
         None,
         description="A Python script that writes the data files when they are missing; it is "
@@ -132,6 +137,7 @@ DEFAULT_RUNGS: tuple[dict[str, Any], ...] = (
     {"rung": "lora"},
     {"rung": "qlora"},
     {"rung": "full"},
+    {"rung": "dpo"},
 )
 
 
@@ -144,6 +150,9 @@ class TaskSpec(BaseModel):
     description: str = Field("", description="What the task is, in a sentence or two.")
     data: TaskData = Field(..., description="Data files and fields.")
     instruction: str = Field("", description="What the model must do (the prompt's instructions).")
+    short_instruction: str | None = Field(
+        None, description="A shorter instruction that cost optimisation may try instead."
+    )
     system: str | None = Field(None, description="A system message for every prompt.")
     output_format: str | None = Field(
         None,
@@ -185,6 +194,11 @@ class TaskSpec(BaseModel):
         description="Price of an hour of your own hardware: local inference and "
         "training seconds are charged at it (API models are charged per token).",
     )
+    optimise: bool | list[Literal["model", "shots", "prompt", "quantise"]] = Field(
+        True,
+        description="Once a rung is good enough, try cheaper variants of the recommended one: "
+        "true (all), false, or a list of model, shots, prompt, quantise.",
+    )
 
     def rung_specs(self) -> list[RungSpec]:
         """The rungs as :class:`RungSpec` (a bare name has no options)."""
@@ -205,6 +219,7 @@ class LoadedTask:
     dev: list[dict[str, Any]]
     test: list[dict[str, Any]]
     data_hashes: dict[str, str] = field(default_factory=dict)
+    preference: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def base(self) -> Path:
@@ -212,8 +227,13 @@ class LoadedTask:
         return self.path.parent
 
     def fingerprint(self) -> str:
-        """16 hex digits over the resolved task and its data: resume only matching state."""
-        text = self.spec.model_dump_json() + json.dumps(self.data_hashes, sort_keys=True)
+        """16 hex digits over the resolved task and its data: resume only matching state.
+
+        Settings that change no finished row (the budget, cost optimisation, the
+        description) are left out, so a climb stopped by its budget resumes with a higher one.
+        """
+        spec = self.spec.model_dump_json(exclude={"max_cost_usd", "optimise", "description"})
+        text = spec + json.dumps(self.data_hashes, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def references(self) -> list[str]:
@@ -254,6 +274,12 @@ def load_task(path: str | Path) -> LoadedTask:
                 f"{where('rungs', i)}: field 'rungs.{i}': rung {rung.rung} trains on data but "
                 "the task has no data.train; add a train file or drop the rung"
             )
+        explicit = "rungs" in spec.model_fields_set  # default rungs without data are skipped
+        if getattr(cls, "needs_preference", False) and not spec.data.preference and explicit:
+            raise ConfigError(
+                f"{where('rungs', i)}: field 'rungs.{i}': rung {rung.rung} trains on preference "
+                "pairs but the task has no data.preference; add a pairs file or drop the rung"
+            )
         if getattr(cls, "needs_knowledge", False) and not spec.data.knowledge:
             raise ConfigError(
                 f"{where('rungs', i)}: field 'rungs.{i}': rung {rung.rung} retrieves from "
@@ -281,7 +307,15 @@ def _read_data(spec: TaskSpec, file: Path, where: Any) -> LoadedTask:
     test = splits["test"][: spec.data.test_limit] if spec.data.test_limit else splits["test"]
     if not test:
         raise ConfigError(f"{where('data', 'test')}: field 'data.test': the test file is empty")
-    return LoadedTask(spec, file, splits["train"], splits["dev"], test, hashes)
+    pairs: list[dict[str, Any]] = []
+    if spec.data.preference:
+        pair_file = file.parent / spec.data.preference
+        if not pair_file.is_file():
+            raise ConfigError(
+                f"{where('data', 'preference')}: field 'data.preference': no file {pair_file}"
+            )
+        pairs, hashes["preference"] = _pairs(pair_file, spec), file_sha256(pair_file)
+    return LoadedTask(spec, file, splits["train"], splits["dev"], test, hashes, pairs)
 
 
 def _generate_missing(spec: TaskSpec, file: Path, where: Any) -> None:
@@ -320,6 +354,22 @@ def _records(data_file: Path, spec: TaskSpec) -> list[dict[str, Any]]:
         record["answer"] = answer_text(record[spec.data.reference], spec.output.type)
         record["_where"] = doc.where
         out.append(record)
+    return out
+
+
+def _pairs(data_file: Path, spec: TaskSpec) -> list[dict[str, Any]]:
+    """Preference pairs: ``prompt`` (a task input), ``chosen`` and ``rejected`` (answers)."""
+    from ladder.prompts.runner import load_records
+
+    out = []
+    for doc in load_records(data_file):
+        missing = [k for k in ("prompt", "chosen", "rejected") if k not in doc.record]
+        if missing:
+            raise ConfigError(f"{doc.where}: missing field {missing[0]!r} (a preference pair)")
+        pair = {k: answer_text(doc.record[k], spec.output.type) for k in ("chosen", "rejected")}
+        if pair["chosen"] == pair["rejected"]:
+            raise ConfigError(f"{doc.where}: field 'rejected' equals 'chosen'; a pair must differ")
+        out.append({"input": str(doc.record["prompt"]), **pair, "_where": doc.where})
     return out
 
 

@@ -1,0 +1,320 @@
+"""Cost optimisation: once a rung is good enough, try cheaper variants of the recommended one.
+
+The recommended row (the cheapest good-enough one) is the *winner*. The variants the task
+allows (``optimise: true`` or a list of kinds) are:
+
+- ``model``: the same rung on each other candidate model that is smaller — fewer parameters
+  for local models (from ``config.json`` / safetensors headers, nothing is loaded), a lower
+  price per token for API models (the price table). A row the climb already has for that
+  model and rung is reused, not run again.
+- ``shots``: a ``few_shot`` winner with ``k`` halved, down to 1; the halving stops at the
+  first ``k`` that drops quality.
+- ``prompt``: a shorter prompt — without the system message, without the output-format
+  line, or with the task's ``short_instruction``; one part at a time (a fine-tuning winner is
+  trained again on the shorter prompt: a model answers in the shape it was trained on).
+- ``quantise``: the answering model with dynamic int8 ``nn.Linear`` weights
+  (:func:`ladder.quantize.dynamic_int8`, CPU; Jacob et al. 2018) — the fine-tuned checkpoint
+  for a fine-tuning winner, whose training cost it keeps. API models are skipped with the
+  reason.
+
+Every variant answers the same test records and is compared with the winner by a paired
+bootstrap (Koehn 2004; the task's resamples, confidence and seed): it **keeps quality**
+when the interval of (variant - winner) reaches 0 or above and its value is still at least
+``good_enough``; otherwise it **drops quality**. Its cost and p50 latency are reported with
+the share of the winner's they save. Variants count toward ``max_cost_usd``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ladder.climb.measure import paired_test
+from ladder.climb.rungs import Rung, RungContext, RungResult, build_rung
+from ladder.climb.state import Row, Variant, prediction_texts, save_state, slug
+from ladder.climb.task import LoadedTask, RungSpec
+from ladder.errors import ConfigError, UnsupportedError
+
+if TYPE_CHECKING:
+    from ladder.models.base import LanguageModel
+
+__all__ = [
+    "INT8_SUFFIX",
+    "KINDS",
+    "Optimiser",
+    "compare",
+    "dynamic_int8_model",
+    "enabled_kinds",
+    "model_size",
+    "smaller_models",
+]
+
+KINDS = ("model", "shots", "prompt", "quantise")
+INT8_SUFFIX = "#int8"  # a model spec ending in this loads the model with dynamic int8 weights
+
+
+def enabled_kinds(task: LoadedTask) -> tuple[str, ...]:
+    """The variant kinds the task's ``optimise`` setting allows, in the order they are tried."""
+    chosen = task.spec.optimise
+    if chosen is True:
+        return KINDS
+    if chosen is False:
+        return ()
+    return tuple(k for k in KINDS if k in chosen)
+
+
+def model_size(spec: str) -> tuple[str, float] | None:
+    """How big or dear a model is, without loading it: ("parameters", n) for local models,
+    ("price", $ per million input + output tokens) for API models; None when unknown."""
+    prefix, _, rest = spec.partition(":")
+    if prefix in ("hf", "builtin"):
+        from ladder.models.shapes import count_params, resolve_model
+
+        try:
+            return "parameters", float(count_params(resolve_model(spec))[0])
+        except ConfigError:
+            return None
+    if prefix == "openai":
+        from ladder.cost import load_prices
+        from ladder.models.base import ModelInfo
+        from ladder.models.openai_api import parse_spec
+
+        price = load_prices().price_for(ModelInfo(name=parse_spec(rest)[0], backend="openai"))
+        return None if price is None else ("price", price.input + price.output)
+    return None
+
+
+def smaller_models(winner: str, models: Sequence[str]) -> list[str]:
+    """The other candidate models that are smaller (or cheaper per token) than ``winner``,
+    largest first; models whose size cannot be compared with the winner's are left out."""
+    mine = model_size(winner)
+    if mine is None:
+        return []
+    sized = [(m, model_size(m)) for m in models if m != winner]
+    found = [(m, s[1]) for m, s in sized if s is not None and s[0] == mine[0] and s[1] < mine[1]]
+    return [m for m, _ in sorted(found, key=lambda item: -item[1])]
+
+
+def dynamic_int8_model(lm: LanguageModel, spec: str) -> LanguageModel:
+    """``lm`` with dynamic int8 linear layers (a copy; ``lm`` is left as it is).
+
+    Raises:
+        UnsupportedError: not a local transformers model, or not on the CPU.
+    """
+    from ladder.models.hf import HFModel
+    from ladder.quantize import dynamic_int8
+
+    if not isinstance(lm, HFModel):
+        raise UnsupportedError(f"dynamic int8 quantises local weights; {spec} is not a local model")
+    if lm.device.type != "cpu":
+        raise UnsupportedError(f"dynamic int8 runs on the CPU; {spec} is on {lm.device.type}")
+    quantised = HFModel(
+        dynamic_int8(lm.model), lm.tokenizer, name=f"{lm.name}-int8", batch_size=lm.batch_size
+    )
+    return quantised
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kind: str
+    name: str
+    task: LoadedTask
+    model: str
+    rung: Rung | None = None  # None: skipped (reason) or reused (row)
+    reason: str = ""
+    reuse: Row | None = None
+
+
+@dataclass(frozen=True)
+class _TunedAnswer:
+    """Zero-shot answers of a fine-tuned checkpoint, charged the training behind it."""
+
+    answer: Rung
+    train_seconds: float
+
+    def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
+        result = self.answer.run(task, model, ctx)
+        result.compute_seconds += self.train_seconds
+        result.details["training_seconds"] = self.train_seconds
+        return result
+
+
+def _with(task: LoadedTask, **update: Any) -> LoadedTask:
+    return dataclasses.replace(task, spec=task.spec.model_copy(update=update))
+
+
+def _answer_options(spec: RungSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.options.items() if k in ("max_tokens", "batch_size")}
+
+
+def plans(
+    task: LoadedTask, winner: Row, spec: RungSpec, models: Sequence[str], rows: Sequence[Row]
+) -> Iterator[_Plan]:
+    """The variants to try for ``winner`` (its rung ``spec``), cheapest-looking first."""
+    from ladder.climb.prompt_rungs import PromptRung, _output_format
+
+    kinds = enabled_kinds(task)
+    build = lambda s: build_rung(s.rung, s.options, where=str(task.path))  # noqa: E731
+    if "model" in kinds:
+        done = {r.key: r for r in rows if r.status == "done"}
+        for other in smaller_models(winner.model, models):
+            reuse = done.get(f"{other}|{winner.rung}")
+            yield _Plan("model", f"model {other}", task, other, build(spec), reuse=reuse)
+    if "shots" in kinds and spec.rung == "few_shot":
+        k = int(spec.options.get("k", 4)) // 2
+        while k >= 1:
+            shorter = spec.model_copy(update={"k": k})
+            yield _Plan("shots", f"k={k}", task, winner.model, build(shorter))
+            k //= 2
+    if "prompt" in kinds:
+        s = task.spec
+        fmt = s.output_format if s.output_format is not None else _output_format(s.output)
+        cuts: list[tuple[str, dict[str, Any], bool]] = [
+            ("no system message", {"system": None}, bool(s.system)),
+            ("no output format", {"output_format": ""}, bool(fmt)),
+            (
+                "short instruction",
+                {"instruction": s.short_instruction},
+                bool(s.short_instruction) and s.short_instruction != s.instruction,
+            ),
+        ]
+        for name, update, applies in cuts:
+            if applies:
+                yield _Plan("prompt", name, _with(task, **update), winner.model, build(spec))
+    if "quantise" in kinds:
+        if not winner.model.startswith(("hf:", "builtin:")):
+            reason = f"dynamic int8 quantises local weights; {winner.model} is an API model"
+            yield _Plan("quantise", "dynamic int8", task, winner.model, reason=reason)
+        elif winner.answered_by and winner.answered_by != winner.model:  # a fine-tuned model
+            answer = PromptRung.build("zero_shot", _answer_options(spec))
+            tuned = _TunedAnswer(answer, winner.train_seconds)
+            model = winner.answered_by + INT8_SUFFIX
+            yield _Plan("quantise", "dynamic int8", task, model, tuned)
+        else:
+            yield _Plan("quantise", "dynamic int8", task, winner.model + INT8_SUFFIX, build(spec))
+
+
+def compare(task: LoadedTask, winner: Row, row: Row, kind: str, name: str) -> Variant:
+    """A finished variant ``row`` against the ``winner`` on the same test records."""
+    s = task.spec
+    outcome = paired_test(
+        s.metric_name(),
+        s.metric_options,
+        prediction_texts(row),
+        prediction_texts(winner),
+        task.references(),
+        resamples=s.resamples,
+        confidence=s.confidence,
+        seed=s.seed,
+    )
+    value, best = row.value or 0.0, winner.value or 0.0
+    interval = f"{s.confidence:.0%} CI [{outcome.ci_low:+.3f}, {outcome.ci_high:+.3f}]"
+    head = f"{row.metric} {value:.3f} vs {best:.3f}, difference {outcome.delta:+.3f} ({interval})"
+    keeps = outcome.ci_high >= -1e-12 and value >= s.good_enough
+    if keeps:
+        reason = f"{head}: the interval reaches 0, so no significant loss"
+    elif outcome.ci_high < -1e-12:
+        reason = f"{head}: significantly worse"
+    else:
+        reason = f"{head}: below good_enough {s.good_enough}"
+
+    def saving(mine: float | None, theirs: float | None) -> float | None:
+        return None if not theirs or mine is None else 1.0 - mine / theirs
+
+    return Variant(
+        kind=kind,
+        name=name,
+        of=winner.key,
+        rung=winner.rung,
+        model=row.model,
+        metric=row.metric,
+        reason=reason,
+        value=row.value,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
+        delta=outcome.delta,
+        delta_ci_low=outcome.ci_low,
+        delta_ci_high=outcome.ci_high,
+        keeps_quality=keeps,
+        verdict="keeps quality" if keeps else "drops quality",
+        cost=row.cost,
+        cost_saving=saving(row.cost, winner.cost),
+        latency_p50=row.latency_p50,
+        latency_saving=saving(row.latency_p50, winner.latency_p50),
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        peak_memory=row.peak_memory,
+        template_version=row.template_version,
+        folder=row.folder,
+        run_id=row.run_id,
+    )
+
+
+RunVariant = Callable[[LoadedTask, str, RungSpec, Rung, Path], Row]
+
+
+@dataclass
+class Optimiser:
+    """Runs the variants of one winner: state after each, budget, resume, tracking.
+
+    ``run`` runs one rung into a folder and scores it (the climb's own rung runner);
+    ``log`` records a finished variant in the tracker (a child run).
+    """
+
+    task: LoadedTask
+    out: Path
+    rows: list[Row]
+    models: Sequence[str]
+    run: RunVariant
+    log: Callable[[Variant], None]
+    done: dict[str, Variant] = dataclasses.field(default_factory=dict)
+    say: Callable[[str], None] = lambda _line: None
+
+    def variants(self, winner: Row) -> list[Variant]:
+        """Try every allowed variant of ``winner``; returns them in the order tried."""
+        spec = next(s for s in self.task.spec.rung_specs() if s.name == winner.rung)
+        found: list[Variant] = []
+        limit = self.task.spec.max_cost_usd
+        dropped_shots = False
+        for i, plan in enumerate(plans(self.task, winner, spec, self.models, self.rows)):
+            if plan.kind == "shots" and dropped_shots:
+                continue  # fewer shots than a k that already lost quality: not worth a try
+            spent = sum(r.cost for r in self.rows) + sum(v.cost for v in found)
+            if limit is not None and spent > limit:
+                found.append(self._skipped(plan, winner, f"budget: ${spent:.4f} spent"))
+                break
+            variant = self._one(i, plan, winner, spec)
+            dropped_shots |= plan.kind == "shots" and variant.verdict == "drops quality"
+            found.append(variant)
+            save_state(self.out, self.task, self.rows, finished=False, variants=found)
+        return found
+
+    def _one(self, i: int, plan: _Plan, winner: Row, spec: RungSpec) -> Variant:
+        kept = self.done.get(f"{plan.kind}:{plan.name}")
+        if kept is not None and kept.of == winner.key:
+            self.say(f"variant {plan.name}: finished before, kept")
+            return kept
+        if plan.reuse is not None:
+            self.say(f"variant {plan.name}: the climb's own row")
+            return compare(self.task, winner, plan.reuse, plan.kind, plan.name)
+        if plan.rung is None:
+            return self._skipped(plan, winner, plan.reason)
+        self.say(f"variant {plan.name} of {winner.rung} on {winner.model}: running")
+        folder = self.out / "variants" / f"{i:02d}-{slug(plan.kind + '-' + plan.name)}"
+        row = self.run(plan.task, plan.model, spec, plan.rung, folder)
+        if row.status != "done":
+            return self._skipped(plan, winner, row.reason)
+        variant = compare(self.task, winner, row, plan.kind, plan.name)
+        variant.wall_s = row.wall_s
+        self.log(variant)
+        return variant
+
+    @staticmethod
+    def _skipped(plan: _Plan, winner: Row, reason: str) -> Variant:
+        return Variant(
+            plan.kind, plan.name, winner.key, winner.rung, plan.model, winner.metric,
+            status="skipped", reason=reason,
+        )  # fmt: skip

@@ -1,0 +1,178 @@
+"""The climb's tables: the terminal leaderboard and variants (rich), the HTML variants table.
+
+Small shared formatting helpers (:func:`fmt`, :func:`mib`, :func:`e`) live here so the HTML
+page (:mod:`ladder.climb.report`) and the terminal print the same numbers the same way.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ladder.climb.climb import ClimbResult
+    from ladder.climb.state import Variant
+
+__all__ = [
+    "cheapest_keeper",
+    "e",
+    "fmt",
+    "mib",
+    "run_cell",
+    "short",
+    "terminal_table",
+    "variants_html",
+    "variants_table",
+]
+
+
+def e(value: Any) -> str:
+    """HTML-escaped text of ``value``."""
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, or an en dash for none."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def mib(value: int) -> str:
+    """Bytes as whole MiB, or an en dash for none."""
+    return f"{value / 2**20:.0f} MiB" if value else "–"
+
+
+def short(model: str, n: int = 28) -> str:
+    """A model spec cut to its last ``n`` characters."""
+    return model if len(model) <= n else "…" + model[-(n - 1) :]
+
+
+def pct(value: float | None) -> str:
+    """A share as a signed percentage (a saving; negative: dearer)."""
+    return "–" if value is None else f"{value:+.0%}"
+
+
+def run_cell(run_id: str) -> str:
+    """An HTML cell with a run id (its first 12 characters, the whole one as the title)."""
+    if not run_id:
+        return "<td class='run'>–</td>"
+    return f"<td class='run' title='{e(run_id)}'><code>{e(run_id[:12])}</code></td>"
+
+
+def cheapest_keeper(variants: list[Variant]) -> Variant | None:
+    """The cheapest variant that keeps quality, when one is cheaper than the winner."""
+    keepers = [v for v in variants if v.keeps_quality and (v.cost_saving or 0.0) > 0]
+    return min(keepers, key=lambda v: v.cost) if keepers else None
+
+
+def _delta(v: Variant) -> str:
+    if v.delta is None:
+        return "–"
+    return f"{v.delta:+.3f} [{fmt(v.delta_ci_low)}, {fmt(v.delta_ci_high)}]"
+
+
+def variants_html(result: ClimbResult) -> str:
+    """The "Cheaper variants" section: what was tried on the recommended row, and verdicts."""
+    rec = result.recommendation
+    head = (
+        f"<p>Variants of {e(rec.rung)} on {e(rec.model)} ({e(rec.metric)} {fmt(rec.value)}, "
+        f"${rec.cost:.6f}), each compared with it on the same test records by a paired "
+        f"bootstrap; the difference is variant − recommended with its "
+        f"{e(result.task.spec.confidence)} CI.</p>"
+        if rec
+        else ""
+    )
+    best = cheapest_keeper(result.variants)
+    if best is not None:
+        head += (
+            f"<p id='cheapest-variant'>Cheapest that keeps quality: <b>{e(best.name)}</b> "
+            f"(saves {pct(best.cost_saving)} of the cost, {pct(best.latency_saving)} of the "
+            "p50 latency).</p>"
+        )
+    cells = ["variant", "kind", "model", "value", "95% CI", "difference [CI]", "verdict"]
+    cells += ["cost $", "cost saving", "p50 s", "latency saving", "run"]
+    out = [head, "<table class='variants'><tr>" + "".join(f"<th>{c}</th>" for c in cells)]
+    out[-1] += "</tr>"
+    for v in result.variants:
+        if v.status != "done":
+            out.append(
+                f"<tr class='skipped'><td>{e(v.name)}</td><td>{e(v.kind)}</td>"
+                f"<td>{e(v.model)}</td><td colspan='9'>skipped: {e(v.reason)}</td></tr>"
+            )
+            continue
+        values = [
+            v.name,
+            v.kind,
+            v.model,
+            fmt(v.value),
+            f"[{fmt(v.ci_low)}, {fmt(v.ci_high)}]",
+            _delta(v),
+            v.verdict,
+            f"{v.cost:.6f}",
+            pct(v.cost_saving),
+            fmt(v.latency_p50, 4),
+            pct(v.latency_saving),
+        ]
+        css = "keeps" if v.keeps_quality else "drops"
+        out.append(
+            f"<tr class='{css}' title='{e(v.reason)}'>"
+            + "".join(f"<td>{e(x)}</td>" for x in values)
+            + run_cell(v.run_id)
+            + "</tr>"
+        )
+    return "\n".join(out) + "</table>"
+
+
+def terminal_table(result: ClimbResult) -> Table:
+    """The leaderboard as a rich table, for the terminal."""
+    from rich.table import Table
+
+    table = Table(title=f"ladder climb: {result.task.spec.name}")
+    for col in ("rung", "model", "metric", "value", "95% CI", "cost $", "p50 s", "peak mem"):
+        table.add_column(col, justify="right" if col not in ("rung", "model", "metric") else "left")
+    table.add_column("good", justify="right")
+    for r in result.rows:
+        if r.status != "done":
+            table.add_row(r.rung, short(r.model), "skipped", "", "", "", "", "", "")
+            continue
+        table.add_row(
+            r.rung,
+            short(r.model),
+            r.metric,
+            fmt(r.value),
+            f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
+            f"{r.cost:.6f}",
+            fmt(r.latency_p50, 4),
+            mib(r.peak_memory),
+            "[green]yes[/green]" if r.good_enough else "no",
+        )
+    return table
+
+
+def variants_table(result: ClimbResult) -> Table | None:
+    """The cheaper variants as a rich table (None when none were tried)."""
+    from rich.table import Table
+
+    if not result.variants:
+        return None
+    rec = result.recommendation
+    title = f"cheaper variants of {rec.rung} on {short(rec.model)}" if rec else "cheaper variants"
+    table = Table(title=title)
+    for col in ("variant", "value", "difference [CI]", "verdict", "cost $", "saving", "p50 s"):
+        table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
+    for v in result.variants:
+        if v.status != "done":
+            table.add_row(v.name, "", "", "skipped", "", "", "")
+            continue
+        colour = "green" if v.keeps_quality else "red"
+        table.add_row(
+            v.name,
+            fmt(v.value),
+            _delta(v),
+            f"[{colour}]{v.verdict}[/{colour}]",
+            f"{v.cost:.6f}",
+            pct(v.cost_saving),
+            fmt(v.latency_p50, 4),
+        )
+    return table
