@@ -158,3 +158,26 @@ def test_cli_writes_the_folder(tiny_causal_lm, tmp_path, capsys) -> None:
     )
     assert "wrote" in capsys.readouterr().out
     assert main(["export", f"hf:{tiny_causal_lm}", "--format", "onnx", "--out", str(out)]) == 2
+
+
+def test_bos_follows_the_tokenizers_template_and_tied_heads_export(tmp_path) -> None:
+    """llama.cpp adds BOS only when the metadata says so: it must say what the Hugging Face
+    tokenizer does. ladder's own BPE (built-in models) adds none to plain text; the
+    fixture's adds ``<s>``. A tied head has no ``output.weight`` (llama.cpp reuses the
+    embeddings)."""
+    from conftest import save_tiny_llama
+    from ladder.data.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(["the cat sat on the mat"] * 20, vocab_size=300)
+    assert tokenizer("the cat")["input_ids"][0] != tokenizer.bos_token_id
+    checkpoint = save_tiny_llama(tmp_path / "tied", tokenizer, tie=True)
+    fields, tensors = _read(export_gguf(f"hf:{checkpoint}", tmp_path / "out").gguf)
+    assert fields["tokenizer.ggml.add_bos_token"] is False
+    assert fields["tokenizer.ggml.add_eos_token"] is False
+    assert "output.weight" not in tensors and "token_embd.weight" in tensors
+
+
+def test_fixture_tokenizer_adds_bos_in_gguf_too(tiny_causal_lm, tmp_path) -> None:
+    fields, _ = _read(export_gguf(f"hf:{tiny_causal_lm}", tmp_path / "out").gguf)
+    assert fields["tokenizer.ggml.add_bos_token"] is True
+    assert fields["tokenizer.ggml.add_eos_token"] is False

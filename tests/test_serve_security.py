@@ -132,7 +132,8 @@ def test_key_is_required_everywhere_but_health(keyed) -> None:
         ({"model": "tiny", "prompt": "a", "max_tokens": 33}, 400, "at most 32"),
         ({"model": "tiny", "prompt": "a", "temperature": -0.5}, 400, "temperature"),
         ({"model": "tiny", "prompt": "the " * 100}, 400, "more than this server's 64"),
-        ({"model": "tiny", "prompt": "a", "n": 2, "stream": True}, 400, "stream"),
+        ({"model": "tiny", "prompt": "a", "logprobs": 1, "stream": True}, 400, "streamed"),
+        ({"model": "tiny", "prompt": [5, 10**6]}, 400, "token ids must lie in"),
         ({"model": "nope", "prompt": "a"}, 404, "`nope` does not exist"),
         ({"prompt": "a"}, 400, "model"),
     ],
@@ -146,7 +147,7 @@ def test_bad_chat_messages_are_400(keyed) -> None:
     _assert_error(_post(keyed, "/v1/chat/completions", bad_role), 400, "messages")
     image = [{"type": "image_url", "image_url": {"url": "x"}}]
     parts = {"model": "tiny", "messages": [{"role": "user", "content": image}]}
-    _assert_error(_post(keyed, "/v1/chat/completions", parts), 400, "only text")
+    _assert_error(_post(keyed, "/v1/chat/completions", parts), 400, "should be 'text'")
     _assert_error(
         _post(keyed, "/v1/chat/completions", {"model": "tiny", "messages": []}), 400, "messages"
     )
@@ -186,7 +187,7 @@ def test_slow_requests_time_out_with_408(tiny_causal_lm) -> None:
         # Occupy the worker with a stream whose reader is slow; the request queued behind
         # it waits past its deadline and is answered 408 (and then skipped by the worker).
         slow = Work(
-            "stream", ["the"], GenerationParams(max_tokens=5), sink=lambda _: time.sleep(0.1)
+            "stream", ["the"], GenerationParams(max_tokens=5), sink=lambda *_: time.sleep(0.1)
         )
         busy = engine.batcher.submit(engine.key("tiny", slow), slow)
         body = {"model": "tiny", "prompt": "the", "max_tokens": 2}

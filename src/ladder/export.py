@@ -12,8 +12,9 @@ The ``gguf`` package writes the container; what goes in it is decided here:
 - the tokenizer: a byte-level BPE (GPT-2 style, as Llama 3 and ladder's built-in models
   use) as ``tokenizer.ggml.*`` tokens, token types, merges and special ids, plus the chat
   template;
-- weights: ``f16`` (norms stay f32) or ``q8_0`` (blocks of 32 int8 values with an f16
-  scale; matrices whose rows are not a multiple of 32 stay f16).
+- weights: ``f32`` (lossless: llama.cpp then computes in f32 and decodes the same tokens
+  as the Hugging Face model), ``f16`` (norms stay f32) or ``q8_0`` (blocks of 32 int8
+  values with an f16 scale; matrices whose rows are not a multiple of 32 stay f16).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ladder.fsutil import atomic_dir
 
 __all__ = ["QUANTS", "TENSOR_NAMES", "ExportResult", "export_gguf", "gguf_name", "permute_rope"]
 
-QUANTS = ("f16", "q8_0")
+QUANTS = ("f32", "f16", "q8_0")
 ARCHITECTURES = ("llama",)
 
 # Hugging Face Llama tensor names -> llama.cpp names ({n} is the layer).
@@ -158,7 +159,11 @@ def _hyperparameters(writer: Any, config: dict[str, Any], name: str, quant: str)
     writer.add_rope_freq_base(theta)
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
     writer.add_vocab_size(int(config["vocab_size"]))
-    file_type = gguf.LlamaFileType.MOSTLY_F16 if quant == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0
+    file_type = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[quant]
     writer.add_file_type(int(file_type))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
@@ -211,13 +216,43 @@ def _special_ids(writer: Any, source: Path, vocab: dict[str, int]) -> None:
         token = token.get("content") if isinstance(token, dict) else token
         if isinstance(token, str) and token in vocab:
             add(vocab[token])
-    writer.add_add_bos_token(bool(config.get("bos_token")))
+    spec = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))
+    # llama.cpp adds BOS (or EOS) when the metadata says so; the Hugging Face tokenizer adds
+    # what its post-processor's template says, which may be nothing at all.
+    bos, eos = (config.get(k) for k in ("bos_token", "eos_token"))
+    bos = bos.get("content") if isinstance(bos, dict) else bos
+    eos = eos.get("content") if isinstance(eos, dict) else eos
+    first, last = _template_ends(spec.get("post_processor"))
+    writer.add_add_bos_token(first is not None and first == bos)
+    writer.add_add_eos_token(last is not None and last == eos)
     template = config.get("chat_template")
     template_file = source / "chat_template.jinja"
     if template is None and template_file.is_file():
         template = template_file.read_text(encoding="utf-8")
     if isinstance(template, str):
         writer.add_chat_template(template)
+
+
+def _template_ends(processor: Any) -> tuple[str | None, str | None]:
+    """The special tokens a ``tokenizer.json`` post-processor puts first and last around
+    a single sequence (``TemplateProcessing``, possibly inside a ``Sequence``)."""
+    if not isinstance(processor, dict):
+        return None, None
+    if processor.get("type") == "Sequence":
+        for inner in processor.get("processors", []):
+            ends = _template_ends(inner)
+            if ends != (None, None):
+                return ends
+        return None, None
+    if processor.get("type") != "TemplateProcessing":
+        return None, None
+    pieces = processor.get("single", [])
+
+    def special(piece: Any) -> str | None:
+        token = piece.get("SpecialToken") if isinstance(piece, dict) else None
+        return token.get("id") if isinstance(token, dict) else None
+
+    return (special(pieces[0]), special(pieces[-1])) if pieces else (None, None)
 
 
 def _weights(source: Path) -> Any:
@@ -240,7 +275,7 @@ def _weights(source: Path) -> Any:
 def _encode(array: np.ndarray, quant: str) -> tuple[np.ndarray, Any]:
     import gguf
 
-    if array.ndim == 1:
+    if array.ndim == 1 or quant == "f32":
         return array.astype(np.float32), None
     if quant == "q8_0" and array.shape[-1] % 32 == 0:
         return gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0), (

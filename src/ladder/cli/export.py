@@ -12,7 +12,7 @@ from ladder.cli._common import console
 def export(
     model: str = typer.Argument(..., help="Model: hf:PATH or builtin:NAME (Llama family)."),
     format: str = typer.Option("gguf", "--format", help="Output format: gguf."),
-    quant: str = typer.Option("f16", "--quant", help="Weights: f16 or q8_0."),
+    quant: str = typer.Option("f16", "--quant", help="Weights: f32 (lossless), f16 or q8_0."),
     out: Path | None = typer.Option(
         None, "--out", help="Folder for the .gguf file and Modelfile (default: ./NAME-gguf)."
     ),

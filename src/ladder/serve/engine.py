@@ -11,6 +11,7 @@ engine loads its own copy for that reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import Any
 from ladder.errors import ConfigError, ModelLoadError
 from ladder.models.base import Completion, GenerationParams, LanguageModel, Prompt
 from ladder.serve.batching import Batcher
+from ladder.serve.tokens import TokenIds, score_tokens
 
 __all__ = ["Engine", "Work", "load_adapters"]
 
@@ -32,16 +34,18 @@ _unique = count()
 class Work:
     """One request's share of a call: its prompts (n copies each), or a stream, or scoring.
 
-    ``kind`` is ``generate``, ``json`` (``schema`` set), ``stream`` (``sink`` receives
-    text pieces; ``cancel`` stops it) or ``logprobs`` (``prompts`` are ``(prompt text,
-    completion text)`` pairs; ``top`` alternatives per token).
+    ``kind`` is ``generate``, ``json`` (``schema`` set), ``stream`` (``sink(row, piece)``
+    receives each prompt's text pieces, ``row`` being its index in ``prompts``; ``cancel``
+    stops them all) or ``logprobs`` (``prompts`` are ``(prompt, completion text)`` pairs;
+    ``top`` alternatives per token; the prompt's tokens too when ``echo``). A prompt is
+    text, chat messages, or :class:`~ladder.serve.tokens.TokenIds` (local models only).
     """
 
     kind: str
     prompts: Sequence[Any]
     params: GenerationParams
     schema: Mapping[str, Any] | None = None
-    sink: Callable[[str], None] | None = None
+    sink: Callable[[int, str], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     top: int = 0
     echo: bool = True
@@ -159,20 +163,23 @@ class Engine:
         target, kind = key[0], key[1]  # type: ignore[index]
         with self._active(target):
             if kind == "stream" and self._batch_streams:
-                return [[text] for text in self._stream_batch(works)]
-            if kind == "stream":
-                return [[self._stream(w)] for w in works]
-            if kind == "logprobs":
+                done: Sequence[Any] = self._stream_batch(works)
+            elif kind == "stream":
+                return [self._stream(w) for w in works]
+            elif kind == "logprobs":
                 return [
-                    [token_logprobs(self.lm, p, c, w.top, w.echo) for p, c in w.prompts]
+                    [score_tokens(self.lm, p, c, w.top, w.echo) for p, c in w.prompts]
                     for w in works
                 ]
-            prompts = [p for w in works for p in w.prompts]
-            params = works[0].params
-            if kind == "json":
-                done = self._json(prompts, works[0].schema or {}, params)
             else:
-                done = self.lm.generate(prompts, params)
+                prompts = [p for w in works for p in w.prompts]
+                params = works[0].params
+                if kind == "json":
+                    done = self._json(prompts, works[0].schema or {}, params)
+                elif any(isinstance(p, TokenIds) for p in prompts):
+                    done = generate_from_ids(self.lm, prompts, params)
+                else:
+                    done = self.lm.generate(prompts, params)
         out, start = [], 0
         for w in works:
             out.append(list(done[start : start + len(w.prompts)]))
@@ -190,29 +197,41 @@ class Engine:
             for r in results
         ]
 
-    def _stream_batch(self, works: Sequence[Work]) -> list[str]:
+    def _stream_batch(self, works: Sequence[Work]) -> list[tuple[str, str]]:
+        """Every row of every work in one batched ``generate``; each row's text and finish
+        reason, in order."""
         from ladder.serve.streams import stream_batch
 
-        sinks = [w.sink for w in works if w.sink is not None]
-        assert len(sinks) == len(works), "a stream needs a sink"
-        prompts = [w.prompts[0] for w in works]
-        return stream_batch(self.lm, prompts, works[0].params, sinks, [w.cancel for w in works])
+        prompts, sinks, cancels = [], [], []
+        for work in works:
+            assert work.sink is not None, "a stream needs a sink"
+            for row, prompt in enumerate(work.prompts):
+                prompts.append(prompt)
+                sinks.append(functools.partial(work.sink, row))
+                cancels.append(work.cancel)
+        return stream_batch(self.lm, prompts, works[0].params, sinks, cancels)
 
-    def _stream(self, work: Work) -> str:
-        text = ""
-        assert work.sink is not None
-        pieces = self.lm.stream(work.prompts[0], work.params)
-        try:
-            for piece in pieces:
-                if work.cancel.is_set():
-                    break
-                text += piece
-                work.sink(piece)
-        finally:
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()
-        return text
+    def _stream(self, work: Work) -> list[tuple[str, str]]:
+        """The work's rows one after another through the model's own ``stream``; each row's
+        text and finish reason (``length`` when the text takes ``max_tokens`` tokens)."""
+        assert work.sink is not None, "a stream needs a sink"
+        texts = []
+        for row, prompt in enumerate(work.prompts):
+            text = ""
+            pieces = self.lm.stream(prompt, work.params)
+            try:
+                for piece in pieces:
+                    if work.cancel.is_set():
+                        break
+                    text += piece
+                    work.sink(row, piece)
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+            made = self.lm.count_tokens(text)
+            texts.append((text, "length" if made >= work.params.max_tokens else "stop"))
+        return texts
 
     @contextlib.contextmanager
     def _active(self, target: str) -> Iterator[None]:
@@ -226,61 +245,17 @@ class Engine:
             yield
 
 
-def token_logprobs(lm: Any, prompt: str, completion: str, top: int, echo: bool) -> dict[str, Any]:
-    """OpenAI ``logprobs`` of ``completion`` (and of ``prompt`` when ``echo``) under ``lm``.
+def generate_from_ids(
+    lm: Any, prompts: Sequence[Prompt | TokenIds], params: GenerationParams
+) -> list[Completion]:
+    """Like ``lm.generate``, but token-id prompts reach the model exactly as given.
 
-    ``prompt + completion`` is scored in one forward pass. Special tokens (BOS) are not
-    listed, since they are not in the text; the first listed token is scored given them.
-    ``text_offset`` counts characters of the returned text (the prompt, when echoed).
+    Uses the ``hf:`` backend's batch step (``_generate_batch``: padding, stop strings,
+    finish reasons and counts stay the backend's own) on ids encoded here.
     """
-    import torch
-
-    prompt_ids = lm.encode_prompt(prompt)
-    completion_ids = lm.tokenizer(completion, add_special_tokens=False)["input_ids"]
-    ids = [*prompt_ids, *completion_ids]
-    with torch.inference_mode():
-        logits = lm.model(input_ids=torch.tensor([ids], device=lm.device)).logits[0]
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    special = set(getattr(lm.tokenizer, "all_special_ids", []))
-    listed = range(0 if echo else len(prompt_ids), len(ids))
-    tokens: list[str] = []
-    scores: list[float | None] = []
-    offsets: list[int] = []
-    tops: list[dict[str, float] | None] = []
-    position = 0 if echo else len(prompt)
-    for i in listed:
-        if ids[i] in special:
-            continue
-        piece = _piece(lm, ids, i)
-        tokens.append(piece)
-        offsets.append(position)
-        position += len(piece)
-        if i == 0:
-            scores.append(None)
-            tops.append(None)
-            continue
-        row = logprobs[i - 1]
-        scores.append(float(row[ids[i]]))
-        if top:
-            values, best = row.topk(top)
-            tops.append(
-                {_piece(lm, [int(b)], 0): float(v) for v, b in zip(values, best, strict=True)}
-            )
-    return {
-        "tokens": tokens,
-        "token_logprobs": scores,
-        "text_offset": offsets,
-        "top_logprobs": tops if top else None,
-    }
-
-
-def _piece(lm: Any, ids: Sequence[int], i: int) -> str:
-    """The text token ``i`` adds, decoded in a short window so byte-level merges settle."""
-    start = max(0, i - 4)
-    before = lm.tokenizer.decode(ids[start:i], skip_special_tokens=True)
-    after = lm.tokenizer.decode(ids[start : i + 1], skip_special_tokens=True)
-    return (
-        str(after[len(before) :])
-        if after.startswith(before)
-        else str(lm.tokenizer.decode([ids[i]]))
-    )
+    encoded = [list(p.ids) if isinstance(p, TokenIds) else lm.encode_prompt(p) for p in prompts]
+    done: list[Completion] = []
+    with lm._seeded(params):
+        for start in range(0, len(encoded), lm.batch_size):
+            done += lm._generate_batch(encoded[start : start + lm.batch_size], params)
+    return done

@@ -24,6 +24,7 @@ from ladder.errors import ConfigError
 
 __all__ = [
     "KEY_ENV",
+    "APIError",
     "Limits",
     "check_bind",
     "error_body",
@@ -57,6 +58,14 @@ class Limits(BaseModel):
     timeout_s: float = Field(
         120.0, gt=0, description="Seconds a request may take before it is answered 408."
     )
+
+
+class APIError(Exception):
+    """A request the server refuses: answered with ``status`` and an OpenAI error body."""
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
 
 
 def read_api_key(api_key_file: Path | None = None) -> str | None:

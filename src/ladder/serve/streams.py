@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ladder.models.base import GenerationParams, Prompt, apply_stop
+from ladder.serve.tokens import TokenIds, encode
 
 __all__ = ["stream_batch"]
 
@@ -48,11 +49,12 @@ class _Row:
         ready = text if self.done else text[: len(text) - held_back_suffix(text, self.stop)]
         self._send(ready)
 
-    def finish(self) -> str:
-        """Send the rest (generation ended: max_tokens or every row done)."""
-        text, _ = self.text()
+    def finish(self) -> tuple[str, str]:
+        """Send the rest (generation ended: max_tokens or every row done); the row's text
+        and finish reason (``stop``: EOS or a stop string; ``length``: out of tokens)."""
+        text, ended = self.text()
         self._send(text)
-        return self.sent
+        return self.sent, "stop" if ended else "length"
 
     def _send(self, ready: str) -> None:
         if len(ready) > len(self.sent) and ready.startswith(self.sent):
@@ -62,22 +64,22 @@ class _Row:
 
 def stream_batch(
     lm: Any,
-    prompts: Sequence[Prompt],
+    prompts: Sequence[Prompt | TokenIds],
     params: GenerationParams,
     sinks: Sequence[Callable[[str], None]],
     cancels: Sequence[threading.Event],
-) -> list[str]:
+) -> list[tuple[str, str]]:
     """Generate for ``prompts`` in one batch, streaming each row's text to its sink.
 
     Args:
         lm: an :class:`~ladder.models.hf.HFModel` (decoder-only).
-        prompts: text or chat messages.
+        prompts: text, chat messages or token ids.
         params: shared decoding params.
         sinks: one per prompt: called with each new piece of text.
         cancels: one per prompt: a set event stops that row (its client has gone).
 
     Returns:
-        The full text of each row, in order.
+        Each row's full text and finish reason, in order.
     """
     import torch
     from transformers import StoppingCriteriaList
@@ -85,7 +87,7 @@ def stream_batch(
 
     from ladder.models._hf_decoding import decoding_config, fit_to_context, pad_rows
 
-    encoded = [lm.encode_prompt(p) for p in prompts]
+    encoded = [encode(lm, p) for p in prompts]
     encoded, max_new = fit_to_context(encoded, params.max_tokens, lm.context_length)
     params = params.model_copy(update={"max_tokens": max_new})
     input_ids, mask = pad_rows(lm.pad_token_id, encoded, left=True)
