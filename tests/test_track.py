@@ -23,6 +23,7 @@ from ladder.track import (
     register_tracker,
     score_fields,
 )
+from ladder.track import _core as track_core
 
 
 def events(path: Path) -> list[dict[str, Any]]:
@@ -144,9 +145,9 @@ def test_folders_are_copied_as_artifacts(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("sqlite:///mlflow.db", r"tracking URI 'sqlite:///mlflow.db': MLflow tracking is not"),
-        ("http://127.0.0.1:5000", "MLflow tracking is not available"),
-        ("wandb:project", r"'wandb:project': unknown tracker; use one of jsonl:, none:"),
+        ("wandb:project", r"'wandb:project': unknown tracker; use one of file:, http:, https:"),
+        ("databricks://profile", "unknown tracker"),
+        ("wandb:https://u:hunter2-password@host", r"'wandb:https://u:\*\*\*@host': unknown"),
         ("runs/events.jsonl", "unknown tracker"),
         ("jsonl:", "jsonl needs a file"),
     ],
@@ -163,24 +164,24 @@ def test_the_environment_variable_chooses_the_tracker(
     monkeypatch.setenv(track.TRACKING_URI_ENV, f"jsonl:{tmp_path / 'env.jsonl'}")
     tracker = get_tracker()
     assert isinstance(tracker, JsonlTracker) and tracker.path == tmp_path / "env.jsonl"
-    monkeypatch.setenv(track.TRACKING_URI_ENV, "sqlite:///m.db")
-    with pytest.raises(ConfigError, match=r"^LADDER_TRACKING_URI=sqlite:///m.db: MLflow"):
+    monkeypatch.setenv(track.TRACKING_URI_ENV, "wandb:x")
+    with pytest.raises(ConfigError, match=r"^LADDER_TRACKING_URI=wandb:x: unknown tracker"):
         get_tracker()
     assert isinstance(get_tracker("none"), NullTracker)  # an explicit URI wins
 
 
 def test_a_registered_scheme_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(track, "_TRACKERS", dict(track._TRACKERS))
+    monkeypatch.setattr(track_core, "_TRACKERS", dict(track_core._TRACKERS))
     seen: list[str] = []
 
     def factory(uri: str) -> Tracker:
         seen.append(uri)
         return JsonlTracker(tmp_path / "custom.jsonl")
 
-    register_tracker("SQLite", factory)
-    assert "sqlite" in track.tracker_schemes()
-    tracker = get_tracker("sqlite:///runs.db")
-    assert isinstance(tracker, JsonlTracker) and seen == ["sqlite:///runs.db"]
+    register_tracker("WandB", factory)
+    assert "wandb" in track.tracker_schemes()
+    tracker = get_tracker("wandb:project")
+    assert isinstance(tracker, JsonlTracker) and seen == ["wandb:project"]
 
 
 def test_missing_artifact_is_a_config_error(tmp_path: Path) -> None:

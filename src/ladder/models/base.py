@@ -41,8 +41,9 @@ class GenerationParams(BaseModel):
 
     @property
     def greedy(self) -> bool:
-        """True when decoding is deterministic (temperature 0)."""
-        return self.temperature == 0.0
+        """True when decoding is deterministic: temperature 0, or one so small (< 1e-5) that
+        sampling is argmax anyway and dividing logits by it would overflow."""
+        return self.temperature < 1e-5
 
 
 @dataclass(frozen=True)

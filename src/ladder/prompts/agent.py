@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ladder import track
 from ladder.models.base import Completion, GenerationParams, LanguageModel, Prompt
 from ladder.prompts.tools import Tool, ToolError, get_tool
 
@@ -194,17 +195,34 @@ def run_agent(
     params = GenerationParams(
         max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed, stop=STOP
     )
+    with track.span("agent", "AGENT", inputs={"question": question, "tools": list(toolbox)}) as run:
+        result = _react(model, question, toolbox, cfg, params)
+        run.set_outputs({"answer": result.answer, "outcome": result.outcome})
+    return result
+
+
+def _react(
+    model: LanguageModel,
+    question: str,
+    toolbox: dict[str, Tool],
+    cfg: AgentConfig,
+    params: GenerationParams,
+) -> AgentResult:
     transcript = build_prompt(question, list(toolbox.values()))
     steps: list[AgentStep] = []
     for index in range(cfg.max_steps):
-        [completion] = model.generate([_as_prompt(transcript, cfg.chat)], params)
-        parsed = parse_step(completion.text)
-        if parsed.answer is not None:
-            steps.append(_step(index, completion, parsed, None, 0.0))
-            transcript += completion.text.rstrip()
-            return AgentResult(question, parsed.answer, "answer", steps, transcript)
-        started = time.perf_counter()
-        observation = _truncate(_observe(parsed, toolbox), cfg.observation_chars)
+        with track.span(f"step {index}", "CHAIN"):
+            prompt = _as_prompt(transcript, cfg.chat)
+            [completion] = track.traced_generate(model, [prompt], params, name="think")
+            parsed = parse_step(completion.text)
+            if parsed.answer is not None:
+                steps.append(_step(index, completion, parsed, None, 0.0))
+                transcript += completion.text.rstrip()
+                return AgentResult(question, parsed.answer, "answer", steps, transcript)
+            started = time.perf_counter()
+            with track.span(f"tool {parsed.tool}", "TOOL", inputs=parsed.tool_input) as call:
+                observation = _truncate(_observe(parsed, toolbox), cfg.observation_chars)
+                call.set_outputs(observation)
         steps.append(_step(index, completion, parsed, observation, time.perf_counter() - started))
         transcript += f"{completion.text.rstrip()}\nObservation: {observation}\nThought:"
     return AgentResult(question, None, "step_limit", steps, transcript)

@@ -28,6 +28,7 @@ import jinja2.meta
 import jinja2.nodes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ladder import track
 from ladder.config import load_yaml
 from ladder.errors import ConfigError
 from ladder.models.base import GenerationParams, LanguageModel, Prompt
@@ -183,6 +184,12 @@ class Chain:
             records: mappings or ``Doc``-like objects (``.record``, ``.where``).
             params: base generation settings; each step's ``params`` override them.
         """
+        with track.span(f"chain {self.name}", "CHAIN", inputs={"records": len(records)}):
+            return self._run_steps(model, records, params)
+
+    def _run_steps(
+        self, model: LanguageModel, records: Sequence[Any], params: GenerationParams | None
+    ) -> list[ChainResult]:
         base = params or GenerationParams()
         rows = [record_and_where(r, f"record {i + 1}") for i, r in enumerate(records)]
         outputs: list[dict[str, str]] = [{} for _ in rows]
@@ -193,7 +200,14 @@ class Chain:
                 for (fields, where), done in zip(rows, outputs, strict=True)
             ]
             step_params = _generation_params(base, step, f"{self.source}: step '{step.name}'")
-            completions = model.generate(prompts, step_params)
+            completions = track.traced_generate(
+                model,
+                prompts,
+                step_params,
+                name=f"step {step.name}",
+                template=step.template.name,
+                versions=step.template.version,
+            )
             for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
                 raw = completion.text
                 text = raw.strip()

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 
+from ladder import track
 from ladder.errors import ConfigError
 from ladder.models.base import Completion, GenerationParams, LanguageModel, Prompt
 from ladder.prompts.answers import Extractor, majority_vote, make_extractor
@@ -410,14 +411,17 @@ def run_strategy(
     Self-consistency's ``n`` paths therefore become ``n`` batched calls over all records.
     """
     plans = strategy.plan(Batch(template, records, params, pool))
-    completions = execute(model, plans)
+    completions = execute(model, plans, template=template.name)
     return [strategy.finish(plan, done) for plan, done in zip(plans, completions, strict=True)]
 
 
-def execute(model: LanguageModel, plans: Sequence[Plan]) -> list[list[Completion]]:
+def execute(
+    model: LanguageModel, plans: Sequence[Plan], *, template: str | None = None
+) -> list[list[Completion]]:
     """Every call of ``plans``, one batched ``generate`` per distinct decoding setting.
 
-    Returns each plan's completions in the order of its calls.
+    Returns each plan's completions in the order of its calls. Inside a tracked run each
+    call is traced (``template`` names the template in the trace; see ``ladder.track``).
     """
     groups: dict[GenerationParams, list[tuple[int, int]]] = {}
     for p, plan in enumerate(plans):
@@ -426,7 +430,11 @@ def execute(model: LanguageModel, plans: Sequence[Plan]) -> list[list[Completion
     results: list[list[Completion | None]] = [[None] * len(plan.calls) for plan in plans]
     for group_params, slots in groups.items():
         prompts = [plans[p].calls[c].prompt for p, c in slots]
-        for (p, c), completion in zip(slots, model.generate(prompts, group_params), strict=True):
+        versions = [plans[p].template_version for p, _ in slots]
+        done = track.traced_generate(
+            model, prompts, group_params, template=template, versions=versions
+        )
+        for (p, c), completion in zip(slots, done, strict=True):
             results[p][c] = completion
     return [[c for c in done if c is not None] for done in results]
 

@@ -1,0 +1,144 @@
+"""``ladder runs`` lists and compares tracked runs; ``ladder ui`` starts the MLflow UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field
+from rich.table import Table
+
+from ladder.cli._common import build, config_option, console, err_console
+from ladder.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ladder.track._runs import RunRow
+
+STORE_HELP = (
+    "The tracking store: sqlite:///PATH.db, http://HOST:PORT (an MLflow server), "
+    "postgresql://..., or jsonl:PATH (default: $LADDER_TRACKING_URI, else "
+    "sqlite:///./ladder-runs.db)."
+)
+KEY_METRICS = 3  # metrics shown per run in the list
+
+
+class RunsConfig(BaseModel):
+    """What ``ladder runs`` shows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str | None = Field(None, description=STORE_HELP)
+    experiment: str | None = Field(None, description="Only runs of this experiment (a task).")
+    compare: list[str] = Field(
+        default_factory=list,
+        description="Show these runs (ids, repeat the option) side by side: params and metrics.",
+    )
+    limit: int = Field(30, ge=1, description="Most top-level runs to list, newest first.")
+
+
+class UiConfig(BaseModel):
+    """Where ``ladder ui`` serves the MLflow UI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str | None = Field(None, description=STORE_HELP)
+    host: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
+    port: int = Field(5000, ge=1, le=65535, description="Port to listen on.")
+    allow_remote: bool = Field(
+        False,
+        description="Allow a non-loopback --host. The MLflow UI has no authentication: anyone "
+        "who can reach the port can read and delete every run.",
+    )
+
+
+def runs(
+    store: str | None = config_option(RunsConfig, "store", "--store"),
+    experiment: str | None = config_option(RunsConfig, "experiment", "--experiment"),
+    compare: list[str] = config_option(RunsConfig, "compare", "--compare"),
+    limit: int = config_option(RunsConfig, "limit", "--limit"),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
+) -> None:
+    """List tracked runs (children under their parent), or compare runs side by side."""
+    from ladder.track import default_tracking_uri
+    from ladder.track._runs import compare_runs, list_runs
+
+    config = build(RunsConfig, store=store, experiment=experiment, compare=compare, limit=limit)
+    uri = config.store or default_tracking_uri()
+    if config.compare:
+        rows = compare_runs(uri, config.compare)
+    else:
+        rows = list_runs(uri, config.experiment, config.limit)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        console.print(f"no runs in {uri}")
+        return
+    console.print(_compare_table(rows) if config.compare else _list_table(rows, uri))
+
+
+def _list_table(rows: list[RunRow], uri: str) -> Table:
+    table = Table(title=f"runs in {uri}", title_justify="left")
+    for column in ("run", "id", "experiment", "status", "start", "duration", "key metrics"):
+        table.add_column(column, justify="right" if column == "duration" else "left")
+    for row in rows:
+        start = time.strftime("%Y-%m-%d %H:%M", time.localtime((row.start_ms or 0) / 1000))
+        table.add_row(
+            "  " * row.depth + ("└ " if row.depth else "") + row.name,
+            row.run_id[:12],
+            row.experiment,
+            row.status,
+            start if row.start_ms else "-",
+            "-" if row.duration_s is None else f"{row.duration_s:.1f}s",
+            ", ".join(f"{k}={_num(v)}" for k, v in _key_metrics(row.metrics)),
+        )
+    return table
+
+
+def _compare_table(rows: list[RunRow]) -> Table:
+    table = Table(title="compare", title_justify="left")
+    table.add_column("")
+    for row in rows:
+        table.add_column(f"{row.name}\n{row.run_id[:12]}")
+    for key in sorted({k for r in rows for k in r.params}):
+        table.add_row(f"param {key}", *(r.params.get(key, "-") for r in rows))
+    for key in sorted({k for r in rows for k in r.metrics}):
+        table.add_row(f"metric {key}", *(_num(r.metrics.get(key)) for r in rows))
+    return table
+
+
+def _key_metrics(metrics: dict[str, float]) -> list[tuple[str, float]]:
+    """A few metrics: values before their CI ends, in name order."""
+    main = sorted(k for k in metrics if not k.endswith((".ci_low", ".ci_high")))
+    return [(k, metrics[k]) for k in main[:KEY_METRICS]]
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def ui(
+    store: str | None = config_option(UiConfig, "store", "--store"),
+    host: str = config_option(UiConfig, "host", "--host"),
+    port: int = config_option(UiConfig, "port", "--port"),
+    allow_remote: bool = config_option(UiConfig, "allow_remote", "--allow-remote"),
+) -> None:
+    """Start the MLflow UI on the run store (127.0.0.1 only, unless --allow-remote)."""
+    from ladder.track import default_tracking_uri
+    from ladder.track._runs import is_loopback, ui_command, ui_environment
+
+    config = build(UiConfig, store=store, host=host, port=port, allow_remote=allow_remote)
+    if not is_loopback(config.host) and not config.allow_remote:
+        raise ConfigError(
+            f"--host {config.host}: the MLflow UI has no authentication, so ladder serves it on "
+            "127.0.0.1 only; pass --allow-remote to listen on other addresses anyway"
+        )
+    command = ui_command(config.store or default_tracking_uri(), config.host, config.port)
+    if not is_loopback(config.host):
+        err_console.print("[yellow]warning:[/] the MLflow UI has no authentication")
+    console.print(f"MLflow UI on http://{config.host}:{config.port} (Ctrl-C stops it)")
+    # The server replaces this process, so Ctrl-C and SIGTERM reach it directly.
+    os.execve(command[0], command, ui_environment())

@@ -1,0 +1,197 @@
+"""Reading runs back: the rows of ``ladder runs`` and the command of ``ladder ui``.
+
+Works on MLflow stores (through :class:`mlflow.MlflowClient`) and on JSONL event files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ladder.errors import ConfigError
+from ladder.track._mlflow import store_errors
+from ladder.track._redact import redact_text
+from ladder.track._store import artifact_root, mlflow_client, sqlite_path
+
+__all__ = ["RunRow", "compare_runs", "is_loopback", "list_runs", "ui_command", "ui_environment"]
+
+# The UI needs no background job runner (it starts 7 worker processes for GenAI jobs).
+_UI_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+@dataclass
+class RunRow:
+    """One run as ``ladder runs`` shows it (``depth`` 1 for a child of the run above it)."""
+
+    run_id: str
+    name: str
+    experiment: str
+    status: str
+    start_ms: int | None
+    duration_s: float | None
+    parent_id: str | None = None
+    depth: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def list_runs(uri: str, experiment: str | None = None, limit: int = 50) -> list[RunRow]:
+    """The newest ``limit`` top-level runs of the store, each followed by its children.
+
+    Raises:
+        ConfigError: no store at ``uri``, or no experiment of that name.
+    """
+    if uri.startswith("jsonl:"):
+        rows = _jsonl_rows(uri)
+    else:
+        with store_errors(uri):
+            rows = _mlflow_rows(uri, experiment)
+    if experiment is not None and uri.startswith("jsonl:"):
+        rows = [r for r in rows if r.experiment == experiment]
+    return _tree(rows, limit)
+
+
+def compare_runs(uri: str, run_ids: Sequence[str]) -> list[RunRow]:
+    """The runs ``run_ids`` (in that order), with all their params and metrics.
+
+    Raises:
+        ConfigError: a run id that is not in the store (the message names it).
+    """
+    rows = {r.run_id: r for r in list_runs(uri, limit=1_000_000)}
+    missing = [r for r in run_ids if r not in rows]
+    if missing:
+        raise ConfigError(
+            f"--compare: no run {missing[0]!r} in {redact_text(uri)}; `ladder runs` lists the ids"
+        )
+    return [rows[r] for r in run_ids]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The ``mlflow server`` command line that serves the UI of the store at ``uri``.
+
+    Raises:
+        ConfigError: a JSONL store (the MLflow UI reads MLflow stores only), or a missing
+            SQLite file.
+    """
+    if uri.startswith("jsonl:"):
+        raise ConfigError(f"--store {uri}: the MLflow UI reads MLflow stores (e.g. sqlite:///...)")
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
+    db = sqlite_path(uri)
+    if db is not None:
+        _require(db, uri)
+        command += ["--default-artifact-root", artifact_root(db).as_uri()]
+    return [*command, "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def ui_environment() -> dict[str, str]:
+    """The environment for :func:`ui_command`: this one, plus ladder's MLflow defaults."""
+    return {**_UI_DEFAULTS, **os.environ}
+
+
+def _require(db: Path, uri: str) -> None:
+    if not db.is_file():
+        raise ConfigError(
+            f"--store {uri}: no runs store at {db}; run `ladder climb` first, or pass --store "
+            "(or set LADDER_TRACKING_URI)"
+        )
+
+
+def _mlflow_rows(uri: str, experiment: str | None) -> list[RunRow]:
+    db = sqlite_path(uri)
+    if db is not None:
+        _require(db, uri)
+    client = mlflow_client(uri)
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    if experiment is not None:
+        ids = [i for i, name in experiments.items() if name == experiment]
+        if not ids:
+            known = ", ".join(sorted(experiments.values())) or "none"
+            raise ConfigError(
+                f"--experiment {experiment!r}: not in the store; experiments: {known}"
+            )
+    else:
+        ids = list(experiments)
+    runs = client.search_runs(ids, max_results=50_000, order_by=["attributes.start_time DESC"])
+    rows = []
+    for run in runs:
+        info, data = run.info, run.data
+        end = info.end_time
+        rows.append(
+            RunRow(
+                run_id=info.run_id,
+                name=info.run_name or info.run_id[:8],
+                experiment=experiments.get(info.experiment_id, info.experiment_id),
+                status=info.status,
+                start_ms=info.start_time,
+                duration_s=(end - info.start_time) / 1000 if end and info.start_time else None,
+                parent_id=data.tags.get("mlflow.parentRunId"),
+                metrics=dict(data.metrics),
+                params=dict(data.params),
+            )
+        )
+    return rows
+
+
+def _jsonl_rows(uri: str) -> list[RunRow]:
+    path = Path(uri.partition(":")[2]).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--store {uri}: no such file")
+    rows: dict[str, RunRow] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        row = rows.get(event.get("run") or "")
+        millis = int(event["time"] * 1000)
+        if event["event"] == "run_start":
+            rows[event["run"]] = RunRow(
+                event["run"], event["name"], event["tags"].get("task", ""), "RUNNING", millis, None,
+                parent_id=event.get("parent"),
+            )  # fmt: skip
+        elif row is not None and event["event"] == "run_end":
+            row.status = event["status"]
+            row.duration_s = (millis - (row.start_ms or millis)) / 1000
+        elif row is not None and event["event"] == "params":
+            row.params.update({k: str(v) for k, v in event["params"].items()})
+        elif row is not None and event["event"] == "metrics":
+            row.metrics.update({k: v for k, v in event["metrics"].items() if v is not None})
+    return sorted(rows.values(), key=lambda r: r.start_ms or 0, reverse=True)
+
+
+def _tree(rows: list[RunRow], limit: int) -> list[RunRow]:
+    """Top-level runs newest first, each followed by its descendants (oldest first)."""
+    children: dict[str, list[RunRow]] = {}
+    ids = {r.run_id for r in rows}
+    roots = [r for r in rows if r.parent_id is None or r.parent_id not in ids]
+    for row in rows:
+        if row.parent_id in ids:
+            children.setdefault(row.parent_id or "", []).append(row)
+    out: list[RunRow] = []
+
+    def visit(row: RunRow, depth: int) -> None:
+        row.depth = depth
+        out.append(row)
+        for child in sorted(children.get(row.run_id, []), key=lambda r: r.start_ms or 0):
+            visit(child, depth + 1)
+
+    for root in roots[:limit]:
+        visit(root, 0)
+    return out

@@ -1,0 +1,180 @@
+"""``ladder runs`` on stores filled through the trackers; ``ladder ui`` as a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ladder import track
+from ladder.cli.main import main
+from ladder.evaluate import get_metric
+from ladder.track import JsonlTracker, MlflowTracker, Tracker
+
+
+@pytest.fixture(scope="session")
+def mlflow_ready() -> None:
+    from ladder.track._store import _template
+
+    _template()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(track.TRACKING_URI_ENV, raising=False)
+    monkeypatch.delenv(track.EXPERIMENT_ENV, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def fill(tracker: Tracker) -> None:
+    """Two climbs of two tasks; the first has two rungs with scores."""
+    accuracy = get_metric("accuracy", resamples=0)
+    for task, values in (("tagger", (0.25, 0.75)), ("riddles", (0.5,))):
+        with tracker.run(f"climb {task}", tags={"task": task}) as climb:
+            climb.log_params({"task": task, "good_enough": 0.7})
+            for rung, value in zip(("zero_shot", "lora"), values, strict=False):
+                with climb.run(f"rung {rung}", tags={"task": task}) as run:
+                    run.log_params({"rung": rung})
+                    hits = round(value * 4)
+                    run.log_score(accuracy.compute(["a"] * 4, ["a"] * hits + ["b"] * (4 - hits)))
+                    run.log_metrics({"cost_usd": 0.001 * (1 + hits)})
+        time.sleep(0.01)  # distinct start times: newest first
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory, mlflow_ready: None) -> str:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('runs') / 'ladder-runs.db'}"
+    fill(MlflowTracker(uri))
+    return uri
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, object]]:
+    assert main(["runs", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_runs_lists_children_under_their_parent(
+    sqlite_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = run_json(capsys, "--store", sqlite_store)
+    assert [(r["name"], r["depth"], r["experiment"]) for r in rows] == [
+        ("climb riddles", 0, "riddles"),
+        ("rung zero_shot", 1, "riddles"),
+        ("climb tagger", 0, "tagger"),
+        ("rung zero_shot", 1, "tagger"),
+        ("rung lora", 1, "tagger"),
+    ]
+    assert rows[4]["metrics"] == {"accuracy": 0.75, "cost_usd": pytest.approx(0.004)}
+    assert rows[4]["parent_id"] == rows[2]["run_id"] and rows[2]["status"] == "FINISHED"
+    assert main(["runs", "--store", sqlite_store]) == 0
+    out = capsys.readouterr().out
+    assert "└ rung lora" in out and "accuracy=0.75" in out and "FINISHED" in out
+    assert out.index("climb riddles") < out.index("climb tagger") < out.index("└ rung lora")
+
+
+def test_runs_filters_by_experiment_and_limits(
+    sqlite_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = run_json(capsys, "--store", sqlite_store, "--experiment", "tagger")
+    assert [r["name"] for r in rows] == ["climb tagger", "rung zero_shot", "rung lora"]
+    rows = run_json(capsys, "--store", sqlite_store, "--limit", "1")
+    assert [r["name"] for r in rows] == ["climb riddles", "rung zero_shot"]
+    assert main(["runs", "--store", sqlite_store, "--experiment", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--experiment 'nope': not in the store; experiments: Default, riddles, tagger" in err
+
+
+def test_compare_shows_params_and_metrics_side_by_side(
+    sqlite_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = run_json(capsys, "--store", sqlite_store, "--experiment", "tagger")
+    zero, lora = rows[1]["run_id"], rows[2]["run_id"]
+    assert isinstance(zero, str) and isinstance(lora, str)
+    assert main(["runs", "--store", sqlite_store, "--compare", zero, "--compare", lora]) == 0
+    out = capsys.readouterr().out
+    cells = {
+        cols[1]: cols[2:4]
+        for line in out.splitlines()
+        if len(cols := [c.strip() for c in line.split("│")]) == 5
+    }
+    assert cells["metric accuracy"] == ["0.25", "0.75"]
+    assert cells["param rung"] == ["zero_shot", "lora"]
+    assert main(["runs", "--store", sqlite_store, "--compare", "deadbeef"]) == 2
+    assert "--compare: no run 'deadbeef'" in capsys.readouterr().err
+
+
+def test_runs_reads_a_jsonl_store_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "events.jsonl"
+    fill(JsonlTracker(path))
+    rows = run_json(capsys, "--store", f"jsonl:{path}")
+    assert [(r["name"], r["depth"]) for r in rows] == [
+        ("climb riddles", 0),
+        ("rung zero_shot", 1),
+        ("climb tagger", 0),
+        ("rung zero_shot", 1),
+        ("rung lora", 1),
+    ]
+    assert rows[4]["metrics"]["accuracy"] == 0.75  # type: ignore[index]
+
+
+def test_missing_store_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["runs", "--store", uri]) == 2
+    err = capsys.readouterr().err
+    assert "no runs store at" in err and "ladder climb" in err and err.count("\n") == 1
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_ui_refuses_a_public_host_without_allow_remote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ui", "--store", f"sqlite:///{tmp_path / 'x.db'}", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "--host 0.0.0.0: the MLflow UI has no authentication" in err and "--allow-remote" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_on_loopback(sqlite_store: str) -> None:
+    port = _free_port()
+    command = [sys.executable, "-m", "ladder.cli.main", "ui", "--store", sqlite_store]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        status, deadline = None, time.monotonic() + 120
+        while status is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, proc.stdout.read().decode() if proc.poll() is not None else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert _refused(port)  # the server went with the process: nothing answers any more
+
+
+def _refused(port: int, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.5)
+    return False
