@@ -243,6 +243,10 @@ def test_tracker_gets_a_parent_run_and_a_child_per_rung(
     assert metrics["metrics"]["value"] == 1.0 and metrics["run"] == starts[1]["run"]
     stored = {Path(e["stored"]).name for e in lines if e["event"] == "artifact"}
     assert {"predictions.jsonl", "report.html", "climb.json"} <= stored
+    # Each rung runs inside its child run: its LLM-call traces belong there, not to the parent.
+    spans = [e for e in lines if e["event"] == "span"]
+    assert spans and {e["run"] for e in spans} <= {s["run"] for s in starts[1:]}
+    assert any(e["run"] == starts[1]["run"] for e in spans)
 
 
 # -- resume ------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from ladder.climb.state import (
     write_predictions,
 )
 from ladder.climb.task import LoadedTask, RungSpec, load_task, parse_output
-from ladder.climb.tracking import log_parent, log_row, log_variant, run_id_of
+from ladder.climb.tracking import log_parent, record_row, record_variant, run_id_of
 from ladder.errors import UnsupportedError
 from ladder.fsutil import atomic_write_text
 
@@ -213,7 +213,8 @@ def _optimise(
         rows,
         models,
         run,
-        lambda variant: log_variant(tracker, task, variant, out),
+        lambda variant, handle: record_variant(handle, task, variant, out),
+        lambda name: tracker.run(name, tags={"of": winner.key}),
         done=kept,
         say=options.log,
     )
@@ -238,8 +239,10 @@ def _climb_model(
         row = done.get(key)
         if row is None:
             folder = out / "rungs" / slug(model) / f"{index:02d}-{slug(spec.name)}"
-            row = _run_rung(task, model, spec, folder, options, cache, below, tuned=tuned)
-            log_row(tracker, task, row, spec, out)
+            # The rung runs inside its child run, so its LLM-call traces land there.
+            with tracker.run(f"rung {spec.name}", tags={"rung": spec.name, "model": model}) as run:
+                row = _run_rung(task, model, spec, folder, options, cache, below, tuned=tuned)
+                record_row(run, task, row, spec, out)
         else:
             options.log(f"{spec.name} on {model}: finished before, kept")
         rows.append(row)

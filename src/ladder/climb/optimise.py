@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -261,7 +262,8 @@ class Optimiser:
     """Runs the variants of one winner: state after each, budget, resume, tracking.
 
     ``run`` runs one rung into a folder and scores it (the climb's own rung runner);
-    ``log`` records a finished variant in the tracker (a child run).
+    ``scope`` opens the variant's child run (the variant runs inside it, so its LLM-call
+    traces land there) and ``log`` records the finished variant into it.
     """
 
     task: LoadedTask
@@ -269,7 +271,8 @@ class Optimiser:
     rows: list[Row]
     models: Sequence[str]
     run: RunVariant
-    log: Callable[[Variant], None]
+    log: Callable[[Variant, Any], None]
+    scope: Callable[[str], AbstractContextManager[Any]] = lambda _name: nullcontext()
     done: dict[str, Variant] = dataclasses.field(default_factory=dict)
     say: Callable[[str], None] = lambda _line: None
 
@@ -304,12 +307,13 @@ class Optimiser:
             return self._skipped(plan, winner, plan.reason)
         self.say(f"variant {plan.name} of {winner.rung} on {winner.model}: running")
         folder = self.out / "variants" / f"{i:02d}-{slug(plan.kind + '-' + plan.name)}"
-        row = self.run(plan.task, plan.model, spec, plan.rung, folder)
-        if row.status != "done":
-            return self._skipped(plan, winner, row.reason)
-        variant = compare(self.task, winner, row, plan.kind, plan.name)
-        variant.wall_s = row.wall_s
-        self.log(variant)
+        with self.scope(f"variant {plan.name}") as run:
+            row = self.run(plan.task, plan.model, spec, plan.rung, folder)
+            if row.status != "done":
+                return self._skipped(plan, winner, row.reason)
+            variant = compare(self.task, winner, row, plan.kind, plan.name)
+            variant.wall_s = row.wall_s
+            self.log(variant, run)
         return variant
 
     @staticmethod

@@ -26,7 +26,7 @@ from typing import Any
 from ladder.climb.state import RESOLVED_TASK_FILE, Row, Variant
 from ladder.climb.task import LoadedTask, RungSpec
 
-__all__ = ["log_parent", "log_row", "log_variant", "run_id_of", "task_params"]
+__all__ = ["log_parent", "record_row", "record_variant", "run_id_of", "task_params"]
 
 
 def run_id_of(run: Any) -> str:
@@ -71,65 +71,61 @@ def _metrics(item: Row | Variant, names: tuple[str, ...]) -> dict[str, float]:
     return {n: float(v) for n, v in values.items() if v is not None}
 
 
-def log_row(tracker: Any, task: LoadedTask, row: Row, spec: RungSpec, out: Path) -> None:
-    """One child run for a finished (or skipped) rung; sets ``row.run_id``."""
-    with tracker.run(f"rung {row.rung}", tags={"rung": row.rung, "model": row.model}) as run:
-        row.run_id = run_id_of(run)
-        run.log_params(
-            {
-                **task_params(task),
-                "rung": spec.rung,
-                "label": row.rung,
-                "model": row.model,
-                "answered_by": row.answered_by,
-                "template": task.spec.name,
-                "template_version": row.template_version,
-                **_flat("option", spec.options),
-            }
-        )
-        names = ("value", "ci_low", "ci_high", "cost", "latency_p50", "latency_p95")
-        metrics = _metrics(row, (*names, "p_value_vs_below", "delta_vs_below", "wall_s"))
-        metrics.update(
-            {
-                "peak_memory_bytes": float(row.peak_memory),
-                "good_enough": float(row.good_enough),
-                "compute_seconds": row.compute_seconds,
-                "train_seconds": row.train_seconds,
-                **{f"train.{k}": float(v) for k, v in row.train_metrics.items()},
-            }
-        )
-        run.log_metrics(metrics)
-        for step, loss in enumerate(row.train_losses, 1):
-            run.log_metrics({"train_loss": loss}, step=step)
-        run.set_tags({"status": row.status, "signature": row.signature, "reason": row.reason})
-        _artifacts(run, Path(row.folder), out)
+def record_row(run: Any, task: LoadedTask, row: Row, spec: RungSpec, out: Path) -> None:
+    """Log a rung's row into its (open) child run; sets ``row.run_id``."""
+    row.run_id = run_id_of(run)
+    run.log_params(
+        {
+            **task_params(task),
+            "rung": spec.rung,
+            "label": row.rung,
+            "model": row.model,
+            "answered_by": row.answered_by,
+            "template": task.spec.name,
+            "template_version": row.template_version,
+            **_flat("option", spec.options),
+        }
+    )
+    names = ("value", "ci_low", "ci_high", "cost", "latency_p50", "latency_p95")
+    metrics = _metrics(row, (*names, "p_value_vs_below", "delta_vs_below", "wall_s"))
+    metrics.update(
+        {
+            "peak_memory_bytes": float(row.peak_memory),
+            "good_enough": float(row.good_enough),
+            "compute_seconds": row.compute_seconds,
+            "train_seconds": row.train_seconds,
+            **{f"train.{k}": float(v) for k, v in row.train_metrics.items()},
+        }
+    )
+    run.log_metrics(metrics)
+    for step, loss in enumerate(row.train_losses, 1):
+        run.log_metrics({"train_loss": loss}, step=step)
+    run.set_tags({"status": row.status, "signature": row.signature, "reason": row.reason})
+    _artifacts(run, Path(row.folder), out)
 
 
-def log_variant(tracker: Any, task: LoadedTask, variant: Variant, out: Path) -> None:
-    """One child run for a cheaper variant that ran; sets ``variant.run_id``."""
-    tags = {"variant": variant.key, "of": variant.of}
-    with tracker.run(f"variant {variant.name}", tags=tags) as run:
-        variant.run_id = run_id_of(run)
-        run.log_params(
-            {
-                **task_params(task),
-                "kind": variant.kind,
-                "variant": variant.name,
-                "rung": variant.rung,
-                "model": variant.model,
-                "of": variant.of,
-                "template_version": variant.template_version,
-            }
-        )
-        names = ("value", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high", "cost")
-        metrics = _metrics(
-            variant, (*names, "cost_saving", "latency_p50", "latency_saving", "wall_s")
-        )
-        metrics["keeps_quality"] = float(variant.keeps_quality)
-        metrics["peak_memory_bytes"] = float(variant.peak_memory)
-        run.log_metrics(metrics)
-        run.set_tags({"verdict": variant.verdict, "reason": variant.reason})
-        _artifacts(run, Path(variant.folder), out)
+def record_variant(run: Any, task: LoadedTask, variant: Variant, out: Path) -> None:
+    """Log a cheaper variant that ran into its (open) child run; sets ``variant.run_id``."""
+    run.set_tags({"variant": variant.key, "of": variant.of})
+    variant.run_id = run_id_of(run)
+    run.log_params(
+        {
+            **task_params(task),
+            "kind": variant.kind,
+            "variant": variant.name,
+            "rung": variant.rung,
+            "model": variant.model,
+            "of": variant.of,
+            "template_version": variant.template_version,
+        }
+    )
+    names = ("value", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high", "cost")
+    metrics = _metrics(variant, (*names, "cost_saving", "latency_p50", "latency_saving", "wall_s"))
+    metrics["keeps_quality"] = float(variant.keeps_quality)
+    metrics["peak_memory_bytes"] = float(variant.peak_memory)
+    run.log_metrics(metrics)
+    run.set_tags({"verdict": variant.verdict, "reason": variant.reason})
+    _artifacts(run, Path(variant.folder), out)
 
 
 def _flat(prefix: str, options: Mapping[str, Any]) -> dict[str, Any]:

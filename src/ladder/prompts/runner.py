@@ -234,7 +234,7 @@ def run_records(
             progress(len(done))
         for start in range(0, len(todo), run.batch_size):
             chunk = list(range(start, min(start + run.batch_size, len(todo))))
-            completions = execute(model, [plans[j] for j in chunk])
+            completions = execute(model, [plans[j] for j in chunk], template=run.template.name)
             for j, got in zip(chunk, completions, strict=True):
                 row = _row(model, run, records, todo[j], plans[j], got, table, len(chunk))
                 row["run_id"] = run_id
