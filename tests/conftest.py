@@ -8,10 +8,15 @@ must not be modified by tests.
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pytest
+
+# Verbs that track by default (`ladder climb` → ./ladder-runs.db) must not write into the
+# checkout; tests that exercise tracking set their own store.
+os.environ.setdefault("LADDER_TRACKING_URI", "none")
 
 # Words whose characters make up the whole tokenizer alphabet: every token then decodes to
 # printable ASCII, so generated text from random weights is still readable and comparable.
@@ -428,3 +433,28 @@ def write_climb_task(folder: Path, models: list[str], rungs: str, extra: str = "
         f"rungs:\n{rungs}"
     )
     return task
+
+
+# --- token shards for pretraining tests (tests/test_pretrain*.py) -------------------------
+
+
+def build_tiny_shards(directory: Path, *, docs: int = 2000, seed: int = 1) -> Path:
+    """Pack ``docs`` word sentences into token shards (``ladder.data.shards`` format) with a
+    300-token ladder BPE (byte alphabet, ladder's special tokens); the tokenizer is saved
+    to ``directory/tokenizer-src``, the shards to ``directory/shards``. About a second."""
+    from ladder.data.shards import pack_shards
+    from ladder.data.tokenizer import train_tokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(_sentences(400), 300, model_max_length=64)
+    tokenizer.save_pretrained(directory / "tokenizer-src")
+    texts = _sentences(docs, seed=seed)
+    pack_shards(directory / "tokenizer-src", texts, directory / "shards", progress=False,
+                val_fraction=0.05)  # fmt: skip
+    return directory / "shards"
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shard folder (train.bin, val.bin, meta.json, tokenizer/) of ~36k tokens, vocab 300."""
+    return build_tiny_shards(tmp_path_factory.mktemp("tiny-shards"))

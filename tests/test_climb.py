@@ -389,3 +389,23 @@ def test_select_compares_models_on_the_dev_split(
     ]
     assert found[0]["tokens_per_s"] > 0 and found[0]["cost"] > 0 and found[1]["cost"] == 0.0
     assert "ladder select" in capsys.readouterr().out
+
+
+def test_climb_logs_to_the_project_mlflow_store_by_default(
+    tmp_path: Path,
+    server: OpenAITestServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server.responder = oracle
+    task = write_climb_task(tmp_path / "t", [api(server)], "  - zero_shot\n")
+    monkeypatch.delenv("LADDER_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["climb", str(task), "--out", "o", "--no-optimise"]) == 0
+    store = f"sqlite:///{(tmp_path / 'ladder-runs.db').resolve()}"
+    assert f"Runs: {store}" in capsys.readouterr().out.replace("\n", "")  # rich wraps lines
+    assert main(["runs", "--store", store, "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    names = {r["name"]: r for r in runs}
+    assert {"climb animals", "rung zero_shot"} <= set(names)
+    assert names["rung zero_shot"]["metrics"]["value"] == 1.0

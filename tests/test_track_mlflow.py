@@ -179,6 +179,7 @@ def test_a_file_that_is_not_a_store_is_one_line(tmp_path: Path, mlflow_ready: No
 def test_default_store_is_a_sqlite_file_in_the_project(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(track.TRACKING_URI_ENV, raising=False)
     assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/ladder-runs.db"
     monkeypatch.chdir(tmp_path)
     assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/ladder-runs.db"

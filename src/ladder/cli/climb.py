@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -46,8 +45,8 @@ class ClimbFlags(BaseModel):
     )
     track: str | None = Field(
         None,
-        description="Tracking URI (e.g. sqlite:///mlflow.db or "
-        "jsonl:runs/events.jsonl); default $LADDER_TRACKING_URI.",
+        description="Tracking URI (sqlite:///runs.db, http://host:5000, jsonl:events.jsonl, "
+        "or none); default $LADDER_TRACKING_URI, else ./ladder-runs.db (MLflow, SQLite).",
     )
 
 
@@ -68,7 +67,9 @@ def climb(
     from ladder.climb.climb import ClimbOptions
     from ladder.climb.climb import climb as run_climb
     from ladder.climb.report import terminal_table, variants_table
+    from ladder.track import default_tracking_uri
 
+    track = track or default_tracking_uri()
     folder = out or Path("runs") / f"climb-{task.stem if task.stem != 'task' else task.parent.name}"
     options = ClimbOptions(
         out=folder,
@@ -91,9 +92,8 @@ def climb(
     if result.stopped:
         console.print(f"Stopped: {result.stopped}", markup=False)
     console.print(f"Report: {result.report}", markup=False)
-    uri = track or os.environ.get("LADDER_TRACKING_URI")
-    if uri:
-        console.print(f"Runs: {uri}", markup=False)
+    if track.strip().lower() != "none":
+        console.print(f"Runs: {track} (list them: ladder runs; browse: ladder ui)", markup=False)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result.to_json(), indent=2) + "\n")
         console.print(f"Leaderboard: {json_out}", markup=False)
