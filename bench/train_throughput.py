@@ -1,12 +1,14 @@
 """Training throughput of ``ladder.train.loop.train`` against a minimal hand-written loop.
 
-How to run (from the repository root; about 2 minutes on 2 CPU cores):
+How to run (from the repository root; about 2 minutes on 2 CPU cores, 6 for ``small``):
 
     .venv/bin/python bench/train_throughput.py              # prints, updates docs/benchmarks.md
     .venv/bin/python bench/train_throughput.py --no-write   # prints only
     .venv/bin/python bench/train_throughput.py --precision bf16
+    .venv/bin/python bench/train_throughput.py --preset small --steps 8   # its own section
+    .venv/bin/python bench/train_throughput.py --preset small --compile   # torch.compile both
 
-Both loops train the same Llama (the ``tiny`` preset's shape, random init) on the same
+Both loops train the same Llama (a built-in preset's shape, random init) on the same
 fixed batch, with the same AdamW, the same precision, the same gradient clipping and the
 same number of steps; the hand-written loop is the dozen lines everyone writes first. Runs
 alternate (hand, ladder, hand, ..., hand) and each ladder run is compared with the hand
@@ -43,13 +45,16 @@ from _docs import write_section
 from ladder.models.builtin import PRESETS
 from ladder.train.config import TrainConfig
 from ladder.train.loop import train
+from ladder.train.meters import flops_per_token, matmul_gflops
+
+PRESET = "tiny"  # set from --preset in main()
 
 
 def build_model(seed: int = 0) -> torch.nn.Module:
-    """A random Llama with the ``tiny`` preset's shape."""
+    """A random Llama with the chosen built-in preset's shape."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    p = PRESETS["tiny"]
+    p = PRESETS[PRESET]
     config = LlamaConfig(
         vocab_size=p.vocab_size,
         hidden_size=p.hidden_size,
@@ -64,10 +69,11 @@ def build_model(seed: int = 0) -> torch.nn.Module:
     return LlamaForCausalLM(config)
 
 
-def hand_loop(batch: torch.Tensor, steps: int, precision: str) -> float:
+def hand_loop(batch: torch.Tensor, steps: int, precision: str, compile: bool = False) -> float:
     """The minimal loop: forward, loss, backward, clip, AdamW step. Returns tokens/s."""
     model = build_model()
     model.train()
+    forward = torch.compile(model) if compile else model
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -79,7 +85,7 @@ def hand_loop(batch: torch.Tensor, steps: int, precision: str) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(input_ids=batch, use_cache=False).logits  # (B, T, V)
+            logits = forward(input_ids=batch, use_cache=False).logits  # (B, T, V)
         loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, vocab), batch[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -89,7 +95,9 @@ def hand_loop(batch: torch.Tensor, steps: int, precision: str) -> float:
     return steps * batch.numel() / (time.perf_counter() - start)
 
 
-def ladder_loop(batch: torch.Tensor, steps: int, precision: str, out: Path) -> tuple[float, float]:
+def ladder_loop(
+    batch: torch.Tensor, steps: int, precision: str, out: Path, compile: bool = False
+) -> tuple[float, float]:
     """``ladder.train.loop.train`` on the same batch. Returns (tokens/s, end-to-end tokens/s)."""
     config = TrainConfig(
         lr=1e-3,
@@ -103,22 +111,15 @@ def ladder_loop(batch: torch.Tensor, steps: int, precision: str, out: Path) -> t
         save_every=10**9,  # only the final checkpoint, excluded from tokens/s
         mixed_precision=precision,  # type: ignore[arg-type]
         log_every=10,
+        compile=compile,
     )
     result = train(build_model(), [{"input_ids": batch}], None, config, out, progress=False)
     return result.tokens_per_s, result.tokens / result.elapsed_s
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, reps: int = 10) -> float:
-    """Best GFLOP/s of a square matmul in ``dtype`` (the machine's practical peak)."""
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
-    a @ b  # warm up
-    best = 0.0
-    for _ in range(reps):
-        start = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
-    return best
+def matmul_peak(dtype: torch.dtype) -> float:
+    """Best GFLOP/s of a 2048² matmul in ``dtype`` (the machine's practical peak)."""
+    return matmul_gflops(dtype, size=2048, reps=10)
 
 
 def main() -> None:
@@ -127,22 +128,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs of the ladder loop")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--precision", choices=["no", "bf16"], default="no")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     parser.add_argument("--no-write", action="store_true", help="do not update docs")
     args = parser.parse_args()
+    global PRESET
+    PRESET = args.preset
+    compile = args.compile
 
-    seq_len = PRESETS["tiny"].context_length
-    vocab = PRESETS["tiny"].vocab_size
+    seq_len = PRESETS[PRESET].context_length
+    vocab = PRESETS[PRESET].vocab_size
     batch = torch.randint(0, vocab, (args.batch_size, seq_len), generator=torch.manual_seed(0))
     first_peak32, first_peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
-    hand_loop(batch, 3, args.precision)  # warm up allocator and kernels once
+    hand_loop(batch, 3, args.precision, compile)  # warm up allocator, kernels, compile cache
     # Hand, ladder, hand, ladder, ..., hand: each ladder run is compared with the mean of the
     # hand runs just before and after it, so load that comes and goes hits both sides alike.
-    hand = [hand_loop(batch, args.steps, args.precision)]
+    hand = [hand_loop(batch, args.steps, args.precision, compile)]
     ours, end_to_end, ratios = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
-            tps, e2e = ladder_loop(batch, args.steps, args.precision, Path(tmp) / f"run{i}")
-            hand.append(hand_loop(batch, args.steps, args.precision))
+            out = Path(tmp) / f"run{i}"
+            tps, e2e = ladder_loop(batch, args.steps, args.precision, out, compile)
+            hand.append(hand_loop(batch, args.steps, args.precision, compile))
             ours.append(tps)
             end_to_end.append(e2e)
             ratios.append(tps / statistics.mean(hand[-2:]))
@@ -151,8 +158,8 @@ def main() -> None:
     model = build_model()
     n_params = sum(p.numel() for p in model.parameters())
     cfg = model.config
-    flops_6n = 6 * n_params  # per token
-    flops_attn = flops_6n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
+    flops_6n = flops_per_token(n_params, 0, 0, 0)  # per token: the loop's MFU arithmetic
+    flops_attn = flops_per_token(n_params, cfg.num_hidden_layers, cfg.hidden_size, seq_len)
     # Best of before and after the runs: a neighbour's load only ever lowers the figure.
     peak32 = max(first_peak32, matmul_peak(torch.float32))
     peak16 = max(first_peak16, matmul_peak(torch.bfloat16))
@@ -181,22 +188,28 @@ def main() -> None:
         ("--repeats", args.repeats, 5),
         ("--batch-size", args.batch_size, 16),
         ("--precision", args.precision, "no"),
+        ("--preset", args.preset, "tiny"),
     ]:
         if value != default:
             command += f" {flag} {value}"
+    command += " --compile" if compile else ""
     cpu = _cpu_name()
     body = "\n".join(
         [
-            "## Training throughput",
+            "## Training throughput"
+            + ("" if PRESET == "tiny" else f" (`{PRESET}` preset)")
+            + (", torch.compile" if compile else ""),
             "",
             f"Command: `{command}` ({date.today().isoformat()}).",
-            f"Model: random Llama in the `tiny` preset's shape, {n_params / 1e6:.2f}M "
+            f"Model: random Llama in the `{PRESET}` preset's shape, {n_params / 1e6:.2f}M "
             f"parameters; batch {args.batch_size} x {seq_len} tokens, precision "
             f"{args.precision}, AdamW, clipping at 1.0, {args.steps} steps; "
             f"medians of {args.repeats} ladder runs, each between two hand-written runs.",
             f"Machine: {cpu}, {torch.get_num_threads()} torch threads, torch "
             f"{torch.__version__}, Python {platform.python_version()}, "
-            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average "
+            f"{os.getloadavg()[0]:.1f} at the end (above {os.cpu_count()} the machine was "
+            "shared and every figure here, the peak included, is noisy). "
             f"Measured matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s.",
             "",
             table,
@@ -210,7 +223,9 @@ def main() -> None:
         ]
     )
     if not args.no_write:
-        print(f"wrote {write_section('train_throughput.py', body)}")
+        key = "train_throughput.py" + ("" if PRESET == "tiny" else f" --preset {PRESET}")
+        key += " --compile" if compile else ""
+        print(f"wrote {write_section(key, body)}")
 
 
 def _cpu_name() -> str:

@@ -16,7 +16,10 @@ VERBS = [
     "generate",
     "chat",
     "fit",
+    "tokenize",
+    "curate",
     "pretrain",
+    "slurm",
     "perplexity",
     "demo",
     "score",
@@ -37,6 +40,8 @@ VERBS = [
     "synth",
     "climb",
     "select",
+    "runs",
+    "ui",
 ]
 
 

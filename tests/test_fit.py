@@ -266,7 +266,9 @@ def test_bad_configs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'intermediate_size'"):
         read_checkpoint(_write(tmp_path / "missing", missing))
     with pytest.raises(ConfigError, match="'hidden_size'"):
-        read_checkpoint(_write(tmp_path / "other", {"model_type": "t5", "d_model": 512}))
+        read_checkpoint(_write(tmp_path / "other", {"model_type": "mamba", "d_state": 16}))
+    with pytest.raises(ConfigError, match="missing field 'num_heads'"):
+        read_checkpoint(_write(tmp_path / "t5", {"model_type": "t5", "d_model": 512}))
     with pytest.raises(ConfigError, match="positive integer"):
         read_checkpoint(_write(tmp_path / "neg", {**TINY_LLAMA, "num_hidden_layers": -1}))
     (tmp_path / "empty").mkdir()

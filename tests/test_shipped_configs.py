@@ -16,16 +16,26 @@ from ladder.train.config import PretrainConfig
 from ladder.train.finetune_config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "examples").rglob("*.yaml"))
+# accelerate config files (FSDP, DeepSpeed ZeRO, multi-node) are not ladder configs: ladder
+# passes them to `accelerate launch` unchanged, so accelerate's own loader checks them (below,
+# and field by field in tests/test_distributed_configs.py).
+ACCELERATE_DIR = ROOT / "examples" / "distributed"
+ACCELERATE_CONFIGS = {"fsdp.yaml", "zero1.yaml", "zero2.yaml", "zero3.yaml", "ddp-multinode.yaml"}
+SHIPPED = sorted(p for p in (ROOT / "examples").rglob("*.yaml") if p.parent != ACCELERATE_DIR)
 # A shipped YAML file joins by naming the config model it is written for.
 MODEL_FOR = {
     "pretrain-tiny.yaml": PretrainConfig,
+    "pretrain-llama.yaml": PretrainConfig,  # examples/pretrain/: one per architecture
+    "pretrain-gpt2.yaml": PretrainConfig,
+    "pretrain-bert.yaml": PretrainConfig,
+    "pretrain-t5.yaml": PretrainConfig,
     "finetune-lora.yaml": FinetuneConfig,
     "arith-mc.yaml": TaskConfig,
     "topic-template.yaml": TemplateSpec,
     "riddle-chain.yaml": ChainSpec,
     "topic-run.yaml": RunConfig,
-    "task.yaml": TaskSpec,  # examples/tagger
+    "task.yaml": TaskSpec,  # examples/tagger, riddles, rag-qa, offensive
+    "chain.yaml": ChainSpec,  # examples/riddles: the chain rung's steps
 }
 
 
@@ -40,6 +50,15 @@ def test_shipped_yaml_loads(path: Path) -> None:
     assert "how to run:" in text  # every shipped config says how to use it
     config = load_yaml(path, MODEL_FOR[path.name])
     assert config.model_fields_set  # it sets something, it is not an empty file
+
+
+@pytest.mark.parametrize("name", sorted(ACCELERATE_CONFIGS))
+def test_shipped_accelerate_config_loads_with_accelerate(name: str) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    assert {p.name for p in ACCELERATE_DIR.glob("*.yaml")} == ACCELERATE_CONFIGS
+    assert "how to run:" in (ACCELERATE_DIR / name).read_text()
+    assert load_config_from_file(str(ACCELERATE_DIR / name)).distributed_type != "NO"
 
 
 def test_pretrain_example_overrides_the_preset() -> None:

@@ -42,6 +42,7 @@ def _register_verbs() -> None:
     # Each module imports its heavy dependencies inside its verbs, so --help stays fast.
     from ladder.cli import agent as agent_cli
     from ladder.cli import climb as climb_cli
+    from ladder.cli import curate as curate_cli
     from ladder.cli import demo, eval, fit, generate, info, perplexity, pretrain, score
     from ladder.cli import export as export_cli
     from ladder.cli import finetune as finetune_cli
@@ -50,8 +51,11 @@ def _register_verbs() -> None:
     from ladder.cli import prompt as prompt_cli
     from ladder.cli import quantize as quantize_cli
     from ladder.cli import rag as rag_cli
+    from ladder.cli import runs as runs_cli
     from ladder.cli import serve as serve_cli
+    from ladder.cli import slurm as slurm_cli
     from ladder.cli import synth as synth_cli
+    from ladder.cli import tokenize as tokenize_cli
 
     def verb(name: str, function: Callable[..., None]) -> None:
         app.command(name, help=function.__doc__)(function)
@@ -69,7 +73,10 @@ def _register_verbs() -> None:
     verb("synth", synth_cli.synth)
     verb("finetune", finetune_cli.finetune)
     verb("merge", finetune_cli.merge)
+    verb("curate", curate_cli.curate)
+    verb("tokenize", tokenize_cli.tokenize)
     verb("pretrain", pretrain.pretrain)
+    verb("slurm", slurm_cli.slurm)
     verb("eval", eval.eval_task)
     verb("score", score.score)
     verb("judge", judge_cli.judge)
@@ -82,6 +89,8 @@ def _register_verbs() -> None:
     verb("serve", serve_cli.serve)
     verb("quantize", quantize_cli.quantize)
     verb("export", export_cli.export)
+    verb("runs", runs_cli.runs)
+    verb("ui", runs_cli.ui)
 
 
 _register_verbs()

@@ -1,4 +1,5 @@
-"""``ladder pretrain``: train a built-in model from scratch on this machine."""
+"""``ladder pretrain``: train a model from scratch: a built-in preset, or an architecture
+(llama, gpt2, bert, t5) from a YAML config, on token shards or the built-in corpus."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
+from rich.table import Table
 
 from ladder.cli._common import console, err_console, field_help
 from ladder.config import load_yaml
@@ -18,8 +20,8 @@ from ladder.train.config import PretrainConfig, TrainConfig
 def pretrain(
     config: Path | None = typer.Argument(
         None,
-        help="YAML file with preset, out, resume and a train: section of training settings; "
-        "options given on the command line win.",
+        help="YAML file: preset (built-in) or model:/data: (an architecture on shards), out, "
+        "train: settings, samples, nproc; options given on the command line win.",
         show_default=False,
     ),
     preset: str | None = typer.Option(
@@ -32,19 +34,125 @@ def pretrain(
     out: Path | None = typer.Option(
         None, "--out", help=field_help(PretrainConfig, "out"), show_default=False
     ),
+    nproc: int | None = typer.Option(
+        None, "--nproc", min=1, help=field_help(PretrainConfig, "nproc"), show_default=False
+    ),
+    list_archs: bool = typer.Option(
+        False, "--list", "--archs", help="List the architectures and sizes with parameter counts."
+    ),
+    vocab: int | None = typer.Option(
+        None, "--vocab", min=1, help="With --list: count parameters at this vocabulary size."
+    ),
 ) -> None:
-    """Pretrain a built-in model from scratch (presets tiny, small), or from a YAML config."""
+    """Pretrain a model from scratch: a built-in preset (tiny, small) or, from a YAML
+    config, a llama / gpt2 / bert / t5 architecture on token shards."""
     # Before torch loads its OpenMP runtime: idle threads sleep instead of spinning. On a
     # machine whose cores are shared, spinning threads slow training down many times over.
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from ladder.models.builtin import get_preset, train_builtin, training_summary
-
+    if list_archs:
+        _print_architectures(vocab)
+        return
     run = (
         load_yaml(config, PretrainConfig)
         if config is not None
         else PretrainConfig.model_validate({})
     )
+    if out is not None:
+        run = run.model_copy(update={"out": str(out)})
+    if run.is_builtin:
+        if nproc is not None and nproc > 1:
+            raise ConfigError("--nproc needs a config with model: or data: (not a built-in preset)")
+        _builtin(run, config, preset, max_steps, resume or run.resume)
+        return
+    if preset is not None:
+        raise ConfigError(f"--preset: {config} names a model:/data: run; leave --preset out")
+    _architecture(run, config, max_steps, resume or run.resume, nproc or run.nproc)
+
+
+def _architecture(
+    run: PretrainConfig, config: Path | None, max_steps: int | None, resume: bool, nproc: int
+) -> None:
+    from tqdm.auto import tqdm
+
+    from ladder.track import NullTracker, get_tracker
+    from ladder.train.distributed import is_launched_child, launch_verb
+    from ladder.train.pretrain_run import SUMMARY_FILE, prepare_run, run_pretrain
+
+    child = is_launched_child()
+    if nproc > 1 and not child:
+        spec, _, _, warning = prepare_run(run, resume=resume, max_steps=max_steps)
+        if warning:
+            err_console.print(f"[yellow]warning:[/] {warning}")
+        argv = ["pretrain", str(config), "--resume"] if resume else ["pretrain", str(config)]
+        argv += ["--max-steps", str(max_steps)] if max_steps is not None else []
+        argv += ["--out", run.out] if run.out else []
+        console.print(f"Launching {nproc} processes for {spec.name} ...")
+        code = launch_verb(argv, nproc, run.accelerate_config)
+        if code:
+            raise typer.Exit(code)
+        return
+    main_process = os.environ.get("RANK", "0") == "0"
+
+    def log(line: str) -> None:
+        if main_process:
+            tqdm.write(line, file=sys.stderr)  # keeps the progress bar intact
+
+    arch = run.model.arch if run.model else "llama"
+    tracker = get_tracker() if main_process else NullTracker()
+    with tracker.run(f"pretrain {arch}", tags={"verb": "pretrain"}) as active:
+        path = run_pretrain(
+            run,
+            resume=resume,
+            max_steps=max_steps,
+            progress=main_process,
+            log=log,
+            tracker=active,
+            prepared=child,
+        )
+    if main_process:
+        _print_summary(path, path / SUMMARY_FILE)
+
+
+def _print_summary(path: Path, summary_file: Path) -> None:
+    import json
+
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    console.print(f"Saved {summary['arch']}-{summary['size']} to {path}")
+    if summary.get("validation_loss") is not None:
+        mfu = f", MFU {summary['mfu']:.0%}" if summary.get("mfu") is not None else ""
+        console.print(
+            f"Validation loss {summary['validation_loss']:.3f}, perplexity "
+            f"{summary['validation_perplexity']:.1f}; {summary['tokens_per_s']:,.0f} tokens/s"
+            f"{mfu}; {summary['wall_time_s'] / 60:.1f} minutes in all."
+        )
+    if summary["family"] == "decoder":
+        console.print(f'Try it: ladder generate hf:{path} --raw "The"')
+        console.print(f"    or: ladder perplexity hf:{path} FILE.txt")
+
+
+def _print_architectures(vocab: int | None) -> None:
+    from ladder.models.architectures import architecture_rows
+
+    table = Table(title="architectures (ladder pretrain CONFIG with model: {arch, size})")
+    columns = ("arch", "size", "objective", "layers", "hidden", "heads", "ffn", "context")
+    for column in (*columns, "vocab", "parameters"):
+        table.add_column(column, justify="left" if column in columns[:3] else "right")
+    for row in architecture_rows(vocab):
+        cells = [str(row[c]) for c in columns]
+        table.add_row(*cells, f"{row['vocab']:,}", f"{row['parameters']:,}")
+    console.print(table)
+
+
+def _builtin(
+    run: PretrainConfig,
+    config: Path | None,
+    preset: str | None,
+    max_steps: int | None,
+    resume: bool,
+) -> None:
+    from ladder.models.builtin import get_preset, train_builtin, training_summary
+
     name = preset or run.preset
     spec = get_preset(name)
     try:
@@ -59,8 +167,8 @@ def pretrain(
     path = train_builtin(
         name,
         train_config=train_config,
-        out=out or run.out,
-        resume=resume or run.resume,
+        out=run.out,
+        resume=resume,
         max_steps=max_steps,
         log=lambda line: err_console.print(f"[dim]{line}[/]"),
     )
@@ -73,6 +181,6 @@ def pretrain(
             f"{summary['tokens_per_s']:,.0f} tokens/s; "
             f"{summary['wall_time_s'] / 60:.1f} minutes in all."
         )
-    if out is None and run.out is None:
+    if run.out is None:
         console.print(f'Try it: ladder generate builtin:{name} --raw "Return the"')
         console.print(f"    or: ladder chat builtin:{name}")

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ladder.errors import ConfigError
 from ladder.models.shapes import (
     ModelShape,
-    block_linears,
     count_params,
     lora_param_count,
+    model_linears,
 )
 
 GB = 1e9
@@ -38,7 +38,8 @@ WEIGHT_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "n
 # allocator slack: one flat figure.
 OVERHEAD_BYTES = 1_000_000_000
 MODEL_SPEC_HELP = (
-    "A size (124m, 1b, 3b, 7b, 8b, 13b, 70b), a checkpoint folder holding config.json, "
+    "A size (124m, 1b, 3b, 7b, 8b, 13b, 70b), a pretraining architecture (llama-tiny, "
+    "gpt2-small, bert-tiny, t5-small ...), a checkpoint folder holding config.json, "
     "hf:PATH, or builtin:NAME."
 )
 
@@ -176,7 +177,7 @@ def _weights(shape: ModelShape, params: int, linear: int, dtype: Dtype) -> Compo
         return Component("weights", round(params * size), f"{params:,} × {size:g} B ({dtype})")
     rest, quantised = params - linear, linear * WEIGHT_BYTES[dtype]
     if dtype == "int8":  # LLM.int8(): int8 weights plus one fp32 scale per output row
-        quantised += 4 * shape.layers * sum(d_out for _, _, d_out in block_linears(shape))
+        quantised += 4 * sum(d_out for _, _, d_out in model_linears(shape))
         how = f"{linear:,} linear × 1 B + fp32 row scales"
     else:
         how = f"{linear:,} linear × 4.127 bits (NF4 + consts)"
@@ -189,9 +190,15 @@ def _act_bytes(dtype: Dtype) -> int:
 
 
 def _kv_cache(shape: ModelShape, config: FitConfig, dtype: Dtype) -> Component:
+    """Keys and values of every decoder layer; a T5 decoder also caches the cross-attention
+    keys and values of the encoder's ``context`` tokens; an encoder caches nothing."""
+    if shape.arch == "bert":
+        return Component("kv_cache", 0, "encoder-only: no generation, no KV cache")
     n, kv, hd, ab = shape.layers, shape.kv_heads, shape.head_dim, _act_bytes(dtype)
-    s, b = config.context, config.batch
-    how = f"2 × {n} layers × {kv} kv heads × {hd} × {s} tokens × {b} seq × {ab} B"
+    s, b, cached = config.context, config.batch, "tokens"
+    if shape.arch == "t5":
+        n, s, cached = shape.decoder_layers, 2 * config.context, "self + cross tokens"
+    how = f"2 × {n} layers × {kv} kv heads × {hd} × {s} {cached} × {b} seq × {ab} B"
     return Component("kv_cache", 2 * n * kv * hd * s * b * ab, how)
 
 
@@ -199,7 +206,7 @@ def _inference_activations(shape: ModelShape, config: FitConfig, dtype: Dtype) -
     """Prefill working set of one layer (hidden in and out; the MLP's intermediates: gate, up
     and their product when gated) plus the last token's fp32 logits."""
     s, b, h, ab = config.context, config.batch, shape.hidden, _act_bytes(dtype)
-    mlp = 3 if shape.arch == "llama" else 2
+    mlp = 3 if shape.arch == "llama" or shape.gated_ffn else 2
     total = b * s * (2 * h + mlp * shape.ffn) * ab + b * shape.vocab * 4
     how = f"b·s·(2h + {mlp}·ffn) × {ab} B + logits b·V × 4 B"
     if not config.flash_attention:  # eager attention: scores and probabilities, s x s each
@@ -230,7 +237,8 @@ def _training_activations(shape: ModelShape, config: FitConfig, dtype: Dtype) ->
     activations without recomputation; FlashAttention never stores the 5·a·s²·b of attention
     scores. Checkpointing keeps 2·s·b·h per layer plus one layer being recomputed. Plus the
     logits: b·s·V in 16-bit, their fp32 upcast and fp32 log-softmax for the loss."""
-    s, b, h, n, ab = config.context, config.batch, shape.hidden, shape.layers, _act_bytes(dtype)
+    s, b, h, ab = config.context, config.batch, shape.hidden, _act_bytes(dtype)
+    n = shape.all_layers  # a T5 decoder block (with cross-attention) counted as one layer
     scale = ab // 2  # the formula counts 16-bit activations
     layer, per_layer = 34 * s * b * h * scale, "34·s·b·h"
     if not config.flash_attention:
@@ -260,6 +268,11 @@ def _assumptions(shape: ModelShape, config: FitConfig, dtype: Dtype) -> list[str
         notes.append(
             f"activations: Korthikanti et al. 2022, {recompute} recomputation, "
             f"{attention}; derived for GPT layers, ±20% for Llama layers"
+        )
+    if shape.arch == "t5":
+        notes.append(
+            f"t5: {shape.layers} encoder + {shape.decoder_layers} decoder blocks, each counted "
+            "as one layer for activations (cross-attention not added)"
         )
     if config.method == "full" and dtype != "fp32":
         notes.append(

@@ -18,14 +18,20 @@ from typing import Any, Literal
 from ladder.errors import ConfigError
 from ladder.home import home_subdir
 
+Arch = Literal["llama", "gpt2", "bert", "t5"]
+
 
 @dataclass(frozen=True)
 class ModelShape:
     """The shapes that decide memory. ``arch`` is ``llama`` (gated MLP, RMSNorm, no biases:
-    Llama, Mistral, Qwen...) or ``gpt2`` (GELU MLP, LayerNorm, biases, learned positions)."""
+    Llama, Mistral, Qwen...), ``gpt2`` (GELU MLP, LayerNorm, biases, learned positions),
+    ``bert`` (encoder-only: separate q/k/v with biases, LayerNorm, learned positions and
+    token types, a masked-LM head) or ``t5`` (encoder-decoder: no biases, RMS-style norms,
+    relative position buckets; ``layers`` counts the encoder, ``decoder_layers`` the
+    decoder, whose blocks add cross-attention)."""
 
     name: str
-    arch: Literal["llama", "gpt2"]
+    arch: Arch
     hidden: int
     layers: int
     heads: int
@@ -36,6 +42,15 @@ class ModelShape:
     tied: bool
     max_positions: int | None
     exact_params: int | None = None  # from safetensors headers, when the checkpoint has them
+    decoder_layers: int = 0  # t5 only
+    type_vocab: int = 0  # bert only: token type (segment) embeddings
+    rel_buckets: int = 0  # t5 only: relative attention buckets (first block of each stack)
+    gated_ffn: bool = False  # t5 only: gated-gelu (T5 v1.1) instead of a plain ReLU MLP
+
+    @property
+    def all_layers(self) -> int:
+        """Transformer blocks in the whole model (encoder and decoder)."""
+        return self.layers + self.decoder_layers
 
 
 def _llama(
@@ -60,13 +75,31 @@ PRESETS: dict[str, ModelShape] = {
 
 
 def block_linears(shape: ModelShape) -> list[tuple[str, int, int]]:
-    """The linear layers of one transformer block as (group, d_in, d_out)."""
+    """The linear layers of one (encoder) transformer block as (group, d_in, d_out)."""
     h, f = shape.hidden, shape.ffn
     if shape.arch == "gpt2":  # c_attn (fused q,k,v), attn.c_proj, c_fc, mlp.c_proj
         return [("attention", h, 3 * h), ("attention", h, h), ("mlp", h, f), ("mlp", f, h)]
     q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     attention = [("attention", h, q), ("attention", h, kv), ("attention", h, kv)]
-    return [*attention, ("attention", q, h), ("mlp", h, f), ("mlp", h, f), ("mlp", f, h)]
+    attention.append(("attention", q, h))
+    if shape.arch == "bert":  # query, key, value, attention.output; intermediate, output
+        return [*attention, ("mlp", h, f), ("mlp", f, h)]
+    if shape.arch == "t5":  # q, k, v, o; wi (wi_0 and wi_1 when gated), wo
+        return [*attention, *[("mlp", h, f)] * (2 if shape.gated_ffn else 1), ("mlp", f, h)]
+    return [*attention, ("mlp", h, f), ("mlp", h, f), ("mlp", f, h)]
+
+
+def model_linears(shape: ModelShape) -> list[tuple[str, int, int]]:
+    """Every linear layer of the transformer blocks, all layers, as (group, d_in, d_out).
+
+    A T5 decoder block is an encoder block plus cross-attention (q, k, v, o).
+    """
+    linears = block_linears(shape) * shape.layers
+    if shape.decoder_layers:
+        q = shape.heads * shape.head_dim
+        cross = [("attention", shape.hidden, q)] * 3 + [("attention", q, shape.hidden)]
+        linears += (block_linears(shape) + cross) * shape.decoder_layers
+    return linears
 
 
 def count_params(shape: ModelShape) -> tuple[int, int]:
@@ -75,12 +108,26 @@ def count_params(shape: ModelShape) -> tuple[int, int]:
 
     Llama-style: V*h embeddings + L*(attention + 3*h*ffn + 2h norms) + h + V*h lm_head
     unless tied. GPT-2: also learned positions and biases (124,439,808 for GPT-2 small).
+    BERT: word, position and token-type embeddings with a LayerNorm; per layer the biases
+    and two LayerNorms; the MLM head's transform (h*h + h), LayerNorm and output bias V.
+    T5: the shared embedding; one norm weight per sub-layer (2 per encoder block, 3 per
+    decoder block) and per stack; relative-position buckets x heads in each stack's first block.
     """
     h, f, n = shape.hidden, shape.ffn, shape.layers
-    linear = n * sum(d_in * d_out for _, d_in, d_out in block_linears(shape))
+    linear = sum(d_in * d_out for _, d_in, d_out in model_linears(shape))
     embeddings = shape.vocab * h * (1 if shape.tied else 2)
     if shape.arch == "gpt2":  # 2 LayerNorms (w+b), biases 3h + h + f + h; wpe; ln_f
         other = embeddings + (shape.max_positions or 0) * h + n * (4 * h + 5 * h + f) + 2 * h
+    elif shape.arch == "bert":
+        positions = ((shape.max_positions or 0) + shape.type_vocab) * h + 2 * h
+        q = shape.heads * shape.head_dim
+        biases = q + 2 * shape.kv_heads * shape.head_dim + h + f + h
+        head = h * h + h + 2 * h + shape.vocab  # transform dense, LayerNorm, decoder bias
+        other = embeddings + positions + n * (biases + 4 * h) + head
+    elif shape.arch == "t5":
+        norms = (2 * n + 3 * shape.decoder_layers + 2) * h
+        buckets = shape.rel_buckets * shape.heads * (2 if shape.decoder_layers else 1)
+        other = embeddings + norms + buckets
     else:  # 2 RMSNorms per block, one final
         other = embeddings + n * 2 * h + h
     total = shape.exact_params or linear + other
@@ -90,13 +137,13 @@ def count_params(shape: ModelShape) -> tuple[int, int]:
 def lora_param_count(shape: ModelShape, rank: int, targets: str) -> int:
     """LoRA parameters: r*(d_in + d_out) per adapted layer (A: d_in x r, B: r x d_out)."""
     groups = {"attention"} if targets == "attention" else {"attention", "mlp"}
-    per_block = sum(rank * (i + o) for g, i, o in block_linears(shape) if g in groups)
-    return shape.layers * per_block
+    return sum(rank * (i + o) for g, i, o in model_linears(shape) if g in groups)
 
 
 def resolve_model(spec: str) -> ModelShape:
-    """A size preset, ``hf:PATH``, ``builtin:NAME`` or a checkpoint folder, as shapes. A size
-    wins over a folder of the same name (write ``./7b`` or ``hf:7b`` for the folder).
+    """A size preset, a pretraining architecture (``llama-tiny``, ``bert-small`` ...),
+    ``hf:PATH``, ``builtin:NAME`` or a checkpoint folder, as shapes. A size wins over a
+    folder of the same name (write ``./7b`` or ``hf:7b`` for the folder).
 
     Raises:
         ConfigError: an unknown size, a missing folder, or an unusable config.json.
@@ -112,6 +159,10 @@ def resolve_model(spec: str) -> ModelShape:
     key, sizes = spec.strip().lower(), ", ".join(PRESETS)
     if key in PRESETS:
         return PRESETS[key]
+    from ladder.models.architectures import preset_shape  # ARCH-SIZE: llama-tiny, t5-small
+
+    if (shape := preset_shape(key)) is not None:
+        return shape
     if Path(spec).expanduser().exists():
         return read_checkpoint(Path(spec).expanduser())
     if re.fullmatch(r"\d+(\.\d+)?[kmbt]", key):
@@ -124,8 +175,9 @@ def resolve_model(spec: str) -> ModelShape:
 
 def read_checkpoint(path: Path) -> ModelShape:
     """Shapes from ``path/config.json`` (or a config file itself): Llama-style keys
-    (hidden_size, num_hidden_layers...) or GPT-2-style (n_embd, n_layer...), a multimodal
-    model's ``text_config``; the exact count from safetensors headers when present."""
+    (hidden_size, num_hidden_layers...), GPT-2-style (n_embd, n_layer...), BertConfig
+    (``model_type: bert``), T5Config (d_model, d_kv, num_layers...), a multimodal model's
+    ``text_config``; the exact count from safetensors headers when present."""
     if not path.exists():
         raise ConfigError(f"{path}: no such checkpoint folder; check the path or pass a size")
     file = path / "config.json" if path.is_dir() else path
@@ -140,7 +192,13 @@ def read_checkpoint(path: Path) -> ModelShape:
     text = raw.get("text_config")
     if "hidden_size" not in raw and "n_embd" not in raw and isinstance(text, dict):
         raw = {"tie_word_embeddings": raw.get("tie_word_embeddings"), **text}
-    shape = _gpt2_shape(raw, file) if "n_embd" in raw else _llama_shape(raw, file)
+    kind = raw.get("model_type")
+    if kind == "t5" or ("d_model" in raw and "hidden_size" not in raw):
+        shape = _t5_shape(raw, file)
+    elif kind == "bert":
+        shape = _bert_shape(raw, file)
+    else:
+        shape = _gpt2_shape(raw, file) if "n_embd" in raw else _llama_shape(raw, file)
     return replace(shape, exact_params=_safetensors_params(path) if path.is_dir() else None)
 
 
@@ -180,6 +238,32 @@ def _gpt2_shape(raw: dict[str, Any], file: Path) -> ModelShape:
     tied = raw.get("tie_word_embeddings") is not False  # GPT2Config ties by default
     name = f"{file.parent.name} ({raw.get('model_type', 'gpt2-style')})"
     return ModelShape(name, "gpt2", h, n, a, a, h // a or 1, f, v, tied, pos)
+
+
+def _bert_shape(raw: dict[str, Any], file: Path) -> ModelShape:
+    h, a = _int(raw, "hidden_size", file), _int(raw, "num_attention_heads", file)
+    n, f = _int(raw, "num_hidden_layers", file), _int(raw, "intermediate_size", file)
+    pos, v = _int(raw, "max_position_embeddings", file, 512), _int(raw, "vocab_size", file)
+    types = raw.get("type_vocab_size", 2)
+    types = types if isinstance(types, int) and not isinstance(types, bool) else 2
+    tied = raw.get("tie_word_embeddings") is not False  # BertConfig ties by default
+    name = f"{file.parent.name} (bert)"
+    return ModelShape(name, "bert", h, n, a, a, h // a or 1, f, v, tied, pos, type_vocab=types)
+
+
+def _t5_shape(raw: dict[str, Any], file: Path) -> ModelShape:
+    h, a = _int(raw, "d_model", file), _int(raw, "num_heads", file)
+    n, v = _int(raw, "num_layers", file), _int(raw, "vocab_size", file)
+    hd, f = _int(raw, "d_kv", file), _int(raw, "d_ff", file)
+    dec = _int(raw, "num_decoder_layers", file, n)  # T5Config: same as the encoder
+    buckets = _int(raw, "relative_attention_num_buckets", file, 32)
+    gated = str(raw.get("feed_forward_proj", "relu")).startswith("gated-")
+    tied = raw.get("tie_word_embeddings") is not False  # T5Config ties by default
+    name = f"{file.parent.name} (t5)"
+    return ModelShape(
+        name, "t5", h, n, a, a, hd, f, v, tied, None,
+        decoder_layers=dec, rel_buckets=buckets, gated_ffn=gated,
+    )  # fmt: skip
 
 
 def _safetensors_params(folder: Path) -> int | None:

@@ -86,8 +86,73 @@ class TrainConfig(BaseModel):
         return self
 
 
+class ModelSpec(BaseModel):
+    """Which architecture to pretrain: a preset (``ladder pretrain --list``), any of whose
+    dimensions may be replaced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    arch: Literal["llama", "gpt2", "bert", "t5"] = Field(
+        "llama",
+        description="llama (decoder, default), gpt2 (decoder), bert (encoder, masked LM) or "
+        "t5 (encoder-decoder, span corruption).",
+    )
+    size: Literal["tiny", "small"] = Field(
+        "tiny", description="Preset dimensions: tiny (~1.4M parameters) or small (~7M)."
+    )
+    hidden: int | None = Field(None, ge=8, description="Model width (replaces the size's).")
+    layers: int | None = Field(
+        None, ge=1, description="Transformer blocks (t5: encoder blocks) (replaces the size's)."
+    )
+    decoder_layers: int | None = Field(None, ge=1, description="t5 only: decoder blocks.")
+    heads: int | None = Field(None, ge=1, description="Attention heads (replaces the size's).")
+    kv_heads: int | None = Field(
+        None, ge=1, description="llama only: key/value heads (grouped-query attention)."
+    )
+    ffn: int | None = Field(None, ge=1, description="MLP inner width (replaces the size's).")
+    context: int | None = Field(
+        None, ge=8, description="Tokens per training window and the model's positions."
+    )
+
+    def dims(self) -> dict[str, int]:
+        """The dimensions this spec replaces."""
+        names = ("hidden", "layers", "decoder_layers", "heads", "kv_heads", "ffn", "context")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+class PretrainData(BaseModel):
+    """What to pretrain on: token shards from ``ladder tokenize``, else the built-in corpus."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shards: str | None = Field(
+        None,
+        description="Shard folder from `ladder tokenize` (train.bin, val.bin, meta.json, "
+        "tokenizer/); unset: the built-in corpus (Python docs + generated instructions).",
+    )
+    tokenizer: str | None = Field(
+        None,
+        description="Tokenizer folder the run must use; the shards must have been packed with "
+        "it (checked by hash). Default: the shards' own copy.",
+    )
+    vocab_size: int | None = Field(
+        None,
+        ge=1,
+        description="Built-in corpus only: BPE vocabulary to train (default 4096 for tiny, "
+        "8192 for small).",
+    )
+    stdlib_chars: int | None = Field(
+        None,
+        ge=1000,
+        description="Built-in corpus only: characters of Python documentation (unset: all).",
+    )
+    instructions: int = Field(
+        6000, ge=0, description="Built-in corpus only: generated chat conversations."
+    )
+
+
 class PretrainConfig(BaseModel):
-    """A pretraining run of a built-in model: which preset, where to save, how to train.
+    """A pretraining run: a built-in preset, or an architecture on shards or the built-in corpus.
 
     As a YAML file::
 
@@ -96,23 +161,77 @@ class PretrainConfig(BaseModel):
         train:          # any TrainConfig field; fields left out keep the preset's values
           max_steps: 800
           lr: 0.002
+
+    or, with an architecture (``ladder pretrain --list``) and shards from ``ladder tokenize``::
+
+        model: {arch: bert, size: small}
+        data: {shards: shards/mycorpus}
+        out: runs/bert-small
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    preset: str = Field("tiny", description="Built-in model to pretrain: tiny or small.")
+    preset: str = Field(
+        "tiny",
+        description="Built-in model to pretrain: tiny or small (when no model: or data: is set).",
+    )
+    model: ModelSpec | None = Field(
+        None, description="Architecture to pretrain (arch, size, optional dimensions)."
+    )
+    data: PretrainData | None = Field(
+        None, description="Training data: shards from `ladder tokenize`, or the built-in corpus."
+    )
     out: str | None = Field(
         None,
         description="Save the checkpoint in this folder instead of ladder's home "
-        "(where builtin:PRESET finds it).",
+        "(where builtin:PRESET finds it); with model:/data: default runs/ARCH-SIZE.",
     )
     resume: bool = Field(
         False, description="Continue an interrupted run from its newest checkpoint."
     )
     train: TrainConfig = Field(
         TrainConfig.model_validate({}),  # frozen, so one shared default is safe
-        description="Training settings; the fields given replace the preset's.",
+        description="Training settings (compile, mixed_precision, ...); the fields given "
+        "replace the preset's.",
     )
+    sample_every: int | None = Field(
+        None,
+        ge=1,
+        description="Decoders: generate from sample_prompts every N steps (greedy), print "
+        "and save the samples (unset: only at the end).",
+    )
+    sample_prompts: list[str] = Field(
+        ["Return the", "The"], description="Prompts of the sample generations."
+    )
+    sample_tokens: int = Field(24, ge=1, description="Tokens generated per sample.")
+    nproc: int = Field(
+        1,
+        ge=1,
+        description="Processes to train with (DDP through torchrun; gloo on CPU, NCCL on GPUs).",
+    )
+    accelerate_config: str | None = Field(
+        None,
+        description="accelerate config file (FSDP, DeepSpeed ZeRO ...) used when nproc > 1.",
+    )
+
+    @model_validator(mode="after")
+    def _check_path(self) -> Self:
+        if self.is_builtin:
+            extra = [n for n in ("sample_every", "accelerate_config") if getattr(self, n)]
+            extra += ["nproc"] if self.nproc > 1 else []
+            if extra:
+                raise ValueError(
+                    f"{extra[0]} needs model: or data: (a built-in preset run takes preset, "
+                    "out, resume and train only); add model: {arch: llama, size: tiny}"
+                )
+        elif "preset" in self.model_fields_set:
+            raise ValueError("give preset (a built-in model) or model:/data:, not both")
+        return self
+
+    @property
+    def is_builtin(self) -> bool:
+        """Whether this is a built-in preset run (:mod:`ladder.models.builtin`)."""
+        return self.model is None and self.data is None
 
     def train_config(self, preset_train: TrainConfig) -> TrainConfig:
         """The preset's training settings with the fields this config sets replaced.

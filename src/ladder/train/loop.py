@@ -23,12 +23,11 @@ import inspect
 import itertools
 import math
 import os
-import resource
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -44,47 +43,34 @@ from ladder.train.checkpoint import (
     save_checkpoint,
 )
 from ladder.train.config import TrainConfig
-from ladder.train.loss import count_targets, next_token_loss
+from ladder.train.meters import mfu, peak_memory_bytes, run_peak_gflops
+from ladder.train.objectives import Batch, NextTokenObjective, Objective
 from ladder.train.schedule import lr_at, resolve_mixed_precision
 
-Batch = Mapping[str, torch.Tensor]
+if TYPE_CHECKING:
+    from ladder.track import Tracker
+
+__all__ = [
+    "EvalResult",
+    "NextTokenObjective",
+    "Objective",
+    "Sampler",
+    "TrainResult",
+    "evaluate",
+    "make_optimizer",
+    "peak_memory_bytes",
+    "train",
+]
 
 
-class Objective(Protocol):
-    """What the loop minimises: a loss *sum* over a batch and the units it averages over.
+class Sampler(Protocol):
+    """Periodic sample generations: ``every`` N steps the loop calls it on the bare model."""
 
-    The loop divides each micro-batch's sum by the units of the whole accumulation window
-    (see :mod:`ladder.train.loss`), so any objective gets accumulation right for free.
-    """
+    every: int
 
-    def units(self, batch: Batch) -> torch.Tensor:
-        """How many things the batch's loss averages over (target tokens, pairs ...)."""
+    def __call__(self, model: torch.nn.Module) -> list[dict[str, str]]:
+        """``{"prompt", "text"}`` per sample; put the model back in the mode it was in."""
         ...
-
-    def loss_sum(
-        self, model: torch.nn.Module, batch: Batch, forward_kwargs: Mapping[str, Any]
-    ) -> torch.Tensor:
-        """The summed loss of ``batch`` under ``model`` (a scalar with gradient)."""
-        ...
-
-
-class NextTokenObjective:
-    """Next-token cross-entropy on the target tokens (``labels`` != -100)."""
-
-    def units(self, batch: Batch) -> torch.Tensor:
-        """Number of target tokens."""
-        return count_targets(_labels(batch))
-
-    def loss_sum(
-        self, model: torch.nn.Module, batch: Batch, forward_kwargs: Mapping[str, Any]
-    ) -> torch.Tensor:
-        """Summed next-token cross-entropy of the batch."""
-        logits = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch.get("attention_mask"),
-            **forward_kwargs,
-        ).logits  # (B, T, V)
-        return next_token_loss(logits, _labels(batch))
 
 
 @dataclass(frozen=True)
@@ -110,6 +96,8 @@ class TrainResult:
     mixed_precision: str  # what "auto" resolved to
     stopped_early: bool = False  # early stopping ended the run before max_steps
     peak_memory_bytes: int = 0  # peak accelerator memory (CUDA) or process RSS (CPU)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # {step, prompt, text}
+    mfu: float | None = None  # model FLOPs utilisation of this call (flops_per_token given)
 
     @property
     def final_train_loss(self) -> float:
@@ -128,6 +116,10 @@ def train(
     run_info: dict[str, Any] | None = None,
     progress: bool = True,
     objective: Objective | None = None,
+    tracker: Tracker | None = None,
+    sampler: Sampler | None = None,
+    flops_per_token: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with AdamW, warmup + cosine LR, accumulation and clipping.
 
@@ -143,6 +135,12 @@ def train(
         run_info: provenance saved in every checkpoint's ``config.yaml`` under ``run:``.
         progress: show a progress bar with loss, learning rate, tokens/s and peak memory.
         objective: what to minimise; next-token loss on ``labels`` when None.
+        tracker: receives train loss, lr, tokens/s (and MFU) every ``log_every`` steps and
+            validation loss and perplexity at every evaluation, with the step.
+        sampler: sample generations every ``sampler.every`` steps and at the end.
+        flops_per_token: model FLOPs per trained token (:mod:`ladder.train.meters`); when
+            given, the progress bar and the tracker show MFU against the measured peak.
+        log: receives each sample generation as a line (the progress bar stays intact).
     """
     started = time.perf_counter()
     objective = objective or NextTokenObjective()
@@ -153,6 +151,10 @@ def train(
     if config.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     model, optimizer = accelerator.prepare(model, optimizer)
+    main = accelerator.is_main_process
+    reduce = (lambda t: accelerator.reduce(t, "sum")) if accelerator.num_processes > 1 else None
+    peak = run_peak_gflops(accelerator) if flops_per_token else 0.0
+    samples: list[dict[str, Any]] = []
 
     state = TrainerState()
     if (existing := latest_checkpoint(out_dir)) is not None:
@@ -218,16 +220,23 @@ def train(
             recent = recent.mean().item()
             postfix["loss"] = f"{recent:.3f}"
             postfix["lr"] = f"{lr:.1e}"
-            postfix["tok/s"] = f"{(state.tokens - since_tokens) / max(busy, 1e-9):,.0f}"
+            tokens_per_s = (state.tokens - since_tokens) / max(busy, 1e-9)
+            postfix["tok/s"] = f"{tokens_per_s:,.0f}"
+            metrics = {"train_loss": recent, "lr": lr, "tokens_per_s": tokens_per_s}
+            if flops_per_token:
+                metrics["mfu"] = mfu(tokens_per_s, flops_per_token, peak)
+                postfix["mfu"] = f"{metrics['mfu']:.0%}"
             postfix["mem"] = f"{peak_memory_bytes(accelerator.device) / 2**20:,.0f}MiB"
             bar.set_postfix(postfix, refresh=False)
             last_log = (state.step, state.tokens, now, side_s)
+            if tracker is not None and main:
+                tracker.log_metrics(metrics, step=state.step)
 
         # 5. eval
         if eval_batches is not None and (state.step % config.eval_every == 0 or done):
             side_start = time.perf_counter()
             final_eval = evaluate(
-                model, eval_batches, config.eval_batches, forward_kwargs, objective
+                model, eval_batches, config.eval_batches, forward_kwargs, objective, reduce
             )
             state.evals.append(
                 {"step": state.step, "loss": final_eval.loss, "perplexity": final_eval.perplexity}
@@ -236,6 +245,18 @@ def train(
             done = done or stopped
             postfix["val"] = f"{final_eval.loss:.3f}"
             bar.set_postfix(postfix, refresh=False)
+            if tracker is not None and main:
+                evaluated = {"val_loss": final_eval.loss, "val_perplexity": final_eval.perplexity}
+                tracker.log_metrics(evaluated, step=state.step)
+            side_s += time.perf_counter() - side_start
+
+        # 5b. sample (greedy, so no random numbers are drawn and resuming stays exact)
+        if sampler is not None and main and (state.step % sampler.every == 0 or done):
+            side_start = time.perf_counter()
+            for sample in sampler(accelerator.unwrap_model(model)):
+                samples.append({"step": state.step, **sample})
+                if log is not None:
+                    log(f"step {state.step} sample: {sample['prompt']!r} → {sample['text']!r}")
             side_s += time.perf_counter() - side_start
 
         # 6. save
@@ -252,22 +273,25 @@ def train(
         checkpoint = existing or save_checkpoint(accelerator, out_dir, state, config, run_info)
         if eval_batches is not None:
             final_eval = evaluate(
-                model, eval_batches, config.eval_batches, forward_kwargs, objective
+                model, eval_batches, config.eval_batches, forward_kwargs, objective, reduce
             )
     losses = _mean_over_processes(accelerator, step_losses)[first_step : state.step].tolist()
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper
     accelerator.free_memory()
+    tokens_per_s = (state.tokens - first_tokens) / train_s if train_s > 0 else 0.0
     return TrainResult(
         steps=state.step,
         train_losses=prior_losses + losses,
         final_eval=final_eval,
         tokens=state.tokens,
-        tokens_per_s=(state.tokens - first_tokens) / train_s if train_s > 0 else 0.0,
+        tokens_per_s=tokens_per_s,
         elapsed_s=time.perf_counter() - started,
         checkpoint=checkpoint,
         mixed_precision=str(accelerator.mixed_precision),
         stopped_early=stopped and state.step < config.max_steps,
         peak_memory_bytes=peak_memory_bytes(accelerator.device),
+        samples=samples,
+        mfu=mfu(tokens_per_s, flops_per_token, peak) if flops_per_token else None,
     )
 
 
@@ -296,13 +320,6 @@ def _track_patience(state: TrainerState, config: TrainConfig, loss: float) -> bo
 def _patience_spent(state: TrainerState, config: TrainConfig) -> bool:
     patience = config.early_stopping_patience
     return patience is not None and state.evals_without_gain >= patience
-
-
-def peak_memory_bytes(device: torch.device) -> int:
-    """Peak memory so far: allocated CUDA memory on a GPU, else the process's peak RSS."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -344,11 +361,12 @@ def evaluate(
     max_batches: int,
     forward_kwargs: Mapping[str, Any] | None = None,
     objective: Objective | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EvalResult:
     """Mean loss (next-token by default) over the first ``max_batches`` batches.
 
-    In a distributed run each process evaluates the batches it is given; the results are
-    not combined across processes.
+    In a distributed run each process evaluates the batches it is given; the training loop
+    passes ``reduce`` (a sum over processes), so the result is that of all their batches.
 
     Args:
         model: the causal LM; put back in its previous train/eval mode afterwards.
@@ -356,6 +374,7 @@ def evaluate(
         max_batches: how many batches to use at most.
         forward_kwargs: extra keyword arguments for the forward call.
         objective: what to measure; next-token loss on ``labels`` when None.
+        reduce: sums a tensor over processes (every process must call this function).
     """
     objective = objective or NextTokenObjective()
     was_training = model.training
@@ -368,6 +387,8 @@ def evaluate(
         loss_sum += objective.loss_sum(model, batch, forward_kwargs or {})
         targets += objective.units(batch)
     model.train(was_training)
+    if reduce is not None:
+        loss_sum, targets = reduce(loss_sum), reduce(targets)
     n = int(targets.item())
     loss = loss_sum.item() / n if n else math.nan
     # exp overflows a float past ~709 nats; a model that bad is "infinitely" perplexed.
@@ -403,8 +424,3 @@ def _endless(batches: Iterable[Batch], skip: int) -> Iterator[Batch]:
 
 def _to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _labels(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    labels = batch.get("labels")
-    return batch["input_ids"] if labels is None else labels

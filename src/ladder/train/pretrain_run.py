@@ -1,0 +1,332 @@
+"""``ladder pretrain`` with ``model:``/``data:``: an architecture from scratch, on token shards
+or on the built-in corpus, with :func:`ladder.train.loop.train`.
+
+    setup (architecture, tokenizer, memory check) → train (the loop) → save (HF folder)
+
+The result is an ordinary Hugging Face folder (safetensors, tokenizer, config,
+``training.json``, ``samples.jsonl``) loadable with ``hf:PATH`` (decoders),
+``AutoModelForMaskedLM`` (bert) or ``AutoModelForSeq2SeqLM`` (t5). It is written in one
+rename at the end; until then training checkpoints live in ``.OUT.run`` beside it, which
+``--resume`` continues from and a finished run removes. A ``preset:`` run without
+``model:``/``data:`` still goes through :func:`ladder.models.builtin.train_builtin`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from ladder.errors import ConfigError
+from ladder.fsutil import atomic_dir
+from ladder.models.architectures import Architecture, SpecialIds, build_model, get_architecture
+from ladder.models.memory import GB, OVERHEAD_BYTES, FitConfig, estimate_memory
+from ladder.train.config import ModelSpec, PretrainConfig, TrainConfig
+from ladder.train.loop import Objective, train
+from ladder.train.meters import model_flops_per_token
+from ladder.train.objectives import (
+    MaskedLMObjective,
+    NextTokenObjective,
+    SpanCorruptionObjective,
+    Transformed,
+    corrupt_spans,
+    mask_tokens,
+    span_counts,
+)
+from ladder.train.pretrain import (
+    PackedBatches,
+    RunData,
+    eval_windows,
+    load_data,
+    planned_vocab,
+    prepare_tokenizer,
+)
+
+SUMMARY_FILE = "training.json"
+SAMPLES_FILE = "samples.jsonl"
+
+
+def resolve(cfg: PretrainConfig, max_steps: int | None = None) -> tuple[Architecture, TrainConfig]:
+    """The architecture and the training settings (the size's recipe, then the config's).
+
+    Raises:
+        ConfigError: an unknown or inconsistent architecture, or bad training settings.
+    """
+    from ladder.models.builtin import PRESETS
+
+    spec_cfg = cfg.model or ModelSpec()
+    spec = get_architecture(spec_cfg.arch, spec_cfg.size, **spec_cfg.dims())
+    try:
+        tcfg = cfg.train_config(PRESETS[spec.size].train)
+        if max_steps is not None:
+            tcfg = tcfg.model_copy(update={"max_steps": max_steps})
+            tcfg = TrainConfig.model_validate(tcfg.model_dump())
+    except ValidationError as exc:
+        raise ConfigError(f"train: {exc.errors()[0]['msg']}") from None
+    return spec, tcfg
+
+
+def output_dirs(cfg: PretrainConfig, spec: Architecture) -> tuple[Path, Path]:
+    """(the final HF folder, the run folder of checkpoints beside it)."""
+    final = Path(cfg.out or f"runs/{spec.name}")
+    return final, final.parent / f".{final.name}.run"
+
+
+def prepare_run(
+    cfg: PretrainConfig, *, resume: bool = False, max_steps: int | None = None
+) -> tuple[Architecture, TrainConfig, Path, str | None]:
+    """Everything before the processes start: resolve, check memory, clear a stale run
+    (unless ``resume``), and make the run's tokenizer. Done once, before any launch.
+
+    Returns:
+        (architecture, training settings, run folder, a memory warning or None).
+
+    Raises:
+        ConfigError: see :func:`resolve`, :func:`check_memory` and
+            :func:`ladder.train.pretrain.prepare_tokenizer`.
+    """
+    spec, tcfg = resolve(cfg, max_steps)
+    warning = check_memory(spec, planned_vocab(cfg, spec.vocab), tcfg)
+    _, run_dir = output_dirs(cfg, spec)
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a stale earlier run must not resume
+    prepare_tokenizer(cfg, spec.vocab, spec.context, run_dir)
+    return spec, tcfg, run_dir, warning
+
+
+def check_memory(spec: Architecture, vocab: int, tcfg: TrainConfig) -> str | None:
+    """``ladder fit``'s estimate for training ``spec`` against the memory it will run on.
+
+    Raises:
+        ConfigError: the estimate exceeds the device's total memory (GPU 0, else RAM).
+
+    Returns:
+        A warning when it exceeds the memory free right now, else None.
+    """
+    import psutil
+
+    cuda = torch.cuda.is_available()
+    dtype = "bf16" if cuda and tcfg.mixed_precision in ("auto", "bf16") else "fp32"
+    fit = FitConfig(method="full", dtype=dtype, context=spec.context, batch=tcfg.batch_size)
+    estimate = estimate_memory(spec.shape(vocab), fit)
+    need = estimate.total_bytes - (0 if cuda else OVERHEAD_BYTES)  # no CUDA context on a CPU
+    if cuda:
+        free, total = torch.cuda.mem_get_info(0)
+        where = f"GPU 0 ({torch.cuda.get_device_name(0)})"
+    else:
+        memory = psutil.virtual_memory()
+        free, total, where = memory.available, memory.total, "this machine's RAM"
+    parts = ", ".join(f"{c.name} {c.bytes / GB:.2f}" for c in estimate.components if c.bytes)
+    numbers = (
+        f"training {spec.name} ({estimate.params:,} parameters, batch {tcfg.batch_size} x "
+        f"{spec.context}) needs about {need / GB:.2f} GB by `ladder fit` ({parts} GB)"
+    )
+    if need > total:
+        raise ConfigError(
+            f"model: {numbers}, more than the {total / GB:.1f} GB of {where}: choose a smaller "
+            "size, hidden or layers, or a smaller train.batch_size"
+        )
+    if need > free:
+        return f"{numbers}; only {free / GB:.1f} GB of {where} is free now"
+    return None
+
+
+def run_pretrain(
+    cfg: PretrainConfig,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    tracker: Any = None,
+    prepared: bool = False,
+) -> Path:
+    """Pretrain ``cfg``'s architecture and save it as an HF folder; returns the folder.
+
+    Args:
+        cfg: the run (``model:``, ``data:``, ``train:``, samples, ``out``).
+        resume: continue from the newest checkpoint of an interrupted run.
+        max_steps: replace ``train.max_steps`` (quick runs, tests).
+        progress: show the loop's progress bar.
+        log: receives one line per stage, warnings and sample generations.
+        tracker: a :class:`ladder.track.Tracker` run for parameters and loss curves.
+        prepared: :func:`prepare_run` was already called (by the launching process).
+    """
+    say = log or (lambda _line: None)
+    started = time.perf_counter()
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if prepared:
+        spec, tcfg = resolve(cfg, max_steps)
+        run_dir = output_dirs(cfg, spec)[1]
+    else:
+        spec, tcfg, run_dir, warning = prepare_run(cfg, resume=resume, max_steps=max_steps)
+        if warning:
+            say(f"warning: {warning}")
+    data = load_data(cfg, run_dir / "tokenizer", _special_tokens(spec))
+    tokenizer = data.tokenizer
+    tokenizer.model_max_length = spec.context
+    ids = SpecialIds(tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    model = build_model(spec, len(tokenizer), ids, tcfg.seed)
+    params = sum(p.numel() for p in model.parameters())
+    objective, batches, val = _batches(spec, tokenizer, data, tcfg, rank, world)
+    if val is None:
+        say(f"warning: {len(data.val)} validation tokens fill no window of {spec.context}")
+    say(
+        f"pretraining {spec.name}: {params:,} parameters, vocab {len(tokenizer):,}, on "
+        f"{len(data.train):,} tokens for {tcfg.max_steps} steps of "
+        f"{tcfg.batch_size * tcfg.grad_accum * world} x {spec.context}"
+    )
+    run_info = {"pretrain": cfg.model_dump(mode="json", exclude={"train"}), "arch": spec.name}
+    if tracker is not None and rank == 0:
+        tracker.log_params({"arch": spec.name, "parameters": params, "vocab": len(tokenizer),
+                            **{f"train.{k}": v for k, v in tcfg.model_dump().items()}})  # fmt: skip
+    sampler = None
+    if spec.family == "decoder" and cfg.sample_prompts:
+        every = cfg.sample_every or tcfg.max_steps
+        sampler = GreedySampler(tokenizer, cfg.sample_prompts, cfg.sample_tokens, every)
+    result = train(
+        model, batches, val, tcfg, run_dir, resume=resume, run_info=run_info,
+        progress=progress, objective=objective, tracker=tracker if rank == 0 else None,
+        sampler=sampler, flops_per_token=model_flops_per_token(model, spec.context), log=say,
+    )  # fmt: skip
+    summary = {
+        "arch": spec.arch,
+        "size": spec.size,
+        "family": spec.family,
+        "objective": type(objective).__name__,
+        "parameters": params,
+        "vocab_size": len(tokenizer),
+        "context": spec.context,
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "train_loss": result.final_train_loss,
+        "train_losses": result.train_losses,  # one mean loss per step: the loss curve
+        "validation_loss": result.final_eval.loss if result.final_eval else None,
+        "validation_perplexity": result.final_eval.perplexity if result.final_eval else None,
+        "tokens_per_s": result.tokens_per_s,
+        "mfu": result.mfu,
+        "processes": world,
+        "wall_time_s": time.perf_counter() - started,
+        "python": platform.python_version(),
+        "data": data.source,
+        "model": {k: getattr(spec, k) for k in ("hidden", "layers", "decoder_layers", "heads",
+                                                "kv_heads", "ffn")},
+        "train_config": tcfg.model_dump(),
+    }  # fmt: skip
+    final = output_dirs(cfg, spec)[0]
+    if rank == 0:
+        _save(final, model, tokenizer, summary, result.samples)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if tracker is not None:
+            tracker.log_metrics({k: summary[k] for k in ("train_loss", "tokens_per_s")})
+            tracker.log_artifact(final / SUMMARY_FILE)
+    return final
+
+
+def _special_tokens(spec: Architecture) -> list[str]:
+    """The special tokens the objective needs beyond the tokenizer's own."""
+    from ladder.data.tokenizer import MASK
+
+    if spec.family == "encoder":
+        return [MASK]
+    if spec.family == "encoder-decoder":
+        return [f"<extra_id_{i}>" for i in range(span_counts(spec.context)[1])]
+    return []
+
+
+def _batches(
+    spec: Architecture, tokenizer: Any, data: RunData, tcfg: TrainConfig, rank: int, world: int
+) -> tuple[Objective, Any, list[dict[str, torch.Tensor]] | None]:
+    """The objective, training batches and validation batches (None if too little data)."""
+    windows = {"seq_len": spec.context, "batch_size": tcfg.batch_size}
+    if len(data.train) <= spec.context:
+        raise ConfigError(
+            f"data: {len(data.train):,} training tokens cannot fill one window of "
+            f"{spec.context}: give a larger corpus (or a smaller model.context)"
+        )
+    train_batches: Any = PackedBatches(
+        data.train, seed=tcfg.seed, rank=rank, world=world, **windows
+    )
+    val: Any = None
+    if len(data.val) >= spec.context:
+        val = eval_windows(data.val, max_batches=tcfg.eval_batches, rank=rank, world=world,
+                           **windows)  # fmt: skip
+    if spec.family == "decoder":
+        return NextTokenObjective(), train_batches, val
+    objective: Objective
+    if spec.family == "encoder":
+        objective = MaskedLMObjective()
+        special = tokenizer.all_special_ids
+        mask_id, vocab = tokenizer.mask_token_id, len(tokenizer)
+
+        def transform(batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+            return mask_tokens(batch["input_ids"], generator, mask_id=mask_id,
+                               vocab_size=vocab, special_ids=special)  # fmt: skip
+    else:
+        objective = SpanCorruptionObjective()
+        sentinels = tokenizer.convert_tokens_to_ids(_special_tokens(spec))
+        eos, start = tokenizer.eos_token_id, tokenizer.pad_token_id
+
+        def transform(batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+            return corrupt_spans(batch["input_ids"], generator, sentinel_ids=sentinels,
+                                 eos_id=eos, decoder_start_id=start)  # fmt: skip
+
+    # Different seeds for the windows and the noise; validation noise is fixed once.
+    train_batches = Transformed(train_batches, transform, seed=tcfg.seed + 1 + rank)
+    if val is not None:
+        val = list(Transformed(val, transform, seed=tcfg.seed + 10_007))
+    return objective, train_batches, val
+
+
+@dataclass
+class GreedySampler:
+    """Greedy continuations of ``prompts`` (each starting after BOS, as documents do)."""
+
+    tokenizer: Any
+    prompts: list[str]
+    max_tokens: int
+    every: int
+
+    @torch.no_grad()
+    def __call__(self, model: torch.nn.Module) -> list[dict[str, str]]:
+        """``{"prompt", "text"}`` for every prompt; the model's mode is restored."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        bos = self.tokenizer.bos_token_id
+        out = []
+        for prompt in self.prompts:
+            ids = self.tokenizer.backend_tokenizer.encode(prompt, add_special_tokens=False).ids
+            ids = ([bos] if bos is not None else []) + ids
+            tensor = torch.tensor([ids], device=device)
+            generated = model.generate(  # type: ignore[operator]
+                input_ids=tensor,
+                attention_mask=torch.ones_like(tensor),
+                max_new_tokens=self.max_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            text = self.tokenizer.decode(generated[0, len(ids) :], skip_special_tokens=True)
+            out.append({"prompt": prompt, "text": text})
+        model.train(was_training)
+        return out
+
+
+def _save(
+    final: Path, model: Any, tokenizer: Any, summary: dict[str, Any], samples: list[dict[str, Any]]
+) -> None:
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        lines = "".join(json.dumps(s) + "\n" for s in samples)
+        (tmp / SAMPLES_FILE).write_text(lines, encoding="utf-8")
