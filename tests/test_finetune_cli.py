@@ -178,3 +178,23 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
     assert not torch.equal(a["lm_head.weight"], load_file(tiny_causal_lm / "model.safetensors")[
         "lm_head.weight"])  # fmt: skip
+
+
+def test_loss_curves_reach_the_tracker(
+    task_file: Path, tiny_causal_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv("LADDER_TRACKING_URI", f"jsonl:{events}")
+    args = ["--model", f"hf:{tiny_causal_lm}", "--data", str(task_file), "--method", "lora"]
+    args += ["--out", str(tmp_path / "out"), "--max-steps", "6"]
+    assert main(["finetune", *args]) == 0
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    (start,) = [e for e in lines if e["event"] == "run_start"]
+    assert start["name"] == "finetune lora"
+    params = next(e for e in lines if e["event"] == "params")["params"]
+    assert params["method"] == "lora" and params["train.max_steps"] == 6
+    losses = [e["metrics"]["train_loss"] for e in lines if "train_loss" in e.get("metrics", {})]
+    assert losses and all(loss > 0 for loss in losses)
+    validation = [e for e in lines if "val_loss" in e.get("metrics", {})]
+    assert validation[0]["step"] == 0 and validation[-1]["step"] == 6
+    assert validation[-1]["metrics"]["val_loss"] < validation[0]["metrics"]["val_loss"]

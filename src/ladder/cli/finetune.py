@@ -71,14 +71,18 @@ def finetune(
             raise typer.Exit(code)
         return
 
+    from ladder.track import NullTracker, get_tracker
     from ladder.train.finetune import finetune as run_finetune
 
     main_process = os.environ.get("RANK", "0") == "0"
-    result = run_finetune(
-        cfg,
-        progress=main_process,
-        log=(lambda line: err_console.print(f"[dim]{line}[/]")) if main_process else None,
-    )
+    tracker = get_tracker() if main_process else NullTracker()
+    with tracker.run(f"finetune {cfg.method}", tags={"verb": "finetune"}) as active:
+        result = run_finetune(
+            cfg,
+            progress=main_process,
+            log=(lambda line: err_console.print(f"[dim]{line}[/]")) if main_process else None,
+            tracker=active,
+        )
     if not main_process:
         return
     if result.final_eval is not None and result.base_eval is not None:

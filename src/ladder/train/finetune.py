@@ -82,6 +82,7 @@ def finetune(
     *,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    tracker: Any = None,
 ) -> FinetuneResult:
     """Fine-tune ``cfg.model`` on ``cfg.data`` with ``cfg.method``; save into ``cfg.out``.
 
@@ -89,6 +90,8 @@ def finetune(
         cfg: the run's settings.
         progress: show the loop's progress bar (loss, tokens/s, peak memory).
         log: receives one line per stage and every notice.
+        tracker: a :class:`ladder.track.Tracker` run: the settings as params, the loss
+            curves (train loss, lr, tokens/s; validation loss and perplexity) as metrics.
 
     Raises:
         ConfigError: bad data (naming file, line and field), an unwritable ``out``, ...
@@ -120,6 +123,15 @@ def finetune(
     model.to(_model_device(model))
     base_eval = evaluate(model, val_it, tcfg.eval_batches, {"use_cache": False}, objective)
     say(f"training {_trainable(model):,} parameters for {tcfg.max_steps} steps")
+    if tracker is not None and rank == 0:
+        tracker.log_params(
+            {"base": str(base_path), "method": cfg.method, "data": str(cfg.data),
+             "trainable_parameters": _trainable(model), **{
+                 f"train.{k}": v for k, v in tcfg.model_dump().items()}}
+        )  # fmt: skip
+        tracker.log_metrics(
+            {"val_loss": base_eval.loss, "val_perplexity": base_eval.perplexity}, step=0
+        )
     result = train(
         model,
         train_it,
@@ -130,6 +142,7 @@ def finetune(
         run_info={"finetune": cfg.model_dump(exclude={"train"}), "base": str(base_path)},
         progress=progress,
         objective=objective,
+        tracker=tracker if rank == 0 else None,
     )
     accuracy = None
     if cfg.method == "dpo" and ref is not None:
