@@ -283,21 +283,3 @@ def test_tiny_preset_learns_english_ish_text(home: Path) -> None:
     words = re.findall(r"[a-z]+", completion.text.lower())
     common = {"the", "a", "of", "to", "is", "and", "in", "return", "if", "for", "be"}
     assert len(words) >= 5 and common & set(words)
-
-
-def test_demo_trains_when_missing_then_reuses_the_cache(
-    home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from ladder.cli.main import main
-
-    assert main(["demo", "--preset", "micro", "--max-tokens", "4"]) == 0
-    first = capsys.readouterr().out
-    assert "Training builtin:micro" in first
-    assert builtin.is_trained("micro")
-    params = f"{MICRO.parameters():,}"
-    assert params in first and "tokens/s" in first
-
-    assert main(["demo", "--preset", "micro", "--max-tokens", "4"]) == 0
-    second = capsys.readouterr().out
-    assert "is cached at" in second and "Training" not in second
-    assert params in second

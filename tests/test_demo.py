@@ -1,0 +1,127 @@
+"""``ladder demo``: trains the built-in model when it is missing, then climbs the example tasks.
+
+The real demo (``builtin:tiny`` on the tagger and rag-qa examples, minutes) is measured by
+``bench/demo_time.py``. Here a micro preset climbs a cut-down copy of the tagger example,
+through the real CLI, with a JSONL tracker: already "trained" (the tests' tiny Llama put
+where the built-in model lives), and trained from scratch in a slow test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ladder.cli.demo import DEMO_TASKS, resolve_task
+from ladder.cli.main import main
+from ladder.errors import ConfigError
+from ladder.models import builtin
+from ladder.train.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = builtin.Preset(
+    description="demo test preset",
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    vocab_size=384,
+    context_length=64,
+    stdlib_chars=20_000,
+    instructions=200,
+    train=TrainConfig(
+        lr=1e-2,
+        min_lr=1e-3,
+        warmup_steps=2,
+        max_steps=4,
+        batch_size=4,
+        eval_every=2,
+        eval_batches=2,
+        save_every=2,
+        mixed_precision="no",
+    ),
+    reference_minutes=0.1,
+)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty LADDER_HOME with the micro preset registered and a JSONL tracker."""
+    monkeypatch.setenv("LADDER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LADDER_TRACKING_URI", f"jsonl:{tmp_path / 'runs.jsonl'}")
+    monkeypatch.setitem(builtin.PRESETS, "micro", MICRO)
+    monkeypatch.setenv("COLUMNS", "250")  # rich must not wrap the paths it prints
+    monkeypatch.setenv("TERM", "dumb")
+    return tmp_path / "home"
+
+
+def small_tagger(folder: Path) -> Path:
+    """The tagger example without its data, two prompting rungs on four test records."""
+    shutil.copytree(
+        ROOT / "examples" / "tagger", folder / "tagger", ignore=shutil.ignore_patterns("data")
+    )
+    task = folder / "tagger" / "task.yaml"
+    spec = yaml.safe_load(task.read_text())
+    spec["rungs"] = ["zero_shot", {"rung": "few_shot", "k": 1, "selector": "random"}]
+    spec["data"]["test_limit"] = 4
+    spec["params"]["max_tokens"] = 4
+    task.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return task
+
+
+def test_demo_climbs_each_task_and_says_where_everything_is(
+    home: Path, tmp_path: Path, tiny_causal_lm: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(tiny_causal_lm, builtin.builtin_path("micro"))  # "trained" already
+    task = small_tagger(tmp_path)
+    out = tmp_path / "runs"
+    assert main(["demo", "--preset", "micro", "--task", str(task), "--out", str(out)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "builtin:micro is cached at" in text and "Training" not in text
+    assert "ladder climb: tagger" in text  # the leaderboard
+    assert "zero_shot" in text and "few_shot" in text and "set_f1" in text
+    report = out / "climb-tagger" / "report.html"
+    assert report.is_file() and f"Report: {report}" in text
+    assert f"Runs tracked in: jsonl:{tmp_path / 'runs.jsonl'}" in text
+    state = json.loads((out / "climb-tagger" / "climb.json").read_text())
+    assert [r["rung"] for r in state["rows"]] == ["zero_shot", "few_shot"]
+    assert all(r["model"] == "builtin:micro" and r["n"] == 4 for r in state["rows"])
+    events = (tmp_path / "runs.jsonl").read_text()
+    assert "climb tagger" in events and "rung few_shot" in events
+
+
+@pytest.mark.slow
+def test_demo_trains_the_builtin_model_when_missing_then_reuses_it(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Building the corpus and training even the micro preset takes ~10-30 s."""
+    task = small_tagger(tmp_path)
+    args = ["demo", "--preset", "micro", "--task", str(task), "--out", str(tmp_path / "runs")]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "Training builtin:micro" in first and builtin.is_trained("micro")
+    assert "ladder climb: tagger" in first
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert "is cached at" in second and "Training" not in second
+
+
+def test_demo_tasks_resolve_from_the_checkout_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert [resolve_task(Path(t)) for t in DEMO_TASKS] == [ROOT / t for t in DEMO_TASKS]
+    with pytest.raises(ConfigError, match=r"^--task nowhere/task.yaml: no such task file"):
+        resolve_task(Path("nowhere/task.yaml"))
+
+
+def test_demo_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--preset", "--task", "--out", "--track"):
+        assert option in text
+    assert "tagger and rag-qa examples" in text
