@@ -24,6 +24,7 @@ asks for <= 1.1x.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import statistics
@@ -107,8 +108,9 @@ def main() -> None:
             f"{torch.get_num_threads()} torch threads; {CALLS} calls through the prompt runner "
             f"(batches of {BATCH}, {args.max_new_tokens} new tokens, random 14M-parameter "
             f"Llama); tracing to a local SQLite store; {args.repeats} alternating runs per "
-            "mode, medians. The machine was shared with other jobs and noisy when this ran; "
-            "re-run on a quiet machine for exact figures.",
+            f"mode, medians. Load average when it ended: {os.getloadavg()[0]:.1f} "
+            "(above ~2 on this 2-core machine, other jobs were competing and the wall "
+            "ratio is noisy; the CPU ratio less so).",
             "",
             "| mode | median wall s | median CPU s | wall runs (s) |",
             "|---|---:|---:|---|",
