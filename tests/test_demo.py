@@ -19,33 +19,11 @@ from ladder.cli.demo import DEMO_TASKS, resolve_task
 from ladder.cli.main import main
 from ladder.errors import ConfigError
 from ladder.models import builtin
-from ladder.train.config import TrainConfig
+from test_builtin import MICRO as BUILTIN_MICRO
 
 ROOT = Path(__file__).resolve().parents[1]
-MICRO = builtin.Preset(
-    description="demo test preset",
-    hidden_size=32,
-    intermediate_size=64,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    vocab_size=384,
-    context_length=64,
-    stdlib_chars=20_000,
-    instructions=200,
-    train=TrainConfig(
-        lr=1e-2,
-        min_lr=1e-3,
-        warmup_steps=2,
-        max_steps=4,
-        batch_size=4,
-        eval_every=2,
-        eval_batches=2,
-        save_every=2,
-        mixed_precision="no",
-    ),
-    reference_minutes=0.1,
-)
+# test_builtin's micro preset with room for the demo's prompts.
+MICRO = BUILTIN_MICRO.model_copy(update={"description": "demo test preset", "context_length": 64})
 
 
 @pytest.fixture

@@ -10,24 +10,7 @@ import pytest
 
 from ladder.cli.main import main
 from ladder.data.shards import load_tokenizer, open_shards, tokenizer_sha256
-
-_WORDS = [
-    "the",
-    "model",
-    "reads",
-    "text",
-    "and",
-    "writes",
-    "code",
-    "def",
-    "return",
-    "import",
-    "class",
-    "for",
-    "in",
-    "if",
-    "else",
-]
+from test_shards import _WORDS
 
 
 @pytest.fixture(autouse=True)

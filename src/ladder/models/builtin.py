@@ -165,20 +165,10 @@ def load_builtin(name: str, **options: Any) -> Any:
 def estimate_minutes(preset: Preset) -> float:
     """Rough wall time of :func:`train_builtin` here, scaled by a 0.1-second matmul probe."""
     reference_gflops = 200.0  # what the probe measures on the reference machine
-    return max(1.0, preset.reference_minutes * reference_gflops / _matmul_gflops())
+    from ladder.train.meters import matmul_gflops
 
-
-def _matmul_gflops(size: int = 1024, reps: int = 8) -> float:
-    import torch
-
-    a = torch.randn(size, size)
-    a @ a  # warm up the BLAS threads
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    probe = matmul_gflops(size=1024, reps=8)
+    return max(1.0, preset.reference_minutes * reference_gflops / probe)
 
 
 def train_builtin(
