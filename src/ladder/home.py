@@ -2,7 +2,8 @@
 
 ``LADDER_HOME`` when set, else the per-user data directory (``platformdirs``).
 Sub-folders: ``models/`` (built-in checkpoints), ``kb/`` (knowledge bases),
-``mlruns/`` (tracking store), ``cache/`` (response cache).
+``cache/`` (response cache, MLflow's empty-store template). The tracking store lives in the
+project folder (``ladder-runs.db``), not here.
 """
 
 from __future__ import annotations
