@@ -243,6 +243,13 @@ def score(planted: Planted, kept: set[int], report: dict[str, Any]) -> dict[str,
     }
 
 
+def _load_note(load: float) -> str:
+    """How far to trust absolute figures measured at this load average."""
+    if load < 1.0:
+        return "a quiet machine: nothing else ran"
+    return "shared with other jobs: absolute MB/s is noisy; the on/off ratio less so"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=24.0, help="corpus size to generate")
@@ -292,9 +299,8 @@ def main() -> None:
             "similar but below the threshold), exact duplicates and junk. Default settings "
             "(threshold 0.8, 128 permutations, word 5-gram shingles). Each pipeline runs in a "
             f"fresh process, alternating, best of {args.repeats}. Machine: "
-            f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (load "
-            f"average {m['load']:.1f}: absolute MB/s is noisy; the on/off ratio less so), "
-            f"Python {platform.python_version()}.",
+            f"{platform.machine()}, {os.cpu_count()} cores, load average {m['load']:.1f} "
+            f"({_load_note(m['load'])}), Python {platform.python_version()}.",
             "",
             table,
             "",
