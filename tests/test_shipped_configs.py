@@ -8,6 +8,7 @@ import pytest
 
 from ladder.climb.task import TaskSpec
 from ladder.config import load_yaml
+from ladder.evaluate.rubric import Rubric
 from ladder.evaluate.tasks import TaskConfig
 from ladder.prompts.chain import ChainSpec
 from ladder.prompts.runner import RunConfig
@@ -36,6 +37,7 @@ MODEL_FOR = {
     "topic-run.yaml": RunConfig,
     "task.yaml": TaskSpec,  # examples/tagger, riddles, rag-qa, offensive
     "chain.yaml": ChainSpec,  # examples/riddles: the chain rung's steps
+    "rubric.yaml": Rubric,  # examples/riddles: the judge column's rubric
 }
 
 

@@ -43,6 +43,12 @@ class ClimbFlags(BaseModel):
     model: list[str] | None = Field(
         None, description="Candidate model spec, replacing the task's models (repeat for several)."
     )
+    judge: str | None = Field(
+        None,
+        description="Judge model spec (openai:MODEL@URL, hf:DIR): grade every rung's answers "
+        "with it, a judge column next to the metric (replaces the task's judge.model; the "
+        "task's judge section sets the rubric).",
+    )
     track: str | None = Field(
         None,
         description="Tracking URI (sqlite:///runs.db, http://host:5000, jsonl:events.jsonl, "
@@ -62,6 +68,7 @@ def climb(
     model: list[str] | None = typer.Option(None, "--model", help=field_help(F, "model")),
     track: str | None = typer.Option(None, "--track", help=field_help(F, "track")),
     no_optimise: bool = typer.Option(False, "--no-optimise", help=field_help(F, "no_optimise")),
+    judge: str | None = typer.Option(None, "--judge", help=field_help(F, "judge")),
 ) -> None:
     """Climb the ladder on a task: cheapest rung first, stop at the first good-enough one."""
     from ladder.climb.climb import ClimbOptions
@@ -78,6 +85,7 @@ def climb(
         models=model or (),
         optimise=not no_optimise,
         tracking_uri=track,
+        judge=judge,
         log=lambda line: err_console.print(f"[dim]{line}[/]"),
     )
     result = run_climb(task, options)

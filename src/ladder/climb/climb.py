@@ -9,7 +9,9 @@ every rung). **The stop rule** — a rung is *good enough* when all of:
    the same test records says it is significantly better than the rung directly below it
    on the same model (p < 1 - ``confidence``): a rung that only ties the cheaper rung below
    is not worth its price;
-3. its p95 latency per record is within ``max_latency_s`` (when set).
+3. its p95 latency per record is within ``max_latency_s`` (when set);
+4. with a judge and ``judge.min_score``: its mean judge grade is at least that
+   (:mod:`ladder.climb.judging`).
 
 Without ``all_rungs`` the climb stops on a model at its first good-enough rung. The
 recommendation is the cheapest good-enough row (cost, then the lower rung), or, when none is,
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ladder.climb.judging import Judge, make_judge, needs_judging
 from ladder.climb.measure import PeakMemory, paired_test, percentile
 from ladder.climb.rungs import ModelCache, Rung, RungContext, RungResult, build_rung
 from ladder.climb.state import (
@@ -54,7 +57,13 @@ from ladder.climb.state import (
     write_predictions,
 )
 from ladder.climb.task import LoadedTask, RungSpec, load_task, parse_output
-from ladder.climb.tracking import log_parent, record_row, record_variant, run_id_of
+from ladder.climb.tracking import (
+    log_parent,
+    record_judge,
+    record_row,
+    record_variant,
+    run_id_of,
+)
 from ladder.errors import UnsupportedError
 from ladder.fsutil import atomic_write_text
 
@@ -86,6 +95,7 @@ class ClimbOptions:
     models: Sequence[str] = ()
     optimise: bool = True
     tracking_uri: str | None = None
+    judge: str | None = None  # judge model spec; replaces the task's judge.model
     embedder: Any = None
     model_loader: Callable[[str], Any] | None = None
     log: Callable[[str], None] = lambda _line: None
@@ -104,6 +114,7 @@ class ClimbResult:
     report: Path | None = None
     variants: list[Variant] = field(default_factory=list)
     run_id: str = ""  # the tracker's parent run ("" when the tracker has no ids)
+    judge: Judge | None = None
 
     def leaderboard(self) -> list[dict[str, Any]]:
         """The leaderboard rows."""
@@ -112,7 +123,7 @@ class ClimbResult:
     def to_json(self) -> dict[str, Any]:
         """What ``--json`` writes (and ``OUT/leaderboard.json``): the rows, the
         recommendation, the cheaper variants, and the run ids and data hashes behind them."""
-        rec = self.recommendation
+        rec, j = self.recommendation, self.judge
         return {
             "task": self.task.spec.name,
             "metric": self.task.spec.metric_name(),
@@ -120,6 +131,7 @@ class ClimbResult:
             "fingerprint": self.task.fingerprint(),
             "data_sha256": dict(self.task.data_hashes),
             "run_id": self.run_id,
+            "judge": None if j is None else {"model": j.model, "key": j.key},
             "recommendation": None if rec is None else {"rung": rec.rung, "model": rec.model},
             "why": self.why,
             "stopped": self.stopped,
@@ -130,7 +142,18 @@ class ClimbResult:
 
 def leaderboard_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
     """Rows with the leaderboard keys (plus p95, status, timings and run id), in climb order."""
-    extra = ("latency_p95", "status", "reason", "wall_s", "compute_seconds", "run_id")
+    extra = (
+        "latency_p95",
+        "status",
+        "reason",
+        "wall_s",
+        "compute_seconds",
+        "run_id",
+        "judge_value",
+        "judge_ci_low",
+        "judge_ci_high",
+        "judge_valid",
+    )
     return [{k: getattr(r, k) for k in (*LEADERBOARD_KEYS, *extra)} for r in rows]
 
 
@@ -156,12 +179,18 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
     rows: list[Row] = []
     stopped = "all rungs climbed" if options.all_rungs else ""
     tracker = get_tracker(options.tracking_uri)
+    judge = make_judge(task, options.judge)
+    if judge is None and task.spec.judge is not None:
+        options.log(
+            "judge: the task has a judge section but no judge model, so nothing is judged "
+            "(and judge.min_score is not applied); pass --judge SPEC"
+        )
     with tracker.run(f"climb {task.spec.name}", tags={"task": task.spec.name}) as parent:
         log_parent(parent, task, models)
         run_id = run_id_of(parent)
         budget_hit = ""
         for model in models:
-            budget_hit = _climb_model(task, model, options, cache, done, rows, parent, out)
+            budget_hit = _climb_model(task, model, options, cache, done, rows, parent, judge)
             if budget_hit:
                 stopped = budget_hit
                 break
@@ -172,7 +201,9 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
         save_state(out, task, rows, finished=True, variants=variants)
         from ladder.climb.report import write_report
 
-        result = ClimbResult(task, rows, recommendation, why, stopped, out, None, variants, run_id)
+        result = ClimbResult(
+            task, rows, recommendation, why, stopped, out, None, variants, run_id, judge
+        )
         atomic_write_text(out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2) + "\n")
         result.report = write_report(result, out / "report.html")
         for name in ("report.html", STATE_FILE, LEADERBOARD_FILE, RESOLVED_TASK_FILE):
@@ -229,22 +260,30 @@ def _climb_model(
     done: dict[str, Row],
     rows: list[Row],
     tracker: Any,
-    out: Path,
+    judge: Judge | None,
 ) -> str:
     """Climb one model; returns a reason when the whole climb must stop (budget)."""
+    out = Path(options.out)
     below: Row | None = None
     tuned: Row | None = None  # the last rung below that fine-tuned a checkpoint (for dpo)
     for index, spec in enumerate(task.spec.rung_specs()):
         key = f"{model}|{spec.name}"
         row = done.get(key)
+        tags = {"rung": spec.name, "model": model}
         if row is None:
             folder = out / "rungs" / slug(model) / f"{index:02d}-{slug(spec.name)}"
             # The rung runs inside its child run, so its LLM-call traces land there.
-            with tracker.run(f"rung {spec.name}", tags={"rung": spec.name, "model": model}) as run:
+            with tracker.run(f"rung {spec.name}", tags=tags) as run:
                 row = _run_rung(task, model, spec, folder, options, cache, below, tuned=tuned)
+                if judge is not None and needs_judging(judge, row):
+                    _judge(task, row, judge, cache, below, options)
                 record_row(run, task, row, spec, out)
         else:
             options.log(f"{spec.name} on {model}: finished before, kept")
+            if judge is not None and needs_judging(judge, row):
+                with tracker.run(f"judge {spec.name}", tags={**tags, "of": row.run_id}) as run:
+                    _judge(task, row, judge, cache, below, options)
+                    record_judge(run, row)
         rows.append(row)
         save_state(out, task, rows, finished=False)
         if row.status == "done":
@@ -259,6 +298,20 @@ def _climb_model(
             break
     cache.drop(model)
     return ""
+
+
+def _judge(
+    task: LoadedTask,
+    row: Row,
+    judge: Judge,
+    cache: ModelCache,
+    below: Row | None,
+    options: ClimbOptions,
+) -> None:
+    """Grade ``row``'s answers with the judge; the stop rule then sees the grade too."""
+    options.log(f"{row.rung} on {row.model}: judging {row.n} answers with {judge.model}")
+    judge.grade(task, row, cache)
+    row.good_enough, row.reason = verdict(row, task, below)
 
 
 def _run_rung(
@@ -365,6 +418,9 @@ def verdict(row: Row, task: LoadedTask, below: Row | None) -> tuple[bool, str]:
         return False, f"{row.metric} {_num(row.value)} is below good_enough {s.good_enough}"
     if s.max_latency_s is not None and (row.latency_p95 or 0.0) > s.max_latency_s:
         return False, f"p95 latency {row.latency_p95:.3f}s is over max_latency_s {s.max_latency_s}"
+    least = s.judge.min_score if s.judge is not None else None
+    if least is not None and row.judge_key and (row.judge_value is None or row.judge_value < least):
+        return False, f"judge {_num(row.judge_value)} is below judge.min_score {least}"
     if below is None:
         return True, f"{row.metric} {_num(row.value)} >= {s.good_enough}; first rung on the model"
     p = row.p_value_vs_below if row.p_value_vs_below is not None else 1.0

@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from ladder.climb.report_tables import e as _e
 from ladder.climb.report_tables import fmt as _fmt
-from ladder.climb.report_tables import mib as _mib
 from ladder.climb.report_tables import (
+    judge_cell,
     run_cell,
     short,
     terminal_table,
     variants_html,
     variants_table,
 )
+from ladder.climb.report_tables import mib as _mib
 from ladder.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
@@ -78,11 +79,16 @@ def render_html(result: ClimbResult) -> str:
         if result.run_id
         else "not tracked: pass --track (or set LADDER_TRACKING_URI) to record runs"
     )
+    judged = (
+        ""
+        if result.judge is None
+        else f"judge column: {_e(result.judge.key)} (verdicts in each rung's judgments.jsonl); "
+    )
     parts.append(
         f"<p class='foot' id='provenance'>Metric {_e(spec.metric_name())}, "
         f"{_e(spec.confidence)} bootstrap CIs ({_e(spec.resamples)} resamples, seed "
         f"{_e(spec.seed)}); task fingerprint {_e(result.task.fingerprint())}; data sha256 "
-        f"{_e(json.dumps(result.task.data_hashes))}; {runs}; resolved task: "
+        f"{_e(json.dumps(result.task.data_hashes))}; {runs}; {judged}resolved task: "
         f"{_e(result.out / 'task.resolved.yaml')}</p>"
     )
     return _PAGE.format(title=_e(f"ladder climb: {spec.name}"), body="\n".join(parts))
@@ -95,12 +101,14 @@ def _el(tag: str, text: str = "", **attrs: Any) -> str:
 
 
 def _leaderboard(rows: Sequence[Row]) -> str:
+    judged = any(r.judge_key for r in rows)
     cells = [
         "rung",
         "model",
         "metric",
         "value",
         "95% CI",
+        *(["judge [95% CI]"] if judged else []),
         "vs below",
         "cost $",
         "p50 s",
@@ -114,7 +122,8 @@ def _leaderboard(rows: Sequence[Row]) -> str:
         if r.status != "done":
             out.append(
                 f"<tr class='skipped'><td>{_e(r.rung)}</td><td>{_e(r.model)}</td>"
-                f"<td colspan='9'>skipped: {_e(r.reason)}</td>{run_cell(r.run_id)}</tr>"
+                f"<td colspan='{len(cells) - 3}'>skipped: {_e(r.reason)}</td>"
+                f"{run_cell(r.run_id)}</tr>"
             )
             continue
         vs = "–"
@@ -126,6 +135,7 @@ def _leaderboard(rows: Sequence[Row]) -> str:
             r.metric,
             _fmt(r.value),
             f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+            *([judge_cell(r)] if judged else []),
             vs,
             f"{r.cost:.6f}",
             _fmt(r.latency_p50, 4),

@@ -13,12 +13,13 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ladder.climb.climb import ClimbResult
-    from ladder.climb.state import Variant
+    from ladder.climb.state import Row, Variant
 
 __all__ = [
     "cheapest_keeper",
     "e",
     "fmt",
+    "judge_cell",
     "mib",
     "run_cell",
     "short",
@@ -129,12 +130,14 @@ def terminal_table(result: ClimbResult) -> Table:
     from rich.table import Table
 
     table = Table(title=f"ladder climb: {result.task.spec.name}")
-    for col in ("rung", "model", "metric", "value", "95% CI", "cost $", "p50 s", "peak mem"):
+    judged = any(r.judge_key for r in result.rows)
+    cols = ["rung", "model", "metric", "value", "95% CI", *(["judge"] if judged else [])]
+    for col in (*cols, "cost $", "p50 s", "peak mem"):
         table.add_column(col, justify="right" if col not in ("rung", "model", "metric") else "left")
     table.add_column("good", justify="right")
     for r in result.rows:
         if r.status != "done":
-            table.add_row(r.rung, short(r.model), "skipped", "", "", "", "", "", "")
+            table.add_row(r.rung, short(r.model), "skipped", *[""] * (len(cols) + 1))
             continue
         table.add_row(
             r.rung,
@@ -142,12 +145,25 @@ def terminal_table(result: ClimbResult) -> Table:
             r.metric,
             fmt(r.value),
             f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
+            *([judge_cell(r)] if judged else []),
             f"{r.cost:.6f}",
             fmt(r.latency_p50, 4),
             mib(r.peak_memory),
             "[green]yes[/green]" if r.good_enough else "no",
         )
     return table
+
+
+def judge_cell(r: Row) -> str:
+    """The judge column of a row: mean grade [CI] (valid verdicts), or why there is none."""
+    if not r.judge_key:
+        return "–"
+    if r.judge_value is None:
+        return f"no valid verdict ({r.judge_valid})"
+    valid = (
+        "" if r.judge_valid.split("/")[0] == r.judge_valid.split("/")[-1] else f" {r.judge_valid}"
+    )
+    return f"{r.judge_value:.2f} [{fmt(r.judge_ci_low, 2)}, {fmt(r.judge_ci_high, 2)}]{valid}"
 
 
 def variants_table(result: ClimbResult) -> Table | None:

@@ -69,6 +69,13 @@ class Row:
     template_version: str = ""  # content hash of the prompt template the rung answered with
     train_seconds: float = 0.0  # training behind the answering checkpoint (in compute_seconds)
     train_metrics: dict[str, float] = field(default_factory=dict)
+    # The judge column (ladder.climb.judging): mean grade, its CI, valid verdicts "K/N".
+    judge_value: float | None = None
+    judge_ci_low: float | None = None
+    judge_ci_high: float | None = None
+    judge_valid: str = ""
+    judge_signature: str = ""
+    judge_key: str = ""  # the judge model, rubric and settings the grades came from
 
     @property
     def key(self) -> str:

@@ -35,6 +35,7 @@ from ladder.models.base import GenerationParams
 
 __all__ = [
     "METRICS_FOR",
+    "JudgeSpec",
     "LoadedTask",
     "OutputSpec",
     "RungSpec",
@@ -107,6 +108,33 @@ class OutputSpec(BaseModel):
     labels: list[str] | None = Field(None, description="The allowed labels (type label).")
     json_schema: dict[str, Any] | None = Field(
         None, description="JSON schema of the answer (json_object; used by constrained rungs)."
+    )
+
+
+class JudgeSpec(BaseModel):
+    """An LLM judge that grades every rung's answers: a second leaderboard column."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str | None = Field(
+        None,
+        description="Judge model spec (openai:MODEL@URL, hf:DIR, builtin:NAME); `ladder climb "
+        "--judge SPEC` sets or replaces it. Without one nothing is judged.",
+    )
+    rubric: str | None = Field(
+        None,
+        description="A single-mode rubric: a built-in name (correctness, helpfulness) or a "
+        "rubric YAML file relative to the task file (default: correctness against the "
+        "reference).",
+    )
+    min_score: float | None = Field(
+        None,
+        description="A rung is good enough only when its mean judge score is at least this "
+        "(default: the judge column informs, the metric decides).",
+    )
+    max_tokens: int = Field(256, ge=1, description="Most tokens of one judge reply.")
+    attempts: int = Field(
+        3, ge=1, le=10, description="Replies asked for per verdict before a row records an error."
     )
 
 
@@ -194,6 +222,11 @@ class TaskSpec(BaseModel):
         description="Price of an hour of your own hardware: local inference and "
         "training seconds are charged at it (API models are charged per token).",
     )
+    judge: JudgeSpec | None = Field(
+        None,
+        description="Grade every rung's answers with an LLM judge as well (a judge column "
+        "with its CI next to the metric).",
+    )
     optimise: bool | list[Literal["model", "shots", "prompt", "quantise"]] = Field(
         True,
         description="Once a rung is good enough, try cheaper variants of the recommended one: "
@@ -229,10 +262,13 @@ class LoadedTask:
     def fingerprint(self) -> str:
         """16 hex digits over the resolved task and its data: resume only matching state.
 
-        Settings that change no finished row (the budget, cost optimisation, the
-        description) are left out, so a climb stopped by its budget resumes with a higher one.
+        Settings that change no finished row's answers (the budget, cost optimisation, the
+        description, the judge) are left out, so a climb stopped by its budget resumes with a
+        higher one, and a judge added later grades the finished rows' answers on resume.
         """
-        spec = self.spec.model_dump_json(exclude={"max_cost_usd", "optimise", "description"})
+        spec = self.spec.model_dump_json(
+            exclude={"max_cost_usd", "optimise", "description", "judge"}
+        )
         text = spec + json.dumps(self.data_hashes, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -285,7 +321,27 @@ def load_task(path: str | Path) -> LoadedTask:
                 f"{where('rungs', i)}: field 'rungs.{i}': rung {rung.rung} retrieves from "
                 "data.knowledge, which the task does not set; add it or drop the rung"
             )
+    if spec.judge is not None and spec.judge.rubric is not None:
+        judge_rubric(spec.judge, file.parent, where=where("judge", "rubric"))
     return _read_data(spec, file, where)
+
+
+def judge_rubric(judge: JudgeSpec, base: Path, *, where: str = "") -> Any:
+    """The judge's rubric: a built-in name, or a YAML file relative to the task's folder.
+
+    Raises:
+        ConfigError: no such rubric, or a pairwise one (the judge column grades single
+            answers); the message starts with ``where``.
+    """
+    from ladder.evaluate.rubric import BUILTIN_RUBRICS, load_rubric
+
+    name = judge.rubric
+    if name is not None and name not in BUILTIN_RUBRICS:
+        name = str(base / name)
+    try:
+        return load_rubric(name, mode="single", has_reference=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{where or 'judge'}: field 'judge.rubric': {exc}") from exc
 
 
 def _read_data(spec: TaskSpec, file: Path, where: Any) -> LoadedTask:

@@ -26,7 +26,7 @@ from typing import Any
 from ladder.climb.state import RESOLVED_TASK_FILE, Row, Variant
 from ladder.climb.task import LoadedTask, RungSpec
 
-__all__ = ["log_parent", "record_row", "record_variant", "run_id_of", "task_params"]
+__all__ = ["log_parent", "record_judge", "record_row", "record_variant", "run_id_of", "task_params"]
 
 
 def run_id_of(run: Any) -> str:
@@ -59,7 +59,13 @@ def log_parent(run: Any, task: LoadedTask, models: list[str]) -> None:
 
 
 def _artifacts(run: Any, folder: Path, out: Path) -> None:
-    for name in ("predictions.jsonl", "predictions.raw.jsonl", "finetune.json"):
+    for name in (
+        "predictions.jsonl",
+        "predictions.raw.jsonl",
+        "finetune.json",
+        "judgments.jsonl",
+        "judge.json",
+    ):
         if (folder / name).is_file():
             run.log_artifact(folder / name)
     if (out / RESOLVED_TASK_FILE).is_file():
@@ -98,10 +104,23 @@ def record_row(run: Any, task: LoadedTask, row: Row, spec: RungSpec, out: Path) 
         }
     )
     run.log_metrics(metrics)
+    if row.judge_key:
+        record_judge(run, row, artifacts=False)
     for step, loss in enumerate(row.train_losses, 1):
         run.log_metrics({"train_loss": loss}, step=step)
     run.set_tags({"status": row.status, "signature": row.signature, "reason": row.reason})
     _artifacts(run, Path(row.folder), out)
+
+
+def record_judge(run: Any, row: Row, *, artifacts: bool = True) -> None:
+    """Log the judge column of ``row`` (its grade, CI, judge and verdicts) into ``run``."""
+    run.log_params({"judge": row.judge_key.split("|", 1)[0], "judge_key": row.judge_key})
+    run.log_metrics(_metrics(row, ("judge_value", "judge_ci_low", "judge_ci_high")))
+    run.set_tags({"judge_signature": row.judge_signature, "judge_valid": row.judge_valid})
+    if artifacts:
+        for name in ("judgments.jsonl", "judge.json"):
+            if (Path(row.folder) / name).is_file():
+                run.log_artifact(Path(row.folder) / name)
 
 
 def record_variant(run: Any, task: LoadedTask, variant: Variant, out: Path) -> None:
