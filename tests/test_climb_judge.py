@@ -234,3 +234,30 @@ def test_riddles_example_is_judged_on_its_own_rubric(
     for record in tests:  # each judge prompt: the article, then its reference riddle
         pair = f"[Question]\n{record['article']}\n\n[Reference answer]\n{record['riddle']}\n"
         assert sum(pair in p for p in prompts) == 1
+
+
+def test_judge_calls_are_traced_in_the_rung_run(
+    tmp_path: Path, servers: tuple[OpenAITestServer, OpenAITestServer]
+) -> None:
+    model, judge = servers
+    model.responder, judge.responder = knows_cats, strict_judge
+    task = _task(tmp_path, model)
+    events = tmp_path / "events.jsonl"
+    options = ClimbOptions(
+        out=tmp_path / "out",
+        judge=f"openai:nologprobs@{judge.base_url}",
+        tracking_uri=f"jsonl:{events}",
+    )
+    climb(task, options)
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    rung_run = next(
+        e["run"] for e in lines if e["event"] == "run_start" and e["name"] == "rung zero_shot"
+    )
+    spans = [e for e in lines if e["event"] == "span" and e["run"] == rung_run]
+    assert sum(1 for e in spans if e["name"] == "judge") >= 1
+    metrics = {
+        k for e in lines if e["event"] == "metrics" and e["run"] == rung_run for k in e["metrics"]
+    }
+    assert {"judge_value", "judge_ci_low", "judge_ci_high"} <= metrics
+    stored = {Path(e["stored"]).name for e in lines if e["event"] == "artifact"}
+    assert {"judgments.jsonl", "judge.json"} <= stored

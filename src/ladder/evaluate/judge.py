@@ -190,17 +190,23 @@ def _ask_constrained(
 def _generate_each(
     judge: LanguageModel, prompts: list[list[Message]], params: GenerationParams
 ) -> list[str | LadderError]:
-    """Replies in order; when the batch fails, each prompt alone, so one bad row is one error."""
+    """Replies in order; when the batch fails, each prompt alone, so one bad row is one error.
+
+    Inside a tracked run every call is traced (``ladder.track.traced_generate``: a span
+    named ``judge`` per batch, an LLM span per prompt).
+    """
+    from ladder.track import traced_generate
+
     chats: list[Prompt] = list(prompts)
     try:
-        return [c.text for c in judge.generate(chats, params)]
+        return [c.text for c in traced_generate(judge, chats, params, name="judge")]
     except LadderError as exc:
         if len(chats) == 1:
             return [exc]
     out: list[str | LadderError] = []
     for chat in chats:
         try:
-            out.append(judge.generate([chat], params)[0].text)
+            out.append(traced_generate(judge, [chat], params, name="judge")[0].text)
         except LadderError as exc:
             out.append(exc)
     return out
