@@ -191,11 +191,20 @@ class HFModel:
     ) -> list[Completion]:
         if isinstance(prompts, str):
             raise TypeError("generate() takes a list of prompts; wrap a single prompt in [...]")
-        encoded = [self.encode_prompt(p) for p in prompts]
+        return self.generate_ids([self.encode_prompt(p) for p in prompts], params, grammar)
+
+    def generate_ids(
+        self, encoded: Sequence[Sequence[int]], params: GenerationParams, grammar: Any = None
+    ) -> list[Completion]:
+        """Like :meth:`generate`, for prompts already encoded: the ids reach the model as
+        given (no chat template, no special tokens added). Batched by ``batch_size``, seeded
+        as ``generate`` is; stop strings, finish reasons and token counts are the same.
+        """
         completions: list[Completion] = []
+        rows = [list(ids) for ids in encoded]
         with self._seeded(params):
-            for start in range(0, len(encoded), self.batch_size):
-                batch = encoded[start : start + self.batch_size]
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start : start + self.batch_size]
                 completions += self._generate_batch(batch, params, grammar)
         return completions
 

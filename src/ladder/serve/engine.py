@@ -250,12 +250,9 @@ def generate_from_ids(
 ) -> list[Completion]:
     """Like ``lm.generate``, but token-id prompts reach the model exactly as given.
 
-    Uses the ``hf:`` backend's batch step (``_generate_batch``: padding, stop strings,
-    finish reasons and counts stay the backend's own) on ids encoded here.
+    Uses the ``hf:`` backend's :meth:`~ladder.models.hf.HFModel.generate_ids` (padding, stop
+    strings, finish reasons and counts stay the backend's own) on ids encoded here.
     """
     encoded = [list(p.ids) if isinstance(p, TokenIds) else lm.encode_prompt(p) for p in prompts]
-    done: list[Completion] = []
-    with lm._seeded(params):
-        for start in range(0, len(encoded), lm.batch_size):
-            done += lm._generate_batch(encoded[start : start + lm.batch_size], params)
+    done: list[Completion] = lm.generate_ids(encoded, params)
     return done
