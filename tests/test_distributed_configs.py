@@ -2,9 +2,9 @@
 
 Each file is loaded with accelerate's own config loader, and the command ladder builds for it
 is parsed by ``accelerate launch``'s own argument parser and validation (which merges the file
-in), then turned into the environment accelerate would give the training processes. DeepSpeed
-is not installed here (CUDA only), so nothing is launched; what is checked is that the
-settings reach accelerate intact.
+in), then turned into the environment accelerate would give the training processes: nothing
+is launched here; what is checked is that the settings reach accelerate intact. DeepSpeed
+runs for real (its CPU accelerator, gloo) in the slow tests of tests/test_deepspeed.py.
 """
 
 from __future__ import annotations

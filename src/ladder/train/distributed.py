@@ -12,6 +12,10 @@ pass through unchanged (see ``examples/distributed/`` and ``docs/distributed.md`
 
 The child processes must not launch again: a verb checks :func:`is_launched_child` (torchrun
 and accelerate both set ``LOCAL_RANK``) before it calls :func:`launch_verb`.
+
+Under DeepSpeed the run's config is the one source of the batch arithmetic:
+:func:`fit_deepspeed_config` writes ``batch_size``, ``grad_accum`` and ``max_grad_norm`` into
+DeepSpeed's config before the engine is built, and refuses a file that says otherwise.
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_write_text
+from ladder.train.config import TrainConfig
 from ladder.train.finetune_config import FinetuneConfig
 
 LAUNCH_CONFIG = "launch-config.yaml"
 DEFAULT_MASTER_PORT = 29500
-_NEEDS_CUDA = {"FSDP", "DEEPSPEED", "MULTI_GPU", "MEGATRON_LM"}
+# DeepSpeed is not here: its CPU accelerator runs ZeRO 1-3 over gloo (tests/test_deepspeed.py).
+_NEEDS_CUDA = {"FSDP", "MULTI_GPU", "MEGATRON_LM"}
 
 
 def is_launched_child() -> bool:
@@ -200,11 +207,12 @@ def check_accelerate_config(path: str) -> str:
     """The config's ``distributed_type``, once sure this machine can run it.
 
     accelerate would otherwise fail deep inside the children (DeepSpeed missing) or, on a
-    machine without CUDA, quietly train with plain DDP over gloo instead of FSDP/ZeRO.
+    machine without CUDA, quietly train with plain DDP over gloo instead of FSDP. (DeepSpeed
+    runs without CUDA: its CPU accelerator, gloo between processes.)
 
     Raises:
         ConfigError: the file is not an accelerate config, it asks for DeepSpeed and
-            ``deepspeed`` is not installed, or it asks for FSDP/DeepSpeed/GPUs without CUDA.
+            ``deepspeed`` is not installed, or it asks for FSDP/GPUs without CUDA.
     """
     try:
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -218,7 +226,7 @@ def check_accelerate_config(path: str) -> str:
     if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(
             f"accelerate_config: {path} uses DeepSpeed, which is not installed: "
-            "`pip install deepspeed` on a CUDA machine (see docs/distributed.md)"
+            "`pip install deepspeed` (see docs/distributed.md)"
         )
     if kind in _NEEDS_CUDA and not _cuda_available():
         raise ConfigError(
@@ -232,6 +240,56 @@ def _cuda_available() -> bool:
     import torch  # only when launching with an accelerate config: a one-off cost
 
     return bool(torch.cuda.is_available())
+
+
+def deepspeed_requested(env: Mapping[str, str] | None = None) -> bool:
+    """Whether accelerate runs this process under DeepSpeed (``accelerate launch`` sets it)."""
+    source = os.environ if env is None else env
+    return source.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def fit_deepspeed_config(ds_config: dict[str, Any], config: TrainConfig, processes: int) -> None:
+    """Set DeepSpeed's batch, accumulation and clipping from the run's ``config``, in place.
+
+    DeepSpeed counts micro-batches against its own ``gradient_accumulation_steps``, scales
+    the loss by it and clips with ``gradient_clipping``; the loop has no DataLoader from
+    which accelerate could fill ``"auto"`` micro-batch sizes. So each value is taken from
+    the run where the DeepSpeed config leaves it out or says ``"auto"``; a different value
+    would make DeepSpeed train another batch than the run says, and is refused.
+
+    Args:
+        ds_config: accelerate's DeepSpeed config dict (``deepspeed_plugin.deepspeed_config``).
+        config: the run's training settings.
+        processes: data-parallel processes in the job.
+
+    Raises:
+        ConfigError: the DeepSpeed config sets one of these to another value than the run.
+    """
+    wanted: dict[str, tuple[int | float, str]] = {
+        "train_micro_batch_size_per_gpu": (config.batch_size, "batch_size"),
+        "gradient_accumulation_steps": (config.grad_accum, "grad_accum"),
+        "gradient_clipping": (config.max_grad_norm, "max_grad_norm"),
+        "train_batch_size": (
+            config.batch_size * config.grad_accum * processes,
+            f"batch_size x grad_accum x {processes} processes",
+        ),
+    }
+    for key, (value, source) in wanted.items():
+        given = ds_config.get(key, "auto")
+        if given not in ("auto", None) and _number(given) != value:
+            raise ConfigError(
+                f"DeepSpeed config: {key} is {given} but the run's {source} gives {value}; "
+                f'set it to {value} or "auto" in the accelerate/DeepSpeed config '
+                "(ladder fills auto from the run)"
+            )
+        ds_config[key] = value
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _rendezvous(env: Mapping[str, str]) -> tuple[str, str, str]:

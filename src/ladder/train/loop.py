@@ -18,7 +18,6 @@ several; the arithmetic it must get right lives in :mod:`ladder.train.loss` and
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
 import math
@@ -32,7 +31,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import (
+    DistributedType,
+    GradientAccumulationPlugin,
+    InitProcessGroupKwargs,
+    set_seed,
+)
 from tqdm.auto import tqdm
 
 from ladder.errors import ConfigError
@@ -43,6 +47,7 @@ from ladder.train.checkpoint import (
     save_checkpoint,
 )
 from ladder.train.config import TrainConfig
+from ladder.train.distributed import deepspeed_requested, fit_deepspeed_config
 from ladder.train.meters import mfu, peak_memory_bytes, run_peak_gflops
 from ladder.train.objectives import Batch, NextTokenObjective, Objective
 from ladder.train.schedule import lr_at, resolve_mixed_precision
@@ -164,6 +169,9 @@ def train(
                 "or train into an empty folder"
             )
         state = load_checkpoint(accelerator, existing)
+        # accelerate restores its micro-batch counter, which accumulate() divides by grad_accum;
+        # checkpoints lie on window boundaries, so restart it (grad_accum may have changed).
+        accelerator.step = 0
     batches = _endless(train_batches, skip=state.micro_batches)
     first_step, prior_losses = state.step, list(state.train_losses)
     # Per-step losses stay on the device; reading them only when logging avoids a
@@ -191,11 +199,18 @@ def train(
         normalizer = accelerator.reduce(targets, "sum").clamp(min=1) / accelerator.num_processes
         step_loss = torch.zeros((), device=accelerator.device)
         for i, batch in enumerate(window):
-            is_last = i == len(window) - 1
-            # Gradients are all-reduced once per step, on the last micro-batch only.
-            with contextlib.nullcontext() if is_last else accelerator.no_sync(model):
+            # accumulate() marks the window for whichever engine runs: DDP/FSDP skip the
+            # gradient all-reduce (no_sync) on all but the last micro-batch, and DeepSpeed,
+            # whose engine steps inside backward(), is told where its boundary lies.
+            with accelerator.accumulate(model):
+                _check_boundary(accelerator, last=i == len(window) - 1)
                 loss = objective.loss_sum(model, batch, forward_kwargs) / normalizer
-                accelerator.backward(loss)
+                # backward() divides by grad_accum (accelerate, or DeepSpeed's engine), but
+                # `loss` already is this micro-batch's share of the window's token mean: undo
+                # it. (x*k)/k backpropagates exactly 1.0 into `loss` for k <= 40 and every
+                # power of two, so the gradients stay bit-identical to a plain backward(loss);
+                # for other k the seed gradient can be 1 ulp (6e-8 relative) off.
+                accelerator.backward(loss * config.grad_accum)
             step_loss += loss.detach()
             state.tokens += batch["input_ids"].numel()
         state.micro_batches += len(window)
@@ -344,14 +359,36 @@ def _make_accelerator(config: TrainConfig) -> Accelerator:
     # accelerate keeps process-wide state; clear its precision part so several runs with
     # different settings can share a process (tests, notebooks, the benchmark).
     AcceleratorState._reset_state()
-    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    cuda, deepspeed = torch.cuda.is_available(), deepspeed_requested()
+    cuda_bf16 = cuda and torch.cuda.is_bf16_supported()
     # Under torchrun without a GPU, accelerate joins the processes (gloo) only when told
-    # it runs on CPU; a single process is unaffected.
-    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(
+    # it runs on CPU; a single process is unaffected. Not under DeepSpeed, which cpu=True
+    # would switch off: DeepSpeed's CPU accelerator joins them, over gloo when asked to.
+    cpu_world = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if deepspeed and not cuda else []
+    accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(config.mixed_precision, cuda_bf16=cuda_bf16),
-        cpu=multi_cpu,
+        cpu=cpu_world and not deepspeed,
+        # A plugin, not gradient_accumulation_steps=: that argument yields to the
+        # ACCELERATE_GRADIENT_ACCUMULATION_STEPS that accelerate launch exports for DeepSpeed.
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=config.grad_accum, sync_with_dataloader=False
+        ),
+        kwargs_handlers=handlers,
     )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        plugin = accelerator.state.deepspeed_plugin
+        fit_deepspeed_config(plugin.deepspeed_config, config, accelerator.num_processes)
+    return accelerator
+
+
+def _check_boundary(accelerator: Accelerator, *, last: bool) -> None:
+    """The loop's window and accelerate's accumulation count must end together."""
+    if accelerator.sync_gradients != last:
+        raise RuntimeError(
+            f"accelerate's accumulation boundary (sync_gradients={accelerator.sync_gradients}) "
+            f"disagrees with the loop's window (last micro-batch: {last})"
+        )
 
 
 @torch.no_grad()

@@ -1,0 +1,111 @@
+"""One process of the DeepSpeed accumulation tests (tests/test_deepspeed.py).
+
+The same tiny random Llama and padded global batches as ``tests/_distributed_worker.py``
+(imported from it), trained by :func:`ladder.train.loop.train`; run as a plain script (one
+process, no DeepSpeed), under torchrun with accelerate's DeepSpeed variables, or under
+``accelerate launch --config_file examples/distributed/zeroN.yaml``. Rank 0 writes
+``result.json`` (per-step losses, validation loss, what accelerate ran and the DeepSpeed
+settings it used) and ``weights.pt`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+from accelerate.state import AcceleratorState
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from _distributed_worker import SEQ, VOCAB, _global_batches, _micro_batches
+from ladder.train.config import TrainConfig
+from ladder.train.loop import train
+
+DEEPSPEED_KEYS = (
+    "train_micro_batch_size_per_gpu",
+    "gradient_accumulation_steps",
+    "gradient_clipping",
+    "train_batch_size",
+)
+
+
+def _model() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=SEQ,
+            pad_token_id=0,
+        )
+    )
+
+
+def _engine(state: AcceleratorState) -> dict[str, object]:
+    """What accelerate ran, and DeepSpeed's batch settings when it was DeepSpeed."""
+    ran: dict[str, object] = {"distributed_type": str(state.distributed_type).split(".")[-1]}
+    plugin = state.deepspeed_plugin
+    if plugin is not None:
+        config = plugin.deepspeed_config
+        ran["deepspeed"] = {k: config.get(k) for k in DEEPSPEED_KEYS}
+        ran["deepspeed"]["zero_stage"] = config["zero_optimization"]["stage"]  # type: ignore[index]
+    return ran
+
+
+def main() -> None:
+    """Train on this rank's share and let rank 0 write what the test compares."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--global-batch", type=int, default=8)
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--save-every", type=int, default=0, help="0: at the end only")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    micro = [
+        m
+        for b in _global_batches(args.steps, args.global_batch, seed=1)
+        for m in _micro_batches(b, rank, world, args.grad_accum)
+    ]
+    evals = _global_batches(2, 8, seed=2)
+    config = TrainConfig(
+        lr=1e-2,
+        min_lr=1e-3,
+        warmup_steps=1,
+        max_steps=args.steps,
+        batch_size=args.global_batch // (world * args.grad_accum),
+        grad_accum=args.grad_accum,
+        max_grad_norm=0.1,  # low enough to clip: DeepSpeed must clip like the plain loop
+        eval_every=args.steps,
+        save_every=args.save_every or args.steps,
+        keep_checkpoints=10,
+        log_every=1,
+        mixed_precision="no",
+        seed=0,
+    )
+    model = _model()
+    result = train(
+        model, micro, evals, config, args.out / "run", progress=False, resume=args.resume
+    )
+    if rank == 0:
+        assert result.final_eval is not None
+        summary = {
+            "world": world,
+            "train_losses": result.train_losses,
+            "eval_loss": result.final_eval.loss,
+            **_engine(AcceleratorState()),
+        }
+        (args.out / "result.json").write_text(json.dumps(summary))
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        torch.save(weights, args.out / "weights.pt")
+
+
+if __name__ == "__main__":
+    main()
