@@ -21,15 +21,19 @@ from ladder.train.pretrain_run import SUMMARY_FILE
 
 TRAIN = {"max_steps": 8, "lr": 0.01, "min_lr": 0.001, "warmup_steps": 2, "eval_every": 8,
          "save_every": 8, "log_every": 4, "mixed_precision": "no"}  # fmt: skip
-EVAL_WINDOWS = 16  # validation reads eval_batches x batch_size windows: keep that fixed
+# Validation reads eval_batches global batches (batch_size x processes windows each):
+# keep the windows fixed.
+EVAL_WINDOWS = 16
 MICRO = {"arch": "llama", "hidden": 32, "layers": 2, "heads": 4, "ffn": 64, "context": 32}
 
 
-def _pretrain(shards: Path, root: Path, name: str, batch_size: int, *extra: str) -> Any:
+def _pretrain(
+    shards: Path, root: Path, name: str, batch_size: int, *extra: str, world: int = 1
+) -> Any:
     config = root / f"{name}.yaml"
     data = {"model": MICRO, "data": {"shards": str(shards)}, "out": str(root / name),
             "train": {**TRAIN, "batch_size": batch_size,
-                      "eval_batches": EVAL_WINDOWS // batch_size}}  # fmt: skip
+                      "eval_batches": EVAL_WINDOWS // (batch_size * world)}}  # fmt: skip
     config.write_text("# how to run: ladder pretrain THIS.yaml\n" + yaml.safe_dump(data))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -45,7 +49,7 @@ def test_pretrain_nproc_2_matches_one_process_with_the_same_global_batch(
     tiny_shards: Path, tmp_path: Path
 ) -> None:
     one = _pretrain(tiny_shards, tmp_path, "one", 8)
-    two = _pretrain(tiny_shards, tmp_path, "two", 4, "--nproc", "2")
+    two = _pretrain(tiny_shards, tmp_path, "two", 4, "--nproc", "2", world=2)
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["train_losses"][-1] < one["train_losses"][0] - 0.5  # it learned
     # Same windows per step, gradients all-reduced: equal up to float summation order.
