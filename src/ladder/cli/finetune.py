@@ -45,6 +45,9 @@ def finetune(
     """Fine-tune a model (full, freeze, lora, qlora, dpo) on a JSONL/CSV/Parquet file."""
     if "torch" not in sys.modules:  # idle OpenMP threads sleep on a shared CPU (see pretrain)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from ladder.train.allocator import keep_freed_memory
+
+        keep_freed_memory()  # big tensors reuse freed heap memory every step
     given: dict[str, Any] = {
         "model": model,
         "data": data,

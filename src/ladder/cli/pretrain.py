@@ -50,6 +50,10 @@ def pretrain(
     # machine whose cores are shared, spinning threads slow training down many times over.
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # glibc keeps freed big blocks for the next step (ladder.train.allocator).
+        from ladder.train.allocator import keep_freed_memory
+
+        keep_freed_memory()
     if list_archs:
         _print_architectures(vocab)
         return

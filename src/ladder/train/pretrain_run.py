@@ -27,12 +27,12 @@ import torch
 from pydantic import ValidationError
 
 from ladder.errors import ConfigError
-from ladder.fsutil import atomic_dir
+from ladder.fsutil import atomic_dir, atomic_write_text
 from ladder.models.architectures import Architecture, SpecialIds, build_model, get_architecture
 from ladder.models.memory import GB, OVERHEAD_BYTES, FitConfig, estimate_memory
 from ladder.train.config import ModelSpec, PretrainConfig, TrainConfig
 from ladder.train.loop import Objective, train
-from ladder.train.meters import model_flops_per_token
+from ladder.train.meters import bf16_autocast_speedup, model_flops_per_token
 from ladder.train.objectives import (
     MaskedLMObjective,
     NextTokenObjective,
@@ -50,9 +50,11 @@ from ladder.train.pretrain import (
     planned_vocab,
     prepare_tokenizer,
 )
+from ladder.train.schedule import resolve_mixed_precision
 
 SUMMARY_FILE = "training.json"
 SAMPLES_FILE = "samples.jsonl"
+PRECISION_FILE = "precision.json"  # in the run folder: what ``auto`` chose, and why
 
 
 def resolve(cfg: PretrainConfig, max_steps: int | None = None) -> tuple[Architecture, TrainConfig]:
@@ -100,7 +102,37 @@ def prepare_run(
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)  # a stale earlier run must not resume
     prepare_tokenizer(cfg, spec.vocab, spec.context, run_dir)
-    return spec, tcfg, run_dir, warning
+    return spec, choose_precision(spec, tcfg, run_dir), run_dir, warning
+
+
+def choose_precision(spec: Architecture, tcfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """``tcfg`` with ``mixed_precision: auto`` settled for a CPU run: bf16 where the probe
+    (:func:`ladder.train.meters.bf16_autocast_speedup` at this model's width) says bf16
+    autocast trains clearly faster, else fp32 (``no``).
+
+    Decided once per run and written to ``run_dir/precision.json``: a resumed run and every
+    process of a multi-process run read the choice back instead of measuring again, so a
+    noisy second measurement cannot switch precision mid-run (resuming stays bit-for-bit).
+    On a CUDA GPU, and for any other value than ``auto``, ``tcfg`` is returned unchanged.
+    """
+    if tcfg.mixed_precision != "auto" or torch.cuda.is_available():
+        return tcfg
+    record = run_dir / PRECISION_FILE
+    if record.is_file():
+        choice = json.loads(record.read_text(encoding="utf-8"))
+    else:
+        tokens = tcfg.batch_size * spec.context
+        speedup = bf16_autocast_speedup(tokens, spec.hidden, spec.ffn)
+        choice = {
+            "mixed_precision": resolve_mixed_precision(
+                "auto", cuda_bf16=False, cpu_bf16_speedup=speedup
+            ),
+            "bf16_speedup": round(speedup, 3),  # the probe: fp32 time / bf16 autocast time
+            "probe": {"tokens": tokens, "hidden": spec.hidden, "ffn": spec.ffn},
+        }
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(record, json.dumps(choice, indent=2) + "\n")
+    return tcfg.model_copy(update={"mixed_precision": choice["mixed_precision"]})
 
 
 def check_memory(spec: Architecture, vocab: int, tcfg: TrainConfig) -> str | None:
@@ -167,6 +199,7 @@ def run_pretrain(
     if prepared:
         spec, tcfg = resolve(cfg, max_steps)
         run_dir = output_dirs(cfg, spec)[1]
+        tcfg = choose_precision(spec, tcfg, run_dir)  # the launcher's choice, read back
     else:
         spec, tcfg, run_dir, warning = prepare_run(cfg, resume=resume, max_steps=max_steps)
         if warning:
@@ -183,7 +216,8 @@ def run_pretrain(
     say(
         f"pretraining {spec.name}: {params:,} parameters, vocab {len(tokenizer):,}, on "
         f"{len(data.train):,} tokens for {tcfg.max_steps} steps of "
-        f"{tcfg.batch_size * tcfg.grad_accum * world} x {spec.context}"
+        f"{tcfg.batch_size * tcfg.grad_accum * world} x {spec.context}, precision "
+        f"{_precision_note(tcfg, run_dir)}"
     )
     run_info = {"pretrain": cfg.model_dump(mode="json", exclude={"train"}), "arch": spec.name}
     if tracker is not None and rank == 0:
@@ -213,7 +247,8 @@ def run_pretrain(
         "validation_loss": result.final_eval.loss if result.final_eval else None,
         "validation_perplexity": result.final_eval.perplexity if result.final_eval else None,
         "tokens_per_s": result.tokens_per_s,
-        "mfu": result.mfu,
+        "mfu": result.mfu,  # against the measured matmul peak of the precision used
+        "mixed_precision": result.mixed_precision,
         "processes": world,
         "wall_time_s": time.perf_counter() - started,
         "python": platform.python_version(),
@@ -230,6 +265,18 @@ def run_pretrain(
             tracker.log_metrics({k: summary[k] for k in ("train_loss", "tokens_per_s")})
             tracker.log_artifact(final / SUMMARY_FILE)
     return final
+
+
+def _precision_note(tcfg: TrainConfig, run_dir: Path) -> str:
+    """The precision for the start line: ``no (fp32)``, ``bf16 (auto: bf16 autocast 3.1x ...)``."""
+    note = {"no": "no (fp32)"}.get(tcfg.mixed_precision, tcfg.mixed_precision)
+    record = run_dir / PRECISION_FILE
+    if record.is_file():
+        choice = json.loads(record.read_text(encoding="utf-8"))
+        if choice["mixed_precision"] == tcfg.mixed_precision:
+            speedup = choice["bf16_speedup"]
+            note += f" (auto: bf16 autocast {speedup:.1f}x fp32 on a probe of this width)"
+    return note
 
 
 def _special_tokens(spec: Architecture) -> list[str]:

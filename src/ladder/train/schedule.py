@@ -31,17 +31,32 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
-def resolve_mixed_precision(requested: MixedPrecision, *, cuda_bf16: bool) -> str:
+# bf16 autocast on a CPU must beat fp32 by this much on the probe
+# (:func:`ladder.train.meters.bf16_autocast_speedup`) before ``auto`` picks it: the probe's
+# gain shrinks by about half in a whole training step (the fp32 loss, attention and the
+# optimizer do not speed up), and bf16 rounding is only worth a clear gain.
+CPU_BF16_MIN_SPEEDUP = 1.5
+
+
+def resolve_mixed_precision(
+    requested: MixedPrecision, *, cuda_bf16: bool, cpu_bf16_speedup: float | None = None
+) -> str:
     """The precision accelerate should use: ``auto`` becomes bf16 only where it is faster.
 
-    bf16 autocast pays off on CUDA GPUs with native bf16 (Ampere and newer). On CPU the
-    loop trains in fp32: bf16 speed there depends on the instruction set, and fp32 keeps
-    CPU runs bit-for-bit reproducible across machines.
+    bf16 autocast pays off on CUDA GPUs with native bf16 (Ampere and newer). On a CPU it
+    depends on the instruction set (AVX512-BF16, AMX) and on the model's width, so ``auto``
+    picks bf16 there only from a measurement: ``cpu_bf16_speedup`` (how many times faster
+    the probe trained under bf16 autocast) at least :data:`CPU_BF16_MIN_SPEEDUP`. Without a
+    measurement (fine-tuning does not take one) a CPU trains in fp32.
 
     Args:
         requested: the config value (``auto``, ``no``, ``bf16`` or ``fp16``).
         cuda_bf16: whether a CUDA device with bf16 support is in use.
+        cpu_bf16_speedup: the CPU probe's bf16 / fp32 speed ratio; None when not measured.
     """
     if requested != "auto":
         return requested
-    return "bf16" if cuda_bf16 else "no"
+    if cuda_bf16:
+        return "bf16"
+    faster = cpu_bf16_speedup is not None and cpu_bf16_speedup >= CPU_BF16_MIN_SPEEDUP
+    return "bf16" if faster else "no"
