@@ -135,6 +135,17 @@ def test_rag_qa_answers_are_spans_of_their_documents(tmp_path: Path) -> None:
         assert row["question"] not in asked[(row["town"], row["fact"])]
 
 
+def test_rag_qa_reader_is_the_closed_book_training_asked_the_rag_way() -> None:
+    spec = yaml.safe_load((ROOT / "examples" / "rag-qa" / "task.yaml").read_text())
+    rungs = {r.get("label", r["rung"]): r for r in spec["rungs"]}
+    assert list(rungs) == ["closed_book", "rag", "finetune", "reader"]
+    rag, finetune, reader = rungs["rag"], rungs["finetune"], rungs["reader"]
+    assert reader["rung"] == finetune["rung"] == "full"
+    assert reader["train"] == finetune["train"]  # the sources are the only difference
+    assert reader["retrieve"] == {"k": rag["k"], "mode": rag.get("mode", "hybrid")}
+    assert reader["max_seq_len"] == 128  # builtin:tiny's context
+
+
 def test_offensive_data_is_balanced_and_keywords_do_not_decide(tmp_path: Path) -> None:
     generator("offensive").generate(tmp_path)
     rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]

@@ -12,7 +12,18 @@ as compute cost; the loss per step is kept for the report.
 
 Options: ``train`` (any TrainConfig field: max_steps, lr, batch_size ...), ``lora``
 (rank, alpha, dropout, target_modules), ``freeze`` (last_blocks, train_head), ``epochs``,
-``max_seq_len``, and for answering ``max_tokens`` and ``batch_size``.
+``max_seq_len``, ``retrieve``, and for answering ``max_tokens`` and ``batch_size``.
+
+**A fine-tuned reader** (``retrieve: {k, mode, embedder, chunk_tokens}``): the task's
+``data.knowledge`` is indexed in the rung's folder as the ``rag`` rung does
+(:class:`ladder.climb.rag_rung.TaskRetrieval`), every train record gets the ``k`` best
+chunks for its own input, so training sees the retriever's real mistakes, and the prompt
+is the ``rag`` rung's (the numbered sources in the instructions). The test records are
+asked with their sources in that same prompt. This is retrieval-augmented fine-tuning: a
+reader trained on retrieved passages (Lewis et al. 2020 train the reader with the
+retriever; RAFT, Zhang et al. 2024, fine-tunes on retrieved documents, distractors
+included). Retrieval seconds count as compute: the train records' with the training, the
+test records' in each record's latency.
 
 **dpo** (Direct Preference Optimization: Rafailov et al. 2023) trains on the task's
 ``data.preference`` pairs: each pair's ``prompt`` (a task input) is rendered with the same
@@ -30,7 +41,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,34 +51,98 @@ from ladder.climb.prompt_rungs import (
     task_records,
     task_template,
 )
+from ladder.climb.rag_rung import (
+    RETRIEVAL_OPTIONS,
+    TaskRetrieval,
+    charge_retrieval,
+    check_retrieval,
+    sources_template,
+)
 from ladder.climb.rungs import RungContext, RungResult, register_rung
 from ladder.climb.task import LoadedTask
 from ladder.errors import ConfigError, UnsupportedError
 from ladder.fsutil import atomic_write_text
+from ladder.prompts.template import PromptTemplate
 
-__all__ = ["DPORung", "FinetuneRung", "chat_records", "preference_records"]
+__all__ = [
+    "DPORung",
+    "FinetuneRung",
+    "TunedAnswerRung",
+    "chat_records",
+    "check_retrieve",
+    "preference_records",
+]
 
-_OPTIONS = ("train", "lora", "freeze", "epochs", "max_seq_len", "max_tokens", "batch_size")
+_OPTIONS = (
+    "train",
+    "lora",
+    "freeze",
+    "epochs",
+    "max_seq_len",
+    "retrieve",
+    "max_tokens",
+    "batch_size",
+)
 _DPO_OPTIONS = (
-    *(o for o in _OPTIONS if o != "freeze"),
+    *(o for o in _OPTIONS if o not in ("freeze", "retrieve")),
     "beta",
     "weights",
     "start",
 )
 
 
-def chat_records(task: LoadedTask) -> list[dict[str, Any]]:
-    """The train split as chat-format records: the task prompt, then the reference."""
-    template = task_template(task.spec)
+def chat_records(
+    task: LoadedTask,
+    *,
+    template: PromptTemplate | None = None,
+    records: Sequence[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The train split (or ``records``) as chat-format records: the task prompt (or
+    ``template``), then the reference."""
+    prompt = template or task_template(task.spec)
     return [
         {
             "messages": [
-                *template.render(doc),
+                *prompt.render(doc),
                 {"role": "assistant", "content": doc.record["answer"]},
             ]
         }
-        for doc in task_records(task.train)
+        for doc in task_records(task.train if records is None else records)
     ]
+
+
+def check_retrieve(options: Mapping[str, Any], where: str) -> None:
+    """Raise a one-line :class:`ConfigError` for a ``retrieve`` option that cannot work."""
+    value = options.get("retrieve")
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{where}: option 'retrieve' is {value!r}; use a mapping such as {{k: 1}} "
+            f"(settings: {', '.join(sorted(RETRIEVAL_OPTIONS))})"
+        )
+    unknown = sorted(set(value) - set(RETRIEVAL_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: option 'retrieve' has no setting {unknown[0]!r}; its settings: "
+            f"{', '.join(sorted(RETRIEVAL_OPTIONS))}"
+        )
+    check_retrieval(value, where, prefix="retrieve.")
+
+
+def _retrieval(
+    task: LoadedTask, options: Mapping[str, Any], ctx: RungContext, rung: str
+) -> TaskRetrieval | None:
+    """The indexed knowledge when ``options`` say ``retrieve``, else None."""
+    settings = options.get("retrieve")
+    if settings is None:
+        return None
+    if task.spec.data.knowledge is None:  # load_task refuses this first, naming the line
+        raise ConfigError(
+            f"{task.path}: rung {rung}: option 'retrieve' retrieves from data.knowledge, "
+            "which the task does not set; add it or drop the option"
+        )
+    return TaskRetrieval.index(task, settings, ctx)
 
 
 def preference_records(task: LoadedTask) -> list[dict[str, Any]]:
@@ -103,26 +178,51 @@ def _trained(ctx: RungContext, train: Any) -> dict[str, Any]:
     return summary
 
 
-def _answer(
-    task: LoadedTask, ctx: RungContext, options: Mapping[str, Any], summary: Mapping[str, Any]
+def _ask(
+    task: LoadedTask,
+    ctx: RungContext,
+    options: Mapping[str, Any],
+    tuned: str,
+    retrieval: TaskRetrieval | None,
 ) -> RungResult:
-    """Answer the test split zero-shot with the trained checkpoint; charge its training."""
-    tuned = f"hf:{summary['model_dir']}"
+    """Answer the test split with checkpoint ``tuned`` in the shape it was trained on:
+    zero-shot, with the retrieved sources in the prompt when it was trained with them."""
+    records, seconds = retrieval.with_sources(task.test) if retrieval else (None, [])
     lm = ctx.models.get(tuned)
     try:
         result = answer_with_prompts(
             lm,
-            task_template(task.spec),
+            sources_template(task.spec) if retrieval else task_template(task.spec),
             "zero_shot",
             task,
             ctx,
+            records=records,
             params=prompt_params(task, options),
             batch_size=int(options.get("batch_size", 8)),
             model_spec=tuned,
         )
     finally:
         ctx.models.drop(tuned)
-    training = float(summary["train_seconds"]) + float(summary.get("start_train_seconds", 0.0))
+    if retrieval is not None:
+        charge_retrieval(result, seconds, tuned)
+        result.details["retrieval"] = retrieval.details()
+    return result
+
+
+def _answer(
+    task: LoadedTask,
+    ctx: RungContext,
+    options: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    retrieval: TaskRetrieval | None = None,
+) -> RungResult:
+    """Answer the test split with the trained checkpoint; charge its training."""
+    result = _ask(task, ctx, options, f"hf:{summary['model_dir']}", retrieval)
+    training = (
+        float(summary["train_seconds"])
+        + float(summary.get("start_train_seconds", 0.0))
+        + float(summary.get("retrieval_seconds", 0.0))
+    )
     result.compute_seconds += training
     result.train_losses = list(summary["train_losses"])
     result.details.update({k: v for k, v in summary.items() if k != "train_losses"})
@@ -157,20 +257,29 @@ class FinetuneRung:
     @classmethod
     def build(cls, name: str, options: Mapping[str, Any]) -> FinetuneRung:
         """The rung for method ``name`` (lora, qlora, freeze, full)."""
+        check_retrieve(options, f"rung {name}")
         return cls(name, dict(options))
 
     def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
         """Train (or, resuming, reuse a finished training), then answer the test split."""
         _check_local(self.method, model)
-        summary = _trained(ctx, lambda: self._train(task, model, ctx))
-        return _answer(task, ctx, self.options, summary)
+        retrieval = _retrieval(task, self.options, ctx, self.method)
+        summary = _trained(ctx, lambda: self._train(task, model, ctx, retrieval))
+        return _answer(task, ctx, self.options, summary, retrieval)
 
-    def _train(self, task: LoadedTask, model: str, ctx: RungContext) -> dict[str, Any]:
+    def _train(
+        self, task: LoadedTask, model: str, ctx: RungContext, retrieval: TaskRetrieval | None
+    ) -> dict[str, Any]:
         from ladder.train.finetune import finetune
         from ladder.train.finetune_config import FinetuneConfig
 
         data = ctx.out / "train.jsonl"
-        rows = chat_records(task)
+        seconds: list[float] = []
+        if retrieval is None:
+            rows = chat_records(task)
+        else:  # each train record with the sources retrieved for its own input
+            records, seconds = retrieval.with_sources(task.train)
+            rows = chat_records(task, template=sources_template(task.spec), records=records)
         atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         out = ctx.out / "ft"
         settings: dict[str, Any] = {
@@ -192,7 +301,31 @@ class FinetuneRung:
         ctx.log(f"{self.method}: fine-tuning {model} on {len(rows)} records")
         started = time.perf_counter()
         result = finetune(cfg, progress=False, log=ctx.log)
-        return _summary(self.method, result, time.perf_counter() - started)
+        summary = _summary(self.method, result, time.perf_counter() - started)
+        if retrieval is not None:
+            summary["retrieval_seconds"] = round(sum(seconds), 3)
+        return summary
+
+
+@dataclass(frozen=True)
+class TunedAnswerRung:
+    """Answers with an already fine-tuned checkpoint (the model spec it is run on) in the
+    shape a fine-tuning rung with these ``options`` trained it on: zero-shot, with the
+    retrieved sources when the options say ``retrieve``. Cost optimisation's quantised
+    variant of a fine-tuned winner answers this way; no training is charged here."""
+
+    options: Mapping[str, Any]
+
+    @classmethod
+    def build(cls, name: str, options: Mapping[str, Any]) -> TunedAnswerRung:
+        """Keep the answering options (``retrieve``, ``max_tokens``, ``batch_size``)."""
+        keep = ("retrieve", "max_tokens", "batch_size")
+        return cls({k: v for k, v in options.items() if k in keep})
+
+    def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
+        """Answer the test split with checkpoint ``model``."""
+        retrieval = _retrieval(task, self.options, ctx, "answer")
+        return _ask(task, ctx, self.options, model, retrieval)
 
 
 @dataclass(frozen=True)
@@ -255,5 +388,12 @@ class DPORung:
 
 
 for _method in ("lora", "qlora", "freeze", "full"):
-    register_rung(_method, FinetuneRung.build, options=_OPTIONS, needs_train=True)
+    register_rung(
+        _method,
+        FinetuneRung.build,
+        options=_OPTIONS,
+        needs_train=True,
+        knowledge_option="retrieve",
+        validate=check_retrieve,
+    )
 register_rung("dpo", DPORung.build, options=_DPO_OPTIONS, needs_preference=True)

@@ -147,15 +147,12 @@ def _with(task: LoadedTask, **update: Any) -> LoadedTask:
     return dataclasses.replace(task, spec=task.spec.model_copy(update=update))
 
 
-def _answer_options(spec: RungSpec) -> dict[str, Any]:
-    return {k: v for k, v in spec.options.items() if k in ("max_tokens", "batch_size")}
-
-
 def plans(
     task: LoadedTask, winner: Row, spec: RungSpec, models: Sequence[str], rows: Sequence[Row]
 ) -> Iterator[_Plan]:
     """The variants to try for ``winner`` (its rung ``spec``), cheapest-looking first."""
-    from ladder.climb.prompt_rungs import PromptRung, _output_format
+    from ladder.climb.finetune_rungs import TunedAnswerRung
+    from ladder.climb.prompt_rungs import _output_format
 
     kinds = enabled_kinds(task)
     build = lambda s: build_rung(s.rung, s.options, where=str(task.path))  # noqa: E731
@@ -190,7 +187,8 @@ def plans(
             reason = f"dynamic int8 quantises local weights; {winner.model} is an API model"
             yield _Plan("quantise", "dynamic int8", task, winner.model, reason=reason)
         elif winner.answered_by and winner.answered_by != winner.model:  # a fine-tuned model
-            answer = PromptRung.build("zero_shot", _answer_options(spec))
+            # asked the way its rung trained it (a reader: with the retrieved sources)
+            answer = TunedAnswerRung.build("answer", spec.options)
             tuned = _TunedAnswer(answer, winner.train_seconds)
             model = winner.answered_by + INT8_SUFFIX
             yield _Plan("quantise", "dynamic int8", task, model, tuned)

@@ -12,6 +12,9 @@ unknown one is a one-line error naming the task file's line); ``needs_train`` /
 ``needs_knowledge`` make a task without ``data.train`` / ``data.knowledge`` an error at load
 time, before anything runs; ``needs_preference`` does the same for ``data.preference`` when
 the task lists the rung itself (in the default rungs it is skipped with the reason).
+``knowledge_option`` names an option that, when set, makes the rung need ``data.knowledge``
+(a fine-tuning rung's ``retrieve``); ``validate(options, where)`` checks option values at
+load time and raises a one-line :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -148,15 +151,25 @@ class RungEntry:
     needs_train: bool = False
     needs_knowledge: bool = False
     needs_preference: bool = False
+    knowledge_option: str | None = None
+    validate: Callable[[Mapping[str, Any], str], None] | None = None
 
     def check_options(self, options: Mapping[str, Any], *, where: str = "task") -> None:
-        """Raise a one-line :class:`ConfigError` for an option this rung does not have."""
+        """Raise a one-line :class:`ConfigError` for an option this rung does not have, or
+        (the rung's ``validate``) for an option value it cannot use."""
         unknown = sorted(set(options) - self.options)
         if unknown:
             allowed = ", ".join(sorted(self.options)) or "none"
             raise ConfigError(
                 f"{where}: rung {self.name} has no option {unknown[0]!r}; its options: {allowed}"
             )
+        if self.validate is not None:
+            self.validate(options, where)
+
+    def wants_knowledge(self, options: Mapping[str, Any]) -> bool:
+        """Whether a task listing this rung with ``options`` must set ``data.knowledge``."""
+        opt = self.knowledge_option
+        return self.needs_knowledge or (opt is not None and options.get(opt) is not None)
 
 
 _RUNGS: dict[str, RungEntry] = {}
@@ -170,10 +183,19 @@ def register_rung(
     needs_train: bool = False,
     needs_knowledge: bool = False,
     needs_preference: bool = False,
+    knowledge_option: str | None = None,
+    validate: Callable[[Mapping[str, Any], str], None] | None = None,
 ) -> None:
     """Make ``name`` usable in a task's ``rungs`` list: ``build(name, options)`` gives it."""
     _RUNGS[name] = RungEntry(
-        name, build, frozenset(options), needs_train, needs_knowledge, needs_preference
+        name,
+        build,
+        frozenset(options),
+        needs_train,
+        needs_knowledge,
+        needs_preference,
+        knowledge_option,
+        validate,
     )
 
 

@@ -316,10 +316,15 @@ def load_task(path: str | Path) -> LoadedTask:
                 f"{where('rungs', i)}: field 'rungs.{i}': rung {rung.rung} trains on preference "
                 "pairs but the task has no data.preference; add a pairs file or drop the rung"
             )
-        if getattr(cls, "needs_knowledge", False) and not spec.data.knowledge:
+        if cls.wants_knowledge(rung.options) and not spec.data.knowledge:
+            what, drop = (
+                ("", "the rung")
+                if cls.needs_knowledge
+                else (f" (option {cls.knowledge_option!r})", "the option")
+            )
             raise ConfigError(
-                f"{where('rungs', i)}: field 'rungs.{i}': rung {rung.rung} retrieves from "
-                "data.knowledge, which the task does not set; add it or drop the rung"
+                f"{where('rungs', i)}: field 'rungs.{i}': rung {rung.rung}{what} retrieves from "
+                f"data.knowledge, which the task does not set; add it or drop {drop}"
             )
     if spec.judge is not None and spec.judge.rubric is not None:
         judge_rubric(spec.judge, file.parent, where=where("judge", "rubric"))
