@@ -105,6 +105,30 @@ def test_failed_and_interrupted_runs_keep_their_status(tmp_path: Path, mlflow_re
         tracker.log_metrics({"outside": 1.0})
 
 
+def test_a_store_that_fails_mid_run_warns_once_and_the_work_goes_on(
+    tmp_path: Path, mlflow_ready: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = MlflowTracker(store(tmp_path), experiment="exp")
+    (tmp_path / "preds.jsonl").write_text('{"p": 1}\n')
+    finished = []
+    with caplog.at_level("WARNING", logger="ladder.track"), tracker.run("climb") as climb:
+        with climb.run("rung a") as rung:
+            rung.log_metrics({"value": 0.5})
+        (tmp_path / "runs.db").unlink()  # SQLite refuses writes to a removed database
+        with climb.run("rung b") as rung:
+            rung.log_metrics({"value": 0.7})
+            rung.log_artifact(tmp_path / "preds.jsonl")
+            finished.append("b")
+        climb.set_tags({"recommendation": "b"})
+    assert finished == ["b"] and tracker.run_id is None
+    assert tracker.failed is not None and tracker.failed.startswith("opening run 'rung b': ")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ladder.track"]
+    assert len(warnings) == 1 and "runs.db failed (opening run 'rung b'" in warnings[0]
+    # The next top-level run tries the store again: a store that cannot open is one line.
+    with pytest.raises(ConfigError, match=r"^tracking store sqlite:///"), tracker.run("next"):
+        pass
+
+
 def test_llm_calls_chains_and_agents_become_traces_of_the_run(
     tmp_path: Path, server: OpenAITestServer, mlflow_ready: None
 ) -> None:

@@ -8,16 +8,22 @@ of up to ``window_spans`` top-level spans or ``window_s`` seconds, linked to the
 writes one trace in tens of milliseconds: one trace per call would cost more than a small
 model's call). MLflow exports spans in a background thread; the outermost run waits for
 the export when it ends.
+
+A store that cannot be opened when the first run starts is a one-line ``ConfigError``
+(nothing has run yet). A store that fails later (a server gone, a database file removed
+or read-only) is reported once as a warning and the tracker stops writing: the work it
+records goes on and keeps its own results on disk, untracked from then on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +47,7 @@ DEFAULT_EXPERIMENT = "ladder"
 MAX_PARAM_CHARS = 6000  # MLflow's limits on a param / tag value
 MAX_TAG_CHARS = 8000
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")
+_log = logging.getLogger("ladder.track")
 
 
 @dataclass
@@ -77,6 +84,7 @@ class MlflowTracker:
         self.window_s = window_s
         self._client: MlflowClient | None = None
         self._runs: list[_OpenRun] = []
+        self.failed: str | None = None  # why the store stopped taking writes, if it did
 
     @property
     def run_id(self) -> str | None:
@@ -100,9 +108,21 @@ class MlflowTracker:
         run_tags = _clean_map(tags or {}, MAX_TAG_CHARS)
         if parent is not None:
             run_tags["mlflow.parentRunId"] = parent.run_id
-        with store_errors(self.uri):
-            experiment_id = parent.experiment_id if parent else self._experiment_id(tags or {})
-            created = self.client.create_run(experiment_id, run_name=name, tags=run_tags)
+        created: Any = None
+        if parent is None:  # the first run: a store that cannot open stops here, cleanly
+            self.failed = None
+            with store_errors(self.uri):
+                experiment_id = self._experiment_id(tags or {})
+                created = self.client.create_run(experiment_id, run_name=name, tags=run_tags)
+        else:
+            experiment_id = parent.experiment_id
+            created = self._write(
+                f"opening run {name!r}",
+                lambda: self.client.create_run(experiment_id, run_name=name, tags=run_tags),
+            )
+        if created is None:  # the store failed mid-way: the work goes on, untracked
+            yield self
+            return
         opened = _OpenRun(created.info.run_id, experiment_id, name)
         self._runs.append(opened)
         spans = _MlflowSpans(opened, self.window_spans, self.window_s)
@@ -116,10 +136,11 @@ class MlflowTracker:
             raise
         finally:
             deactivate(token)
-            spans.close()
+            self._write("closing traces", spans.close)
             self._runs.pop()
-            self.client.set_terminated(opened.run_id, status)
-            if not self._runs:
+            end = self.client.set_terminated
+            self._write(f"ending run {name!r}", lambda: end(opened.run_id, status))
+            if not self._runs and self.failed is None:
                 _flush_traces()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -127,7 +148,10 @@ class MlflowTracker:
         from mlflow.entities import Param
 
         values = _clean_map(params, MAX_PARAM_CHARS)
-        self.client.log_batch(self._open().run_id, params=[Param(k, v) for k, v in values.items()])
+        batch = [Param(k, v) for k, v in values.items()]
+        self._write(
+            "logging params", lambda: self.client.log_batch(self._open().run_id, params=batch)
+        )
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Metrics of the open run at ``step`` (0 when not given)."""
@@ -135,14 +159,17 @@ class MlflowTracker:
 
         now = int(time.time() * 1000)
         batch = [Metric(_key(k), float(v), now, step or 0) for k, v in metrics.items()]
-        self.client.log_batch(self._open().run_id, metrics=batch)
+        self._write(
+            "logging metrics", lambda: self.client.log_batch(self._open().run_id, metrics=batch)
+        )
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Tags of the open run (redacted)."""
         from mlflow.entities import RunTag
 
         values = _clean_map(tags, MAX_TAG_CHARS)
-        self.client.log_batch(self._open().run_id, tags=[RunTag(k, v) for k, v in values.items()])
+        batch = [RunTag(k, v) for k, v in values.items()]
+        self._write("setting tags", lambda: self.client.log_batch(self._open().run_id, tags=batch))
 
     def log_score(self, score: Score, prefix: str = "") -> None:
         """Value and CI ends as metrics, the signature as a tag."""
@@ -159,12 +186,39 @@ class MlflowTracker:
         source = Path(path)
         if not source.exists():
             raise ConfigError(f"{source}: no such file or folder to log as an artifact")
+        if self.failed is not None:
+            return
         run_id = self._open().run_id
         with redacted_artifact(source) as clean:
             if clean.is_dir():
-                self.client.log_artifacts(run_id, str(clean), artifact_path=source.name)
+                put = lambda: self.client.log_artifacts(  # noqa: E731
+                    run_id, str(clean), artifact_path=source.name
+                )
             else:
-                self.client.log_artifact(run_id, str(clean))
+                put = lambda: self.client.log_artifact(run_id, str(clean))  # noqa: E731
+            self._write(f"storing {source.name}", put)
+
+    def _write(self, what: str, action: Callable[[], Any]) -> Any:
+        """``action()``, a write to the store; after a failure, warn once, write nothing more
+        and return None."""
+        from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if self.failed is not None:
+            return None
+        try:
+            return action()
+        except (MlflowException, SQLAlchemyError, OSError) as exc:
+            text = str(exc.message if isinstance(exc, MlflowException) else exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            self.failed = f"{what}: {redact_text(first)[:300]}"
+            _log.warning(
+                "tracking store %s failed (%s); the work goes on untracked, its results stay "
+                "on disk",
+                redact_text(self.uri),
+                self.failed,
+            )
+            return None
 
     def _open(self) -> _OpenRun:
         if not self._runs:
