@@ -5,7 +5,12 @@ The same tiny random Llama and padded global batches as ``tests/_distributed_wor
 process, no DeepSpeed), under torchrun with accelerate's DeepSpeed variables, or under
 ``accelerate launch --config_file examples/distributed/zeroN.yaml``. Rank 0 writes
 ``result.json`` (per-step losses, validation loss, what accelerate ran and the DeepSpeed
-settings it used) and ``weights.pt`` into ``--out``.
+settings it used), ``weights.pt`` (the trained weights: gathered ones where ZeRO-3 sharded them)
+and ``hf/`` (the model saved as the verbs save it) into ``--out``.
+
+A DeepSpeed JSON config comes in through ``ACCELERATE_DEEPSPEED_CONFIG_FILE`` (torchrun) or
+an accelerate config's ``deepspeed_config_file``: tests/test_deepspeed_save.py uses one with
+``stage3_param_persistence_threshold: 0`` so ZeRO-3 really partitions these small weights.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from accelerate.state import AcceleratorState
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from _distributed_worker import SEQ, VOCAB, _global_batches, _micro_batches
+from ladder.train.checkpoint import save_pretrained_full
 from ladder.train.config import TrainConfig
 from ladder.train.loop import train
 
@@ -54,7 +60,9 @@ def _engine(state: AcceleratorState) -> dict[str, object]:
     if plugin is not None:
         config = plugin.deepspeed_config
         ran["deepspeed"] = {k: config.get(k) for k in DEEPSPEED_KEYS}
-        ran["deepspeed"]["zero_stage"] = config["zero_optimization"]["stage"]  # type: ignore[index]
+        zero = config["zero_optimization"]
+        ran["deepspeed"]["zero_stage"] = zero["stage"]  # type: ignore[index]
+        ran["deepspeed"]["gather_on_save"] = zero.get("stage3_gather_16bit_weights_on_model_save")  # type: ignore[index]
     return ran
 
 
@@ -100,11 +108,15 @@ def main() -> None:
             "world": world,
             "train_losses": result.train_losses,
             "eval_loss": result.final_eval.loss,
+            # ZeRO-3 leaves a partitioned parameter's local tensor empty after training
+            "empty_parameters": sum(p.numel() == 0 for p in model.parameters()),
+            "gathered": result.weights is not None,
             **_engine(AcceleratorState()),
         }
         (args.out / "result.json").write_text(json.dumps(summary))
-        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        torch.save(weights, args.out / "weights.pt")
+        trained = result.weights if result.weights is not None else model.state_dict()
+        torch.save({k: v.detach().clone() for k, v in trained.items()}, args.out / "weights.pt")
+        save_pretrained_full(model, args.out / "hf", result.weights)
 
 
 if __name__ == "__main__":

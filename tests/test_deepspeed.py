@@ -115,6 +115,8 @@ def test_shipped_zero_configs_leave_the_batch_arithmetic_to_the_run(
     assert config["train_micro_batch_size_per_gpu"] == 2
     assert config["train_batch_size"] == 48
     assert config["gradient_clipping"] == 1.0
+    gather = config["zero_optimization"].get("stage3_gather_16bit_weights_on_model_save")
+    assert gather is (stage == 3)  # ZeRO-3 gathers the weights to save (False: the default)
 
 
 def test_deepspeed_is_not_refused_on_a_machine_without_cuda() -> None:
@@ -217,6 +219,7 @@ def test_zero2_one_process_with_grad_accum_2_matches_the_plain_loop(
         "gradient_clipping": 0.1,
         "train_batch_size": 8,
         "zero_stage": 2,
+        "gather_on_save": False,  # ZeRO-3 only (tests/test_deepspeed_save.py)
     }
 
 

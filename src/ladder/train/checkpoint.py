@@ -11,6 +11,11 @@ A checkpoint is first written to a hidden temp folder and renamed into place onl
 complete, so a crash mid-save leaves every earlier checkpoint untouched, and the newest
 *complete* checkpoint is always the one that resumes. The temp name is deterministic (not
 ``mkdtemp``) so that every process of a distributed run writes into the same folder.
+
+The trained model itself goes out as a Hugging Face folder (:func:`save_pretrained_full`).
+Under DeepSpeed ZeRO-3 or FSDP each process holds only a shard of every weight, so the
+loop gathers the full weights once at the end (:func:`gather_weights`) and the main process
+writes those.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from ladder.train.config import TrainConfig
 
@@ -128,6 +135,61 @@ def load_checkpoint(accelerator: Accelerator, path: str | os.PathLike[str]) -> T
     accelerator.load_state(str(path))
     data = json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
     return TrainerState(**data)
+
+
+def weights_sharded(accelerator: Accelerator) -> bool:
+    """Whether each process holds only a shard of the weights: DeepSpeed ZeRO-3 or FSDP.
+
+    Then the prepared model's own parameters are not the trained weights (under ZeRO-3 they
+    are empty tensors outside a forward pass), and saving needs :func:`gather_weights`.
+    """
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        zero = accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {})
+        return str(zero.get("stage", 0)) == "3"
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def gather_weights(
+    accelerator: Accelerator, model: torch.nn.Module
+) -> dict[str, torch.Tensor] | None:
+    """The full weights of a prepared ``model`` whose parameters are sharded, on the main process.
+
+    A collective: every process must call it (each contributes its shards). Through
+    ``accelerator.get_state_dict``: under ZeRO-3 DeepSpeed gathers one layer at a time onto
+    the main process's CPU, in the dtype the engine trains in (fp32 without mixed precision;
+    bf16/fp16 with it); it needs ``stage3_gather_16bit_weights_on_model_save``, which
+    :func:`ladder.train.distributed.fit_deepspeed_config` switches on. Under FSDP it is
+    the full state dict, offloaded to the main process's CPU.
+
+    Returns:
+        ``{name: tensor}`` (the model's own state-dict names) on the main process of a
+        sharded run; None on the other processes, and None when the weights are not sharded
+        (the model's own tensors then are the trained weights).
+    """
+    if not weights_sharded(accelerator):
+        return None
+    weights = accelerator.get_state_dict(model)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process or not weights:
+        return None
+    # A torch.compile'd model names its weights "_orig_mod.NAME".
+    return {name.removeprefix("_orig_mod."): tensor for name, tensor in weights.items()}
+
+
+def save_pretrained_full(
+    model: Any, folder: str | os.PathLike[str], weights: dict[str, torch.Tensor] | None
+) -> None:
+    """``model.save_pretrained(folder)`` as safetensors, with ``weights`` when given.
+
+    Call it on the main process only, with :attr:`ladder.train.loop.TrainResult.weights`:
+    the full weights a sharded run (ZeRO-3, FSDP) gathered, or None for any other run,
+    whose model holds its trained weights itself. Works for transformers models and PEFT
+    models alike (a PEFT model keeps only its adapter weights out of ``weights``).
+    """
+    # transformers empties the dict it is given while writing: hand it a copy of the dict
+    # (not of the tensors), so the caller's weights survive the save.
+    given = dict(weights) if weights is not None else None
+    model.save_pretrained(folder, state_dict=given, safe_serialization=True)
 
 
 def _write_metadata(

@@ -15,7 +15,9 @@ and accelerate both set ``LOCAL_RANK``) before it calls :func:`launch_verb`.
 
 Under DeepSpeed the run's config is the one source of the batch arithmetic:
 :func:`fit_deepspeed_config` writes ``batch_size``, ``grad_accum`` and ``max_grad_norm`` into
-DeepSpeed's config before the engine is built, and refuses a file that says otherwise.
+DeepSpeed's config before the engine is built, and refuses a file that says otherwise. Under
+ZeRO-3 it also switches on ``stage3_gather_16bit_weights_on_model_save``, without which the
+trained weights, sharded over the processes, could not be gathered into one HF folder.
 """
 
 from __future__ import annotations
@@ -251,6 +253,10 @@ def deepspeed_requested(env: Mapping[str, str] | None = None) -> bool:
 def fit_deepspeed_config(ds_config: dict[str, Any], config: TrainConfig, processes: int) -> None:
     """Set DeepSpeed's batch, accumulation and clipping from the run's ``config``, in place.
 
+    Under ZeRO-3 also ``stage3_gather_16bit_weights_on_model_save: true``, so the trained
+    weights can be gathered to save them (the name says 16-bit; it gathers whatever dtype
+    the engine trains in: fp32 without mixed precision).
+
     DeepSpeed counts micro-batches against its own ``gradient_accumulation_steps``, scales
     the loss by it and clips with ``gradient_clipping``; the loop has no DataLoader from
     which accelerate could fill ``"auto"`` micro-batch sizes. So each value is taken from
@@ -283,6 +289,28 @@ def fit_deepspeed_config(ds_config: dict[str, Any], config: TrainConfig, process
                 "(ladder fills auto from the run)"
             )
         ds_config[key] = value
+    zero = ds_config.get("zero_optimization")
+    if isinstance(zero, dict) and _number(zero.get("stage")) == 3:
+        # The loop saves the trained model as one HF folder, gathered from the shards
+        # (ladder.train.checkpoint.gather_weights); DeepSpeed gathers only with this on.
+        # accelerate writes false where a config does not mention it, so a false here is
+        # not a choice to honour; it changes nothing but what a save may gather.
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+
+
+def forget_deepspeed_for_model_loading() -> None:
+    """Stop transformers from building models under ZeRO-3 once training is over.
+
+    accelerate registers its DeepSpeed config with transformers, which from then on builds
+    every model it loads in this process inside ``deepspeed.zero.Init`` under ZeRO-3: the
+    weights partitioned over the processes, a collective. After training, a model loaded on
+    one process (the base model of a LoRA merge) must load whole, or that process waits for
+    the others forever (or fails when they have exited). The training loop calls this when
+    it has released the DeepSpeed engine.
+    """
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
 
 
 def _number(value: object) -> float | None:

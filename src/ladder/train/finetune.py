@@ -42,6 +42,7 @@ from ladder.data.io import file_sha256, read_records
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_dir
 from ladder.train.batches import TrainBatches, eval_batches
+from ladder.train.checkpoint import save_pretrained_full
 from ladder.train.finetune_config import FinetuneConfig
 from ladder.train.loop import EvalResult, NextTokenObjective, Objective, evaluate, train
 from ladder.train.merge import merge_adapter, model_card
@@ -175,7 +176,9 @@ def finetune(
     }
     model_dir = adapter_dir = None
     if rank == 0:
-        model_dir, adapter_dir = _export(cfg, model, tokenizer, base_path, out, card, say)
+        model_dir, adapter_dir = _export(
+            cfg, model, result.weights, tokenizer, base_path, out, card, say
+        )
     return FinetuneResult(
         out=out,
         model_dir=model_dir,
@@ -301,26 +304,31 @@ def _trainable(model: Any) -> int:
 def _export(
     cfg: FinetuneConfig,
     model: Any,
+    weights: dict[str, torch.Tensor] | None,
     tokenizer: Any,
     base_path: Path,
     out: Path,
     card: dict[str, Any],
     say: Callable[[str], None],
 ) -> tuple[Path | None, Path | None]:
-    """Save the adapter and/or the full checkpoint, each atomically, each with a model card."""
+    """Save the adapter and/or the full checkpoint, each atomically, each with a model card.
+
+    ``weights`` are the full trained weights where ZeRO-3/FSDP sharded them (the model's own
+    tensors are then empty shards); None for any other run.
+    """
     is_adapter = cfg.method in ADAPTER_METHODS or (
         cfg.method == "dpo" and cfg.dpo.weights == "lora"
     )
     model = model.cpu() if not getattr(model, "is_loaded_in_4bit", False) else model
     if not is_adapter:
         with atomic_dir(out / "model") as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
+            save_pretrained_full(model, tmp, weights)
             tokenizer.save_pretrained(tmp)
             (tmp / "README.md").write_text(model_card(card), encoding="utf-8")
         say(f"saved {out / 'model'}")
         return out / "model", None
     with atomic_dir(out / "adapter") as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        save_pretrained_full(model, tmp, weights)  # a PEFT model keeps the adapter weights
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card({**card, "adapter": True}), encoding="utf-8")
     say(f"saved adapters to {out / 'adapter'}")

@@ -42,12 +42,18 @@ from tqdm.auto import tqdm
 from ladder.errors import ConfigError
 from ladder.train.checkpoint import (
     TrainerState,
+    gather_weights,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
+    weights_sharded,
 )
 from ladder.train.config import TrainConfig
-from ladder.train.distributed import deepspeed_requested, fit_deepspeed_config
+from ladder.train.distributed import (
+    deepspeed_requested,
+    fit_deepspeed_config,
+    forget_deepspeed_for_model_loading,
+)
 from ladder.train.meters import mfu, peak_memory_bytes, run_peak_gflops
 from ladder.train.objectives import Batch, NextTokenObjective, Objective
 from ladder.train.schedule import lr_at, resolve_mixed_precision
@@ -103,6 +109,10 @@ class TrainResult:
     peak_memory_bytes: int = 0  # peak accelerator memory (CUDA) or process RSS (CPU)
     samples: list[dict[str, Any]] = field(default_factory=list)  # {step, prompt, text}
     mfu: float | None = None  # model FLOPs utilisation of this call (flops_per_token given)
+    # The full trained weights, on the main process, when the processes held only shards of
+    # them (DeepSpeed ZeRO-3, FSDP): the model's own tensors are then not the trained weights.
+    # None otherwise. Save with ladder.train.checkpoint.save_pretrained_full.
+    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def final_train_loss(self) -> float:
@@ -129,7 +139,8 @@ def train(
     """Train ``model`` in place with AdamW, warmup + cosine LR, accumulation and clipping.
 
     Args:
-        model: a causal LM (see the module docstring). Its weights are updated in place.
+        model: a causal LM (see the module docstring). Its weights are updated in place;
+            where ZeRO-3/FSDP sharded them, the full ones come back in the result's ``weights``.
         train_batches: micro-batches of ``config.batch_size`` sequences. Iterated again when
             exhausted (epochs), and it must yield the same sequence every time it is iterated
             (seed its own generator): a resumed run skips the batches already consumed.
@@ -157,6 +168,7 @@ def train(
         model = torch.compile(model)  # type: ignore[assignment]
     model, optimizer = accelerator.prepare(model, optimizer)
     main = accelerator.is_main_process
+    sharded = weights_sharded(accelerator)
     reduce = (lambda t: accelerator.reduce(t, "sum")) if accelerator.num_processes > 1 else None
     peak = run_peak_gflops(accelerator) if flops_per_token else 0.0
     samples: list[dict[str, Any]] = []
@@ -265,12 +277,13 @@ def train(
                 tracker.log_metrics(evaluated, step=state.step)
             side_s += time.perf_counter() - side_start
 
-        # 5b. sample (greedy, so no random numbers are drawn and resuming stays exact)
-        if sampler is not None and main and (state.step % sampler.every == 0 or done):
+        # 5b. sample (greedy, so no random numbers are drawn and resuming stays exact).
+        # Sharded weights (ZeRO-3, FSDP) are gathered in every forward: all processes sample.
+        if sampler is not None and (main or sharded) and (state.step % sampler.every == 0 or done):
             side_start = time.perf_counter()
             for sample in sampler(accelerator.unwrap_model(model)):
                 samples.append({"step": state.step, **sample})
-                if log is not None:
+                if log is not None and main:
                     log(f"step {state.step} sample: {sample['prompt']!r} → {sample['text']!r}")
             side_s += time.perf_counter() - side_start
 
@@ -291,8 +304,11 @@ def train(
                 model, eval_batches, config.eval_batches, forward_kwargs, objective, reduce
             )
     losses = _mean_over_processes(accelerator, step_losses)[first_step : state.step].tolist()
+    weights = gather_weights(accelerator, model)  # collective; None unless ZeRO-3/FSDP
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper
     accelerator.free_memory()
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        forget_deepspeed_for_model_loading()  # a model loaded after training loads whole
     tokens_per_s = (state.tokens - first_tokens) / train_s if train_s > 0 else 0.0
     return TrainResult(
         steps=state.step,
@@ -307,6 +323,7 @@ def train(
         peak_memory_bytes=peak_memory_bytes(accelerator.device),
         samples=samples,
         mfu=mfu(tokens_per_s, flops_per_token, peak) if flops_per_token else None,
+        weights=weights,
     )
 
 

@@ -30,6 +30,7 @@ from ladder.errors import ConfigError
 from ladder.fsutil import atomic_dir, atomic_write_text
 from ladder.models.architectures import Architecture, SpecialIds, build_model, get_architecture
 from ladder.models.memory import GB, OVERHEAD_BYTES, FitConfig, estimate_memory
+from ladder.train.checkpoint import save_pretrained_full
 from ladder.train.config import ModelSpec, PretrainConfig, TrainConfig
 from ladder.train.loop import Objective, train
 from ladder.train.meters import bf16_autocast_speedup, model_flops_per_token
@@ -259,7 +260,7 @@ def run_pretrain(
     }  # fmt: skip
     final = output_dirs(cfg, spec)[0]
     if rank == 0:
-        _save(final, model, tokenizer, summary, result.samples)
+        _save(final, model, tokenizer, summary, result.samples, result.weights)
         shutil.rmtree(run_dir, ignore_errors=True)
         if tracker is not None:
             tracker.log_metrics({k: summary[k] for k in ("train_loss", "tokens_per_s")})
@@ -369,10 +370,16 @@ class GreedySampler:
 
 
 def _save(
-    final: Path, model: Any, tokenizer: Any, summary: dict[str, Any], samples: list[dict[str, Any]]
+    final: Path,
+    model: Any,
+    tokenizer: Any,
+    summary: dict[str, Any],
+    samples: list[dict[str, Any]],
+    weights: dict[str, torch.Tensor] | None,
 ) -> None:
+    """The HF folder, on rank 0; ``weights``: what ZeRO-3/FSDP gathered (None: the model's)."""
     with atomic_dir(final) as tmp:
-        model.save_pretrained(tmp)
+        save_pretrained_full(model, tmp, weights)
         tokenizer.save_pretrained(tmp)
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         lines = "".join(json.dumps(s) + "\n" for s in samples)
