@@ -131,3 +131,15 @@ def test_bad_configs_name_the_field(
     run.write_text(text)
     assert main(["pretrain", str(run)]) == 2
     assert message in _error(capsys)
+
+
+def test_accelerate_config_flag_reaches_the_launcher(
+    tiny_shards: Path, tmp_path: Path, capsys: Any
+) -> None:
+    run = write_config(tmp_path / "run.yaml", config(tiny_shards, tmp_path / "out"))
+    missing = tmp_path / "zero9.yaml"
+    args = ["pretrain", str(run), "--nproc", "2", "--accelerate-config", str(missing)]
+    assert main(args) == 2
+    assert str(missing) in _error(capsys)  # the launcher checked the file the flag named
+    assert main(["pretrain", "--preset", "tiny", "--accelerate-config", str(missing)]) == 2
+    assert "--accelerate-config needs a config with model: or data:" in _error(capsys)

@@ -37,6 +37,12 @@ def pretrain(
     nproc: int | None = typer.Option(
         None, "--nproc", min=1, help=field_help(PretrainConfig, "nproc"), show_default=False
     ),
+    accelerate_config: Path | None = typer.Option(
+        None,
+        "--accelerate-config",
+        help=field_help(PretrainConfig, "accelerate_config"),
+        show_default=False,
+    ),
     list_archs: bool = typer.Option(
         False, "--list", "--archs", help="List the architectures and sizes with parameter counts."
     ),
@@ -64,9 +70,17 @@ def pretrain(
     )
     if out is not None:
         run = run.model_copy(update={"out": str(out)})
+    if accelerate_config is not None:
+        run = run.model_copy(update={"accelerate_config": str(accelerate_config)})
     if run.is_builtin:
-        if nproc is not None and nproc > 1:
-            raise ConfigError("--nproc needs a config with model: or data: (not a built-in preset)")
+        for flag, given in (
+            ("--nproc", (nproc or 1) > 1),
+            ("--accelerate-config", accelerate_config),
+        ):
+            if given:
+                raise ConfigError(
+                    f"{flag} needs a config with model: or data: (not a built-in preset)"
+                )
         _builtin(run, config, preset, max_steps, resume or run.resume)
         return
     if preset is not None:

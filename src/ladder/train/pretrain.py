@@ -93,7 +93,9 @@ def eval_windows(
     """Consecutive non-overlapping windows from the start of ``tokens``: a fixed eval set.
 
     With ``world`` processes the set is that of one process with a ``world`` times larger
-    batch, and each process keeps its share of every batch (the loop sums the results).
+    batch, and each process keeps its share of every batch (the loop sums the results); a
+    last batch too short to give every process a window is left out, so all processes
+    evaluate the same number of batches.
     """
     n_windows = min(len(tokens) // seq_len, batch_size * world * max_batches)
     if n_windows == 0:
@@ -101,8 +103,10 @@ def eval_windows(
     index = torch.arange(n_windows * seq_len).view(n_windows, seq_len)
     windows = _take(tokens, index)  # (W, T)
     mine = slice(rank * batch_size, (rank + 1) * batch_size)
-    shares = [chunk[mine] for chunk in windows.split(batch_size * world)]
-    return [{"input_ids": share} for share in shares if len(share)]
+    # Every process must run the same number of eval batches (under ZeRO-3 each forward
+    # needs all of them): a last chunk too short to give every process a window is dropped.
+    chunks = [c for c in windows.split(batch_size * world) if len(c) > (world - 1) * batch_size]
+    return [{"input_ids": chunk[mine]} for chunk in chunks]
 
 
 def _take(tokens: torch.Tensor | np.ndarray, index: torch.Tensor) -> torch.Tensor:
