@@ -183,9 +183,7 @@ def test_cli_judge_flag_prints_the_judge_column(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ladder.cli._common import console
-
-    monkeypatch.setattr(console, "width", 200)  # one line per table row
+    monkeypatch.setenv("COLUMNS", "200")  # one line per table row
     model, judge = servers
     model.responder, judge.responder = knows_cats, strict_judge
     task = _task(tmp_path, model)
