@@ -71,22 +71,44 @@ class ResponseCache:
         self._inflight: dict[str, Future[Any]] = {}
         self._inflight_lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS responses ("
-                "key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL, "
-                "value TEXT NOT NULL, created REAL NOT NULL)"
-            )
+            self._db = self._open(timeout_s)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"{self.path}: not a usable response cache ({exc}); delete the file, "
                 "point the cache elsewhere, or run with --no-cache"
             ) from None
+
+    def _open(self, timeout_s: float) -> sqlite3.Connection:
+        """Connect, switch to WAL and create the table.
+
+        Two processes opening a new file at once can get "database is locked" at once, not
+        after the busy timeout: SQLite skips the busy handler where waiting could deadlock
+        (one connection changing the journal mode while another creates the table). Such a
+        start is tried again, with a short random pause, until ``timeout_s`` has passed.
+        """
+        import random
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            db = sqlite3.connect(
+                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+            try:
+                db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS responses ("
+                    "key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL, "
+                    "value TEXT NOT NULL, created REAL NOT NULL)"
+                )
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.01, 0.1))
 
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.path)!r})"
