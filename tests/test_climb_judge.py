@@ -259,3 +259,22 @@ def test_judge_calls_are_traced_in_the_rung_run(
     assert {"judge_value", "judge_ci_low", "judge_ci_high"} <= metrics
     stored = {Path(e["stored"]).name for e in lines if e["event"] == "artifact"}
     assert {"judgments.jsonl", "judge.json"} <= stored
+
+
+def test_a_bad_judge_spec_stops_the_climb_before_any_rung_runs(
+    tmp_path: Path,
+    servers: tuple[OpenAITestServer, OpenAITestServer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model, _ = servers
+    model.responder = knows_cats
+    task = _task(tmp_path, model)
+    asked = _asked(model)
+    args = ["climb", str(task), "--out", str(tmp_path / "out"), "--track", "none"]
+    assert main([*args, "--judge", "gpt-4o"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--judge: unknown model spec 'gpt-4o'" in err
+    assert _asked(model) == asked and not (tmp_path / "out").exists()
+    task.write_text(task.read_text() + "judge: {model: llama3}\n")
+    with pytest.raises(ConfigError, match=r"task\.yaml: field 'judge\.model': unknown model spec"):
+        climb(task, ClimbOptions(out=tmp_path / "out"))

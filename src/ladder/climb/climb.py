@@ -166,6 +166,7 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
     from ladder.track import get_tracker
 
     task = load_task(task_path)
+    judge = make_judge(task, options.judge)  # a bad judge spec stops here, before any change
     out = Path(options.out)
     done = resumable_rows(out, task) if options.resume else {}
     kept = {v.key: v for v in load_variants(out) if v.status == "done"} if options.resume else {}
@@ -179,7 +180,6 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
     rows: list[Row] = []
     stopped = "all rungs climbed" if options.all_rungs else ""
     tracker = get_tracker(options.tracking_uri)
-    judge = make_judge(task, options.judge)
     if judge is None and task.spec.judge is not None:
         options.log(
             "judge: the task has a judge section but no judge model, so nothing is judged "

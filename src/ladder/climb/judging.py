@@ -27,6 +27,7 @@ from typing import Any
 from ladder.climb.rungs import ModelCache
 from ladder.climb.state import Row, predictions_of
 from ladder.climb.task import LoadedTask, judge_rubric
+from ladder.errors import ConfigError
 from ladder.evaluate.judge import JudgeSettings, grade_single
 from ladder.evaluate.rubric import Rubric
 from ladder.evaluate.score import CISettings
@@ -94,11 +95,18 @@ def make_judge(task: LoadedTask, model: str | None = None) -> Judge | None:
     reference).
     """
     from ladder.climb.task import JudgeSpec
+    from ladder.errors import LadderError
+    from ladder.models import check_spec
 
     spec = task.spec.judge or JudgeSpec()
     chosen = model or spec.model
     if chosen is None:
         return None
+    try:  # a bad spec stops the climb before any rung runs, not after the first
+        check_spec(chosen)
+    except LadderError as exc:
+        where = "--judge" if model else f"{task.path}: field 'judge.model'"
+        raise ConfigError(f"{where}: {exc}") from None
     s = task.spec
     settings = JudgeSettings(
         attempts=spec.attempts,

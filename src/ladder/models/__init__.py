@@ -39,15 +39,25 @@ def load_model(spec: str, **options: Any) -> LanguageModel:
     Raises:
         ModelLoadError: unknown prefix, or the backend cannot load what the spec names.
     """
+    check_spec(spec)
+    prefix, _, rest = spec.partition(":")
+    return _BACKENDS[prefix](rest, **options)
+
+
+def check_spec(spec: str) -> None:
+    """Check that ``spec`` names a known backend, without loading anything.
+
+    Raises:
+        ModelLoadError: the spec does not start with a registered prefix.
+    """
     _register_builtin_backends()
-    prefix, sep, rest = spec.partition(":")
+    prefix, sep, _ = spec.partition(":")
     if not sep or prefix not in _BACKENDS:
         known = ", ".join(f"{p}:" for p in sorted(_BACKENDS))
         raise ModelLoadError(
             f"unknown model spec {spec!r}: it must start with one of {known} "
             "(e.g. hf:./my-checkpoint, openai:gpt-4o-mini@https://api.openai.com/v1, builtin:tiny)"
         )
-    return _BACKENDS[prefix](rest, **options)
 
 
 def _register_builtin_backends() -> None:
