@@ -178,3 +178,43 @@ def _refused(port: int, seconds: float = 30.0) -> bool:
             return True
         time.sleep(0.5)
     return False
+
+
+@pytest.mark.slow
+def test_a_team_tracking_server_over_http(
+    tmp_path: Path, mlflow_ready: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs logged to an MLflow server by URL (a team's store) land in its database."""
+    from ladder.track._store import prepare_store
+
+    backend = prepare_store(f"sqlite:///{tmp_path / 'server.db'}")  # the team's database
+    port = _free_port()
+    command = [sys.executable, "-m", "ladder.cli.main", "ui", "--store", backend]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        up, deadline = False, time.monotonic() + 120
+        while not up and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as health:
+                    up = health.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert up, proc.stdout.read().decode() if proc.poll() is not None and proc.stdout else ""
+        tracker = MlflowTracker(url)
+        fill(tracker)
+        (tmp_path / "predictions.jsonl").write_text('{"prediction": "a"}\n')
+        with tracker.run("climb offensive", tags={"task": "offensive"}) as climb:
+            climb.log_artifact(tmp_path / "predictions.jsonl")
+            stored = [f.path for f in tracker.client.list_artifacts(climb.run_id or "")]
+        over_http = run_json(capsys, "--store", url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert stored == ["predictions.jsonl"]
+    expected = ["climb offensive", "climb riddles", "rung zero_shot", "climb tagger"]
+    assert [r["name"] for r in over_http][:4] == expected
+    in_database = run_json(capsys, "--store", backend)  # the server's own database has them
+    assert [r["run_id"] for r in in_database] == [r["run_id"] for r in over_http]

@@ -30,6 +30,10 @@ _MLFLOW_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "true",
     "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE": "256",
+    # With a tracking server MLflow prints "View run ... at: URL" to stdout as every run
+    # ends (and asks the server for the run to do so): ladder prints nothing of its own on
+    # stdout from library code, where a verb's JSON output may be going.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 
