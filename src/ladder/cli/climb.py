@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 
 from ladder.cli._common import console, err_console, field_help
 from ladder.fsutil import atomic_write_text
+
+if TYPE_CHECKING:
+    from ladder.climb.climb import ClimbResult
 
 
 class ClimbFlags(BaseModel):
@@ -73,7 +77,6 @@ def climb(
     """Climb the ladder on a task: cheapest rung first, stop at the first good-enough one."""
     from ladder.climb.climb import ClimbOptions
     from ladder.climb.climb import climb as run_climb
-    from ladder.climb.report import terminal_table, variants_table
     from ladder.track import default_tracking_uri
 
     track = track or default_tracking_uri()
@@ -89,14 +92,7 @@ def climb(
         log=lambda line: err_console.print(f"[dim]{line}[/]"),
     )
     result = run_climb(task, options)
-    console.print(terminal_table(result))
-    rec = result.recommendation
-    headline = f"Recommendation: {rec.rung} on {rec.model}" if rec else "Nothing good enough yet"
-    console.print(headline, style="bold", markup=False)
-    console.print(result.why, markup=False)
-    cheaper = variants_table(result)
-    if cheaper is not None:
-        console.print(cheaper)
+    print_result(result)
     if result.stopped:
         console.print(f"Stopped: {result.stopped}", markup=False)
     console.print(f"Report: {result.report}", markup=False)
@@ -105,6 +101,24 @@ def climb(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result.to_json(), indent=2) + "\n")
         console.print(f"Leaderboard: {json_out}", markup=False)
+
+
+def print_result(result: ClimbResult, *, times: bool = False) -> None:
+    """The leaderboard, (with ``times``) each rung's seconds, the recommendation and why,
+    and the cheaper variants: what ``ladder climb`` and ``ladder demo`` show of a climb."""
+    from ladder.climb.report import terminal_table, variants_table
+
+    console.print(terminal_table(result))
+    if times:
+        seconds = ", ".join(f"{r.rung} {r.wall_s:.0f}s" for r in result.rows)
+        console.print(f"Time per rung: {seconds}", markup=False)
+    rec = result.recommendation
+    headline = f"Recommendation: {rec.rung} on {rec.model}" if rec else "Nothing good enough yet"
+    console.print(headline, style="bold", markup=False)
+    console.print(result.why, markup=False)
+    cheaper = variants_table(result)
+    if cheaper is not None:
+        console.print(cheaper)
 
 
 def select(

@@ -74,8 +74,8 @@ def demo(
     track: str | None = typer.Option(None, "--track", help=field_help(DemoConfig, "track")),
 ) -> None:
     """Train the built-in model if needed, then climb the tagger and rag-qa examples with it."""
+    from ladder.cli.climb import print_result
     from ladder.climb.climb import ClimbOptions, climb
-    from ladder.climb.report import terminal_table, variants_table
     from ladder.models import builtin
 
     tasks = [resolve_task(t) for t in (task or [Path(t) for t in DEMO_TASKS])]
@@ -97,16 +97,7 @@ def demo(
             log=lambda line: err_console.print(f"[dim]{line}[/]"),
         )
         result = climb(file, options)
-        console.print(terminal_table(result))
-        seconds = ", ".join(f"{r.rung} {r.wall_s:.0f}s" for r in result.rows)
-        console.print(f"Time per rung: {seconds}", markup=False)
-        rec = result.recommendation
-        headline = f"Recommendation: {rec.rung} on {rec.model}" if rec else "Nothing good enough"
-        console.print(headline, style="bold", markup=False)
-        console.print(result.why, markup=False)
-        cheaper = variants_table(result)
-        if cheaper is not None:
-            console.print(cheaper)
+        print_result(result, times=True)
         console.print(f"Report: {result.report}", markup=False)
     console.print(f"\nDemo done in {time.perf_counter() - started:.0f} s.", markup=False)
     where = f"Runs tracked in: {uri} (list them: ladder runs; browse: ladder ui)"
