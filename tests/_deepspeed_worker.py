@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 from accelerate.state import AcceleratorState
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from _distributed_worker import SEQ, VOCAB, _global_batches, _micro_batches
+from _distributed_worker import _global_batches, _micro_batches
+from _distributed_worker import tiny_llama as _model
 from ladder.train.checkpoint import save_pretrained_full
 from ladder.train.config import TrainConfig
 from ladder.train.loop import train
@@ -35,22 +35,6 @@ DEEPSPEED_KEYS = (
     "gradient_clipping",
     "train_batch_size",
 )
-
-
-def _model() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=SEQ,
-            pad_token_id=0,
-        )
-    )
 
 
 def _engine(state: AcceleratorState) -> dict[str, object]:

@@ -56,6 +56,23 @@ def _micro_batches(
     return [{k: v[c * per : (c + 1) * per] for k, v in batch.items()} for c in chunks]
 
 
+def tiny_llama() -> LlamaForCausalLM:
+    """The 2-layer Llama both workers train, with seeded initial weights."""
+    torch.manual_seed(0)
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=SEQ,
+            pad_token_id=0,
+        )
+    )
+
+
 def main() -> None:
     """Train on this rank's share and let rank 0 write what the test compares."""
     parser = argparse.ArgumentParser()
@@ -71,19 +88,7 @@ def main() -> None:
         for m in _micro_batches(b, rank, world, args.grad_accum)
     ]
     evals = _global_batches(2, 8, seed=2)  # every rank evaluates the same batches
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=SEQ,
-            pad_token_id=0,
-        )
-    )
+    model = tiny_llama()
     config = TrainConfig(
         lr=1e-2,
         min_lr=1e-3,
