@@ -117,3 +117,38 @@ def test_budget_exceeded_mid_climb_stops_keeps_rows_and_resumes(
     result = climb(task, ClimbOptions(out=out, all_rungs=True, resume=True))
     assert [r.rung for r in result.rows] == ["zero_shot", "cot", "few_shot"]
     assert len(server.requests) - asked == 30  # only few_shot's 30 records
+
+
+def test_a_failed_generator_leaves_no_half_written_data(tmp_path: Path) -> None:
+    from ladder.climb import load_task
+    from ladder.errors import ConfigError
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "gen.py").write_text(
+        "import pathlib, sys\n"
+        "out = pathlib.Path(sys.argv[1])\n"
+        '(out / \'test.jsonl\').write_text(\'{"text": "the cat", "la\')\n'  # cut off
+        "sys.exit('gen: disk full while writing test.jsonl')\n"
+    )
+    task = folder / "task.yaml"
+    task.write_text(
+        "name: t\n"
+        "data: {test: data/test.jsonl, input: text, reference: label, generator: gen.py}\n"
+        "good_enough: 0.5\n"
+        "rungs: [zero_shot]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_task(task)
+    assert str(err.value) == (
+        f"{task}:2: the data generator failed: gen: disk full while writing test.jsonl"
+    )
+    # Nothing to mistake for data, and no leftover scratch folder.
+    assert sorted(p.name for p in folder.iterdir()) == ["gen.py", "task.yaml"]
+    # The generator fixed, the next load writes the data and reads it.
+    (folder / "gen.py").write_text(
+        "import json, pathlib, sys\n"
+        "out = pathlib.Path(sys.argv[1])\n"
+        "(out / 'test.jsonl').write_text(json.dumps({'text': 'the cat', 'label': 'red'}))\n"
+    )
+    assert [r["answer"] for r in load_task(task).test] == ["red"]

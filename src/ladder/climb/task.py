@@ -380,8 +380,11 @@ def _read_data(spec: TaskSpec, file: Path, where: Any) -> LoadedTask:
 
 
 def _generate_missing(spec: TaskSpec, file: Path, where: Any) -> None:
+    import os
+    import shutil
     import subprocess
     import sys
+    import tempfile
 
     names = [n for n in (spec.data.train, spec.data.dev, spec.data.test) if n]
     if spec.data.generator is None or all((file.parent / n).is_file() for n in names):
@@ -390,12 +393,21 @@ def _generate_missing(spec: TaskSpec, file: Path, where: Any) -> None:
     if not script.is_file():
         raise ConfigError(f"{where('data', 'generator')}: field 'data.generator': no file {script}")
     target = (file.parent / spec.data.test).parent
-    done = subprocess.run(
-        [sys.executable, str(script), str(target)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise ConfigError(f"{where('data', 'generator')}: the data generator failed: {last}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The generator writes into a fresh folder beside the target; its files move into place
+    # only once it has succeeded, so a failed or killed generator leaves no half-written
+    # data that a later load would take as complete.
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
+        done = subprocess.run([sys.executable, str(script), tmp], capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise ConfigError(f"{where('data', 'generator')}: the data generator failed: {last}")
+        target.mkdir(exist_ok=True)
+        for item in Path(tmp).iterdir():
+            dest = target / item.name
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            os.replace(item, dest)
 
 
 def _records(data_file: Path, spec: TaskSpec) -> list[dict[str, Any]]:
