@@ -90,7 +90,8 @@ class TaskData(BaseModel):
     generator: str | None = Field(
         None,
         description="A Python script that writes the data files when they are missing; it is "
-        "run with the test file's folder as its argument.",
+        "run with a folder to write into as its argument, whose files then move into the "
+        "test file's folder.",
     )
     test_limit: int | None = Field(
         None, ge=1, description="Score only the first N test records (a quick look)."
