@@ -152,3 +152,93 @@ def test_a_failed_generator_leaves_no_half_written_data(tmp_path: Path) -> None:
         "(out / 'test.jsonl').write_text(json.dumps({'text': 'the cat', 'label': 'red'}))\n"
     )
     assert [r["answer"] for r in load_task(task).test] == ["red"]
+
+
+# -- an earlier climb's results go only when the user says so --------------------------------
+
+
+def contents(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` by its SHA-256: a byte-for-byte snapshot."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def earlier(tmp_path: Path, server: OpenAITestServer) -> tuple[Path, Path, dict[str, str]]:
+    """A finished climb in ``out``: (task, out, its byte-for-byte snapshot)."""
+    server.responder = oracle
+    task = write_climb_task(
+        tmp_path / "t", [f"openai:nologprobs@{server.base_url}"], "  - zero_shot\n"
+    )
+    out = tmp_path / "out"
+    assert main(["climb", str(task), "--out", str(out), "--no-optimise"]) == 0
+    return task, out, contents(out)
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_a_mistyped_model_stops_before_the_earlier_climb_is_touched(
+    flags: list[str],
+    earlier: tuple[Path, Path, dict[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    task, out, before = earlier
+    capsys.readouterr()
+    args = ["climb", str(task), "--out", str(out), "--model", "hf:/models/none", *flags]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line == (
+        "ladder: error: hf checkpoint /models/none does not exist: give a local directory "
+        "made by save_pretrained (ladder never downloads from a hub)"
+    )
+    assert captured.out == ""  # not even "zero_shot on …: running"
+    assert contents(out) == before
+
+
+def test_a_second_climb_needs_resume_or_overwrite(
+    earlier: tuple[Path, Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    task, out, before = earlier
+    capsys.readouterr()
+    assert main(["climb", str(task), "--out", str(out)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"ladder: error: {out} already holds a climb of 'animals' (1 finished rung); pass "
+        "--resume to keep them and run the rest, --overwrite to replace them, or another --out"
+    )
+    assert main(["climb", str(task), "--out", str(out), "--resume", "--overwrite"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert contents(out) == before
+    # --resume keeps the finished rung as it was, byte for byte
+    assert main(["climb", str(task), "--out", str(out), "--resume", "--no-optimise"]) == 0
+    rung = [name for name in before if name.startswith("rungs/")]
+    assert rung and all(contents(out)[name] == before[name] for name in rung)
+
+
+def test_overwrite_replaces_only_the_models_it_climbs(
+    earlier: tuple[Path, Path, dict[str, str]], server: OpenAITestServer
+) -> None:
+    task, out, before = earlier
+    other = f"openai:echo@{server.base_url}"
+    args = ["climb", str(task), "--out", str(out), "--model", other, "--overwrite"]
+    assert main([*args, "--no-optimise"]) == 0
+    after = contents(out)
+    first = {name: digest for name, digest in before.items() if name.startswith("rungs/")}
+    assert first and all(after[name] == digest for name, digest in first.items())
+    assert [r.model for r in load_state(out)] == [other]
+    assert len({Path(name).parts[1] for name in after if name.startswith("rungs/")}) == 2
+
+
+def test_model_folders_are_unique_per_spec() -> None:
+    from ladder.climb.state import model_folder
+
+    assert model_folder("builtin:tiny") == "builtin-tiny"
+    assert model_folder("hf:/a/m") != model_folder("hf:/a-m")
+    assert model_folder("hf:/a/m").startswith("hf-a-m-")
+    long = "openai:" + "x" * 80
+    assert model_folder(long) != model_folder(long + "y") and len(model_folder(long)) <= 57

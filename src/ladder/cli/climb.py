@@ -36,8 +36,14 @@ class ClimbFlags(BaseModel):
     )
     resume: bool = Field(
         False,
-        description="Keep the finished rungs of an interrupted climb in "
-        "--out and run only the rest.",
+        description="Keep the finished rungs of an earlier climb of the same task and data "
+        "in --out and run only the rest.",
+    )
+    overwrite: bool = Field(
+        False,
+        description="Replace the earlier climb in --out: each rung's old outputs go as it "
+        "runs again (other models' rungs stay). Without it, or --resume, a climb refuses a "
+        "folder that holds one.",
     )
     out: Path | None = Field(
         None,
@@ -68,6 +74,7 @@ def climb(
     all_rungs: bool = typer.Option(False, "--all", help=field_help(F, "all_rungs")),
     json_out: Path | None = typer.Option(None, "--json", help=field_help(F, "json_out")),
     resume: bool = typer.Option(False, "--resume", help=field_help(F, "resume")),
+    overwrite: bool = typer.Option(False, "--overwrite", help=field_help(F, "overwrite")),
     out: Path | None = typer.Option(None, "--out", help=field_help(F, "out")),
     model: list[str] | None = typer.Option(None, "--model", help=field_help(F, "model")),
     track: str | None = typer.Option(None, "--track", help=field_help(F, "track")),
@@ -85,6 +92,7 @@ def climb(
         out=folder,
         all_rungs=all_rungs,
         resume=resume,
+        overwrite=overwrite,
         models=model or (),
         optimise=not no_optimise,
         tracking_uri=track,

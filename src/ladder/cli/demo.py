@@ -36,7 +36,9 @@ class DemoConfig(BaseModel):
         "rag-qa examples.",
     )
     out: Path = Field(
-        Path("runs"), description="Folder for the climbs' results (OUT/climb-TASKNAME)."
+        Path("runs/demo"),
+        description="Folder for the climbs' results (OUT/climb-TASKNAME); a demo run "
+        "replaces the previous demo's results there.",
     )
     track: str | None = Field(
         None,
@@ -70,7 +72,7 @@ def tracking_uri(flag: str | None) -> str:
 def demo(
     preset: str = typer.Option("tiny", help=field_help(DemoConfig, "preset")),
     task: list[Path] | None = typer.Option(None, "--task", help=field_help(DemoConfig, "task")),
-    out: Path = typer.Option(Path("runs"), "--out", help=field_help(DemoConfig, "out")),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help=field_help(DemoConfig, "out")),
     track: str | None = typer.Option(None, "--track", help=field_help(DemoConfig, "track")),
 ) -> None:
     """Train the built-in model if needed, then climb the tagger and rag-qa examples with it."""
@@ -88,10 +90,13 @@ def demo(
     uri = tracking_uri(track)
     for file in tasks:
         name = file.stem if file.stem != "task" else file.parent.name
-        console.print(f"\n[bold]ladder climb {file} --all --model builtin:{preset}[/]")
+        folder = out / f"climb-{name}"
+        command = f"ladder climb {file} --all --model builtin:{preset} --out {folder} --overwrite"
+        console.print(f"\n{command}", style="bold", markup=False)
         options = ClimbOptions(
-            out=out / f"climb-{name}",
+            out=folder,
             all_rungs=True,
+            overwrite=True,
             models=[f"builtin:{preset}"],
             tracking_uri=uri,
             log=lambda line: err_console.print(f"[dim]{line}[/]"),

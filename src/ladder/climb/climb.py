@@ -48,7 +48,9 @@ from ladder.climb.state import (
     STATE_FILE,
     Row,
     Variant,
+    check_out,
     load_variants,
+    model_folder,
     prediction_texts,
     resolved_task,
     resumable_rows,
@@ -95,6 +97,7 @@ class ClimbOptions:
     models: Sequence[str] = ()
     optimise: bool = True
     tracking_uri: str | None = None
+    overwrite: bool = False  # replace the earlier climb's results in ``out`` rung by rung
     judge: str | None = None  # judge model spec; replaces the task's judge.model
     embedder: Any = None
     model_loader: Callable[[str], Any] | None = None
@@ -167,15 +170,16 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
 
     task = load_task(task_path)
     judge = make_judge(task, options.judge)  # a bad judge spec stops here, before any change
+    models = list(options.models) or task.spec.models
+    if options.model_loader is None:
+        _check_models(models)
     out = Path(options.out)
+    check_out(out, task, resume=options.resume, overwrite=options.overwrite)
+    # Nothing above wrote anything: every input is checked before an earlier result is touched.
     done = resumable_rows(out, task) if options.resume else {}
     kept = {v.key: v for v in load_variants(out) if v.status == "done"} if options.resume else {}
-    if not options.resume and out.exists():
-        for sub in ("rungs", "variants"):
-            shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RESOLVED_TASK_FILE, resolved_task(task))
-    models = list(options.models) or task.spec.models
     cache = ModelCache(options.model_loader)
     rows: list[Row] = []
     stopped = "all rungs climbed" if options.all_rungs else ""
@@ -216,6 +220,14 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
                 }
             )
     return result
+
+
+def _check_models(models: Sequence[str]) -> None:
+    """Every candidate model must be loadable (as far as that shows without loading it)."""
+    from ladder.models import check_model
+
+    for model in models:
+        check_model(model)
 
 
 def _optimise(
@@ -271,7 +283,7 @@ def _climb_model(
         row = done.get(key)
         tags = {"rung": spec.name, "model": model}
         if row is None:
-            folder = out / "rungs" / slug(model) / f"{index:02d}-{slug(spec.name)}"
+            folder = out / "rungs" / model_folder(model) / f"{index:02d}-{slug(spec.name)}"
             # The rung runs inside its child run, so its LLM-call traces land there.
             with tracker.run(f"rung {spec.name}", tags=tags) as run:
                 row = _run_rung(task, model, spec, folder, options, cache, below, tuned=tuned)
@@ -334,6 +346,8 @@ def _run_rung(
     ctx = RungContext(folder, options.resume, cache, options.embedder, options.log)
     if tuned is not None:
         ctx.tuned, ctx.tuned_seconds = tuned.answered_by, tuned.train_seconds
+    if not options.resume:  # --overwrite: this rung's earlier outputs go only as it re-runs
+        shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:

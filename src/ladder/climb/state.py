@@ -9,7 +9,9 @@ latency. ``task.resolved.yaml`` is the task as validated, with the SHA-256 of ea
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,14 +27,17 @@ __all__ = [
     "STATE_FILE",
     "Row",
     "Variant",
+    "check_out",
     "load_state",
     "load_variants",
+    "model_folder",
     "predictions_of",
     "resumable_rows",
     "save_state",
 ]
 
 STATE_FILE = "climb.json"
+_PLAIN_SPEC = re.compile(r"[a-z]+:[A-Za-z0-9_.][A-Za-z0-9_.-]{0,47}")
 RESOLVED_TASK_FILE = "task.resolved.yaml"
 
 
@@ -179,17 +184,58 @@ def save_state(
     atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
+def check_out(out: Path, task: LoadedTask, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a climb that would silently replace an earlier one's results in ``out``.
+
+    An earlier climb's results go only when the user says so: ``resume`` keeps its finished
+    rungs (same task and data only), ``overwrite`` replaces them rung by rung as each one
+    runs again. Writes nothing.
+
+    Raises:
+        ConfigError: both flags; an earlier climb without either; or ``resume`` on the
+            state of a different task or data.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: pass one")
+    path = out / STATE_FILE
+    if not path.is_file() or overwrite:
+        return
+    state = _read_state(path)
+    if not resume:
+        rows = state.get("rows", [])
+        done = sum(1 for r in rows if r.get("status") == "done")
+        raise ConfigError(
+            f"{out} already holds a climb of {state.get('task', '?')!r} ({done} finished "
+            f"rung{'s' * (done != 1)}); pass --resume to keep them and run the rest, "
+            "--overwrite to replace them, or another --out"
+        )
+    if state.get("fingerprint") != task.fingerprint():
+        raise ConfigError(
+            f"{path}: state of a different task or data; pass --overwrite to start over "
+            "in this folder, or another --out"
+        )
+
+
 def resumable_rows(out: Path, task: LoadedTask) -> dict[str, Row]:
+    """The finished rows of an earlier climb of the same task and data in ``out``."""
     path = out / STATE_FILE
     if not path.is_file():
         return {}
-    state = json.loads(path.read_text(encoding="utf-8"))
-    if state.get("fingerprint") != task.fingerprint():
-        raise ConfigError(
-            f"{path}: state of a different task or data; run without --resume to start over"
-        )
-    rows = [Row(**r) for r in state.get("rows", [])]
+    check_out(out, task, resume=True, overwrite=False)
+    rows = [Row(**r) for r in _read_state(path).get("rows", [])]
     return {r.key: r for r in rows if r.status == "done"}
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: not a climb state file ({exc}); move it away or pass --overwrite"
+        ) from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: not a climb state file; move it away or pass --overwrite")
+    return state
 
 
 def load_state(out: str | Path) -> list[Row]:
@@ -221,6 +267,18 @@ def resolved_task(task: LoadedTask) -> str:
     return "# the task as ladder climb validated it\n" + yaml.safe_dump(data, sort_keys=False)
 
 
+def model_folder(model: str) -> str:
+    """The folder name of one model's rungs, unique per spec: two specs whose slugs agree,
+    such as ``hf:/a/m`` and ``hf:/a-m``, never share or clear a folder.
+
+    A plain spec (``builtin:tiny``) reads as itself (``builtin-tiny``); any other gets a
+    short hash of the spec after its slug."""
+    if _PLAIN_SPEC.fullmatch(model):
+        return model.replace(":", "-", 1)
+    digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:8]
+    return f"{slug(model)[:48]}-{digest}"
+
+
 def slug(text: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
-    return keep.strip("-")[:60] or "x"
+    return re.sub("-{2,}", "-", keep).strip("-")[:60] or "x"

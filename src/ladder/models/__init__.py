@@ -14,13 +14,24 @@ from ladder.errors import ModelLoadError
 from ladder.models.base import LanguageModel
 
 BackendFactory = Callable[..., LanguageModel]
+BackendCheck = Callable[[str], None]
 _BACKENDS: dict[str, BackendFactory] = {}
+_CHECKS: dict[str, BackendCheck] = {}
 _BUILTINS_REGISTERED = False
 
 
-def register_backend(prefix: str, factory: BackendFactory) -> None:
-    """Make ``prefix:REST`` specs load through ``factory(REST, **options)``."""
+def register_backend(
+    prefix: str, factory: BackendFactory, check: BackendCheck | None = None
+) -> None:
+    """Make ``prefix:REST`` specs load through ``factory(REST, **options)``.
+
+    ``check(REST)``, when given, finds what would make loading fail (a missing checkpoint,
+    an untrained built-in) without loading weights or contacting a server: long runs call
+    it through :func:`check_model` before they change anything on disk.
+    """
     _BACKENDS[prefix] = factory
+    if check is not None:
+        _CHECKS[prefix] = check
 
 
 def backend_names() -> list[str]:
@@ -60,6 +71,21 @@ def check_spec(spec: str) -> None:
         )
 
 
+def check_model(spec: str) -> None:
+    """Check ``spec`` as far as it can be checked without loading it: a known prefix, then
+    the backend's own cheap check (for ``hf:`` the folder, its config, weights and tokenizer
+    files; for ``builtin:`` that the model is trained).
+
+    Raises:
+        ModelLoadError: what loading would fail on, in one line.
+    """
+    check_spec(spec)
+    prefix, _, rest = spec.partition(":")
+    check = _CHECKS.get(prefix)
+    if check is not None:
+        check(rest)
+
+
 def _register_builtin_backends() -> None:
     global _BUILTINS_REGISTERED
     if _BUILTINS_REGISTERED:
@@ -70,6 +96,8 @@ def _register_builtin_backends() -> None:
     _BACKENDS.setdefault("hf", _lazy("ladder.models.hf", "load_hf"))
     _BACKENDS.setdefault("openai", _lazy("ladder.models.openai_api", "load_openai"))
     _BACKENDS.setdefault("builtin", _lazy("ladder.models.builtin", "load_builtin"))
+    _CHECKS.setdefault("hf", _lazy_check("ladder.models._hf_loading", "check_checkpoint"))
+    _CHECKS.setdefault("builtin", _lazy_check("ladder.models.builtin", "check_builtin"))
 
 
 def _lazy(module: str, name: str) -> BackendFactory:
@@ -79,3 +107,10 @@ def _lazy(module: str, name: str) -> BackendFactory:
 
     factory.__qualname__ = factory.__name__ = f"{module}.{name}"
     return factory
+
+
+def _lazy_check(module: str, name: str) -> BackendCheck:
+    def check(rest: str) -> None:
+        getattr(importlib.import_module(module), name)(rest)
+
+    return check

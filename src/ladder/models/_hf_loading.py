@@ -159,6 +159,27 @@ def check_weights(directory: Path, allow_pickle: bool) -> bool:
     return False
 
 
+def check_checkpoint(path: str) -> None:
+    """What :func:`load_checkpoint` would fail on before it reads any weights: the folder,
+    its ``config.json``, safetensors weights and tokenizer files (no torch import).
+
+    Raises:
+        ModelLoadError: one line naming the folder and what to do.
+    """
+    directory = Path(path).expanduser()
+    read_config(directory)
+    check_weights(directory, allow_pickle=True)
+    _check_tokenizer_files(directory)
+
+
+def _check_tokenizer_files(directory: Path) -> None:
+    if not any(_is_tokenizer_file(p.name) for p in directory.iterdir()):
+        raise ModelLoadError(
+            f"{directory} has no tokenizer files (tokenizer.json, tokenizer.model, vocab ...); "
+            "save the tokenizer next to the weights with tokenizer.save_pretrained(dir)"
+        )
+
+
 def load_checkpoint(path: str, options: HFOptions) -> tuple[Any, Any]:
     """Load model and tokenizer from a local directory, in eval mode on the chosen device.
 
@@ -177,11 +198,7 @@ def load_checkpoint(path: str, options: HFOptions) -> tuple[Any, Any]:
 
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    if not any(_is_tokenizer_file(p.name) for p in directory.iterdir()):
-        raise ModelLoadError(
-            f"{directory} has no tokenizer files (tokenizer.json, tokenizer.model, vocab ...); "
-            "save the tokenizer next to the weights with tokenizer.save_pretrained(dir)"
-        )
+    _check_tokenizer_files(directory)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             directory, trust_remote_code=options.trust_remote_code, local_files_only=True

@@ -143,8 +143,8 @@ def is_trained(name: str) -> bool:
     return (builtin_path(name) / "config.json").is_file()
 
 
-def load_builtin(name: str, **options: Any) -> Any:
-    """Load ``builtin:NAME`` through the ``hf:`` backend.
+def check_builtin(name: str) -> None:
+    """Raise what :func:`load_builtin` would, without loading: an unknown or untrained name.
 
     Raises:
         ModelLoadError: unknown name, or the model has not been trained on this machine.
@@ -155,6 +155,15 @@ def load_builtin(name: str, **options: Any) -> Any:
             f"builtin:{name} is not trained yet: run `ladder pretrain --preset {name}` "
             f"(about {estimate_minutes(preset):.0f} minutes on this machine)"
         )
+
+
+def load_builtin(name: str, **options: Any) -> Any:
+    """Load ``builtin:NAME`` through the ``hf:`` backend.
+
+    Raises:
+        ModelLoadError: unknown name, or the model has not been trained on this machine.
+    """
+    check_builtin(name)
     from ladder.models.hf import load_hf
 
     model = load_hf(str(builtin_path(name)), **options)
