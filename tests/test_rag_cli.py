@@ -97,6 +97,31 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, docs: Path, capsys) 
     assert code == 2 and err.startswith("ladder: error: --mode")
 
 
+def test_a_failed_index_leaves_no_knowledge_base_behind(
+    tmp_path: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    code, _, err = run(capsys, "index", str(tmp_path / "missing"), "--kb", "x")
+    assert code == 2 and err.strip() == (
+        f"ladder: error: {tmp_path / 'missing'}: no such file or folder; give files or "
+        "folders to index"
+    )
+    assert not (tmp_path / "home" / "kb" / "x").exists()
+    assert run(capsys, "kb", "ls", "--json")[1].strip() in ("[]", "")
+    # an existing knowledge base is left byte for byte as it was
+    assert run(capsys, "index", str(docs), "--kb", "notes")[0] == 0
+    folder = next(p for p in (tmp_path / "home").rglob("notes") if p.is_dir())
+
+    def contents() -> dict[str, str]:
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    before = contents()
+    assert run(capsys, "index", str(docs), str(tmp_path / "missing"), "--kb", "notes")[0] == 2
+    assert contents() == before
+
+
 def test_ask_cites_sources_mapped_to_file_page_and_span(
     docs: Path, server: OpenAITestServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from ladder.cli._common import build, config_option, console, err_console, field_help
@@ -82,26 +82,28 @@ def index(
         ann_threshold=options.ann_threshold,
         batch_chunks=options.batch_chunks,
     )
-    with Progress(
-        TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), console=err_console
-    ) as bar:
-        task = bar.add_task("files", total=None)
+    bar = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), console=err_console)
+    bar_task: list[TaskID] = []
+
+    def step(done: int, total: int) -> None:
+        if not bar_task:  # the bar shows once files are found: a bad path is just its line
+            bar.start()
+            bar_task.append(bar.add_task("files", total=total))
+        bar.update(bar_task[0], completed=done, total=total)
+
+    try:
         report = base.add(
             paths,
             text_field=options.text_field,
             warn=lambda line: err_console.print(f"warning: {line}", markup=False),
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=step,
         )
+    finally:
+        bar.stop()
     if as_json:
         print(json.dumps({"kb": base.name, **report.to_dict()}))
         return
-    console.print(
-        f"{base.name}: {len(report.added)} added, {len(report.updated)} updated, "
-        f"{len(report.removed)} removed, {report.unchanged} unchanged, "
-        f"{len(report.skipped)} skipped; {report.chunks_embedded} chunks embedded "
-        f"in {report.seconds:.1f}s",
-        markup=False,
-    )
+    console.print(f"{base.name}: {report.summary()}", markup=False)
 
 
 def search(

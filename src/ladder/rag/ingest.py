@@ -67,6 +67,18 @@ class IngestReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
+    def summary(self) -> str:
+        """One line: how many files were added, updated, removed, unchanged and skipped."""
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} "
+            f"removed, {self.unchanged} unchanged, {len(self.skipped)} skipped; "
+            f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f}s"
+        )
+
+    def __repr__(self) -> str:
+        # The file lists can run to thousands of paths; a notebook shows the counts.
+        return f"IngestReport({self.summary()})"
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""
         return {
@@ -141,24 +153,24 @@ class _Pending:
 def ingest(
     store: ChunkStore,
     embedder: Embedder,
-    paths: Sequence[str | os.PathLike[str]],
+    found: tuple[list[Path], list[Path]],
     settings: IngestSettings,
     *,
     warn: Warn | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Bring the knowledge base in ``store`` up to date with ``paths``.
+    """Bring the knowledge base in ``store`` up to date with the files found.
 
     Args:
         store: the knowledge base's tables (created already).
         embedder: the knowledge base's embedder.
-        paths: files and folders.
+        found: :func:`find_files` of the files and folders given.
         settings: chunking and batching.
         warn: called with one line per skipped file.
         progress: called with (files done, files to do).
     """
     began = time.perf_counter()
-    files, folders = find_files(paths)
+    files, folders = found
     report = IngestReport()
     manifest = store.files()
     todo: list[tuple[Path, str]] = []

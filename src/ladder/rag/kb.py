@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ladder.errors import ConfigError
+from ladder.errors import ConfigError, LadderError
 from ladder.home import home_subdir
 from ladder.models.base import LanguageModel
 from ladder.prompts.tools.search import Hit, register_retriever
@@ -35,7 +35,7 @@ from ladder.rag.embed import (
     SentenceTransformerEmbedder,
     load_embedder,
 )
-from ladder.rag.ingest import IngestReport, IngestSettings, Progress, Warn, ingest
+from ladder.rag.ingest import IngestReport, IngestSettings, Progress, Warn, find_files, ingest
 from ladder.rag.retrieve import Filters, Reranker, SearchHit, SearchOptions, search
 from ladder.rag.store import DEFAULT_ANN_THRESHOLD, ChunkStore
 
@@ -174,6 +174,7 @@ class KnowledgeBase:
         self.name = name
         self.root = str(root) if root is not None else default_root()
         self.uri = f"{self.root.rstrip('/')}/{name}"
+        self.storage_options = storage_options
         self.store = ChunkStore(self.uri, storage_options)
         self._embedder_arg = embedder
         self._embedder: Embedder | None = None
@@ -235,16 +236,34 @@ class KnowledgeBase:
             progress: called with (files done, files to do).
         """
         items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        found = find_files(items)  # a missing path stops here, before anything is created
         embedder = self.embedder
-        if not self.exists():
-            settings = {
-                "embedder": embedder.name,
-                "embedder_spec": _spec_of(self._embedder_arg or embedder),
-                "dim": embedder.dim,
-                "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                **self._create,
-            }
-            self.store.create(settings, embedder.dim)
+        if self.exists():
+            return self._ingest(found, embedder, text_field, warn, progress)
+        settings = {
+            "embedder": embedder.name,
+            "embedder_spec": _spec_of(self._embedder_arg or embedder),
+            "dim": embedder.dim,
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            **self._create,
+        }
+        self.store.create(settings, embedder.dim)
+        try:
+            return self._ingest(found, embedder, text_field, warn, progress)
+        except LadderError:
+            # A knowledge base this call created and could not fill is not left behind
+            # (an interrupt keeps it: indexing again resumes where it stopped).
+            remove_knowledge_base(self.name, self.root, self.storage_options)
+            raise
+
+    def _ingest(
+        self,
+        found: tuple[list[Path], list[Path]],
+        embedder: Embedder,
+        text_field: str,
+        warn: Warn | None,
+        progress: Progress | None,
+    ) -> IngestReport:
         stored = self.store.settings()
         for key, asked in self._asked.items():
             if asked is not None and asked != int(stored[key]):
@@ -261,7 +280,7 @@ class KnowledgeBase:
             ann_threshold=self.ann_threshold,
             batch_chunks=self.batch_chunks,
         )
-        return ingest(self.store, embedder, items, config, warn=warn, progress=progress)
+        return ingest(self.store, embedder, found, config, warn=warn, progress=progress)
 
     def search(
         self,

@@ -23,6 +23,7 @@ else (filters, full text, object storage, a table changing under an ingest) is L
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -105,14 +106,8 @@ class ChunkStore:
     """
 
     def __init__(self, uri: str, storage_options: dict[str, str] | None = None) -> None:
-        import lancedb
-
         self.uri = uri
-        # interval 0: every read checks for the latest version, so a long-lived reader
-        # sees what a concurrent ingest has committed.
-        self._db = lancedb.connect(
-            uri, storage_options=storage_options, read_consistency_interval=timedelta(0)
-        )
+        self._storage_options = storage_options
         self._tables: dict[str, Any] = {}
         # The faiss mirror lives beside the tables of a local knowledge base only.
         self._ann_folder = None if "://" in uri else Path(uri) / ANN_FOLDER
@@ -120,8 +115,22 @@ class ChunkStore:
 
     # --- tables ---------------------------------------------------------------------
 
+    @functools.cached_property
+    def _db(self) -> Any:
+        # Connected on first use: connecting creates a local folder, and a knowledge base
+        # that was only looked at, or whose first ingest failed early, must leave none.
+        import lancedb
+
+        # interval 0: every read checks for the latest version, so a long-lived reader
+        # sees what a concurrent ingest has committed.
+        return lancedb.connect(
+            self.uri, storage_options=self._storage_options, read_consistency_interval=timedelta(0)
+        )
+
     def table_names(self) -> list[str]:
         """Tables that exist in the database."""
+        if self._ann_folder is not None and not Path(self.uri).exists():
+            return []  # a local knowledge base not created yet (asking would create its folder)
         result = self._db.list_tables()
         names = getattr(result, "tables", result)
         return [str(n) for n in names]
