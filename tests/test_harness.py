@@ -273,3 +273,23 @@ def test_shipped_data_is_what_the_script_generates() -> None:
     spec.loader.exec_module(module)
     expected = "".join(json.dumps(d) + "\n" for d in module.make_docs())
     assert EXAMPLE.with_name("arith-mc.jsonl").read_text() == expected
+
+
+def test_cli_logs_one_run_to_the_track_store(
+    tiny_causal_lm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_jsonl(tmp_path / "mc.jsonl", MC_DOCS)
+    (tmp_path / "task.yaml").write_text(
+        "task: toy-mc\ndataset_path: mc.jsonl\ndoc_to_text: 'Q: {{ question }}\\nA:'\n"
+        "doc_to_target: answer\ndoc_to_choice: choices\n"
+    )
+    events = tmp_path / "events.jsonl"
+    args = ["eval", str(tmp_path / "task.yaml"), "--model", f"hf:{tiny_causal_lm}", "--limit", "2"]
+    assert main([*args, "--track", f"jsonl:{events}", "--resamples", "0"]) == 0
+    assert f"Run logged to jsonl:{events}" in capsys.readouterr().out
+    logged = [json.loads(line) for line in events.read_text().splitlines()]
+    start = logged[0]
+    assert start["event"] == "run_start" and start["name"] == "eval toy-mc"
+    assert start["tags"]["task"] == "toy-mc" and logged[-1]["status"] == "FINISHED"
+    metrics = {k for e in logged if e["event"] == "metrics" for k in e["metrics"]}
+    assert {"acc", "acc_norm"} <= metrics

@@ -191,3 +191,58 @@ def test_score_is_logged_to_the_tracker(
     assert metrics["chrf.ci_low"] == pytest.approx(out["ci_low"])
     params = next(e["params"] for e in logged if e["event"] == "params")
     assert params["predictions"] == str(p)
+
+
+def test_the_docs_squad_command_reads_each_file_at_its_own_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/evaluation.md: `--field answers` names the references' field, not the predictions'
+    (whose objects are read at their own key, which may differ from line to line)."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "preds.jsonl", [json.dumps({"id": 1, "prediction": "Paris"}),
+                                     json.dumps({"id": 2, "answer": "the moon"})])  # fmt: skip
+    write(tmp_path / "dev.jsonl", [json.dumps({"id": 1, "answers": ["Paris", "paris"]}),
+                                   json.dumps({"id": 2, "answers": ["Moon"]})])  # fmt: skip
+    argv = "score squad_f1 --predictions preds.jsonl --references dev.jsonl --field answers --json"
+    out = run_json([*argv.split(), "--resamples", "0"], capsys)
+    assert out["value"] == 1.0 and out["n"] == 2
+
+
+def test_a_missing_field_names_the_flag_that_sets_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = write(tmp_path / "p.jsonl", [json.dumps({"guess": "a"})])
+    r = write(tmp_path / "r.jsonl", [json.dumps({"gold": "a"})])
+    base = ["score", "exact", "--predictions", str(p), "--references", str(r)]
+    err = _error(base, capsys)
+    assert f"{p}:1:" in err and "pass --prediction-field NAME" in err and "guess" in err
+    err = _error([*base, "--prediction-field", "guess"], capsys)
+    assert f"{r}:1:" in err and "pass --field NAME" in err and "gold" in err
+    err = _error([*base, "--prediction-field", "guess", "--field", "answers"], capsys)
+    assert f"{r}:1: the object has no field 'answers'" in err and "fix --field" in err
+    out = run_json([*base, "--prediction-field", "guess", "--field", "gold", "--json",
+                    "--resamples", "0"], capsys)  # fmt: skip
+    assert out["value"] == 1.0
+
+
+def test_score_tracks_by_default_like_climb(
+    text_pair: tuple[Path, Path, list[str], list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No --track and no LADDER_TRACKING_URI: the run goes to ./ladder-runs.db, as a climb's
+    would; --track none logs nothing."""
+    p, r, _, _ = text_pair
+    work = tmp_path / "project"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("LADDER_TRACKING_URI")
+    argv = ["score", "chrf", "--predictions", str(p), "--references", str(r), "--resamples", "0"]
+    assert main([*argv, "--track", "none"]) == 0
+    assert "Run logged" not in capsys.readouterr().out and not list(work.iterdir())
+    assert main(argv) == 0
+    assert "Run logged to sqlite:///" in capsys.readouterr().out
+    assert main(["runs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["score chrf"] and "chrf" in rows[0]["metrics"]

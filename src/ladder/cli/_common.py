@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from ladder.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ladder.track import Tracker
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,3 +42,31 @@ def config_option(model: type[BaseModel], name: str, *flags: str) -> Any:
     info = model.model_fields[name]
     default = ... if info.is_required() else info.get_default(call_default_factory=True)
     return typer.Option(default, *flags, help=field_help(model, name))
+
+
+TRACK_HELP = (
+    "Tracking URI (sqlite:///runs.db, http://host:5000, jsonl:events.jsonl, or none); "
+    "default $LADDER_TRACKING_URI, else ./ladder-runs.db (MLflow, SQLite)."
+)
+
+
+def open_tracker(track: str | None) -> tuple[str, Tracker]:
+    """The tracking URI a verb logs to (``--track``, else the project default) and its tracker.
+
+    Verbs that produce results track by default, like ``ladder climb``; ``--track none``
+    turns it off.
+
+    Raises:
+        ConfigError: an unknown tracker scheme.
+    """
+    from ladder.track import default_tracking_uri, get_tracker
+
+    uri = (track or default_tracking_uri()).strip()
+    return uri, get_tracker(uri)
+
+
+def print_tracked(uri: str) -> None:
+    """One dim line saying where the run was logged (nothing when tracking is off)."""
+    if uri and uri.lower() != "none":
+        line = f"Run logged to {uri} (list them: ladder runs)"
+        console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)

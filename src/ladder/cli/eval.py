@@ -10,7 +10,15 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
-from ladder.cli._common import build, config_option, console, field_help
+from ladder.cli._common import (
+    TRACK_HELP,
+    build,
+    config_option,
+    console,
+    field_help,
+    open_tracker,
+    print_tracked,
+)
 from ladder.config import ModelOptions
 
 
@@ -64,6 +72,7 @@ def eval_task(
     ),
     dtype: str = typer.Option("auto", help=field_help(ModelOptions, "dtype")),
     device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
+    track: str | None = typer.Option(None, "--track", help=TRACK_HELP),
 ) -> None:
     """Evaluate a model on a task: multiple choice by log-likelihood, or generation."""
     from ladder.cache import ResponseCache
@@ -71,7 +80,6 @@ def eval_task(
     from ladder.evaluate.score import CISettings
     from ladder.evaluate.tasks import load_task
     from ladder.models import load_model
-    from ladder.track import get_tracker, log_evaluation
 
     config = build(
         EvalConfig,
@@ -86,25 +94,25 @@ def eval_task(
     task = load_task(task_yaml)  # before loading weights: a bad task fails fast
     lm = load_model(model, **options.for_backend(model))
     ci = CISettings(resamples=config.resamples, seed=task.seed)
-    result = evaluate_task(
-        lm,
-        task,
-        limit=config.limit,
-        batch_size=config.batch_size,
-        ci=ci,
-        cache=ResponseCache() if config.cache else None,
-        mc_mode=config.mc_mode,
-    )
-    if config.out is not None:
-        write_outputs(result, config.out)
-    log_evaluation(
-        get_tracker(),
-        name=f"eval {result.task}",
-        params={"task": result.task, "model": result.model, "n": result.n,
-                "num_fewshot": task.num_fewshot},
-        scores=result.scores,
-        artifacts=[config.out] if config.out is not None else [],
-    )  # fmt: skip
+    uri, tracker = open_tracker(track)  # a store that cannot open stops here, before the work
+    with tracker.run(f"eval {task.task}", tags={"task": task.task, "verb": "eval"}) as run:
+        result = evaluate_task(
+            lm,
+            task,
+            limit=config.limit,
+            batch_size=config.batch_size,
+            ci=ci,
+            cache=ResponseCache() if config.cache else None,
+            mc_mode=config.mc_mode,
+        )
+        if config.out is not None:
+            write_outputs(result, config.out)
+        run.log_params({"task": result.task, "model": result.model, "n": result.n,
+                        "num_fewshot": task.num_fewshot})  # fmt: skip
+        for score in result.scores.values():
+            run.log_score(score)
+        if config.out is not None:
+            run.log_artifact(config.out)
     if as_json:
         typer.echo(json.dumps(result.summary()))
         return
@@ -128,3 +136,4 @@ def eval_task(
         console.print(f"[dim]response cache: {hits} answered from cache, {misses} computed[/]")
     if config.out is not None:
         console.print(f"[dim]samples and summary written to {config.out}[/]")
+    print_tracked(uri)

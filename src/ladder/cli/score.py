@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
-from ladder.cli._common import build, config_option, console
+from ladder.cli._common import (
+    TRACK_HELP,
+    build,
+    config_option,
+    console,
+    open_tracker,
+    print_tracked,
+)
 from ladder.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ladder.evaluate.inputs import Item
 
 
 class ScoreConfig(BaseModel):
@@ -31,8 +41,14 @@ class ScoreConfig(BaseModel):
     )
     field: str | None = Field(
         None,
-        description="JSONL object field to read (default: the first of prediction, "
-        "reference, text, answers, answer).",
+        description="The references' JSONL field (default: on each line the first of "
+        "reference, references, answers, answer, target, text); with a reference-free "
+        "metric, the predictions' field.",
+    )
+    prediction_field: str | None = Field(
+        None,
+        description="The predictions' JSONL field (default: on each line the first of "
+        "prediction, answer, output, response, text).",
     )
     resamples: int = Field(
         1000, ge=0, description="Bootstrap resamples for the confidence interval (0: no CI)."
@@ -65,6 +81,7 @@ def score(
     predictions: Path = config_option(ScoreConfig, "predictions"),
     references: Path | None = config_option(ScoreConfig, "references"),
     field: str | None = config_option(ScoreConfig, "field"),
+    prediction_field: str | None = config_option(ScoreConfig, "prediction_field"),
     resamples: int = config_option(ScoreConfig, "resamples"),
     confidence: float = config_option(ScoreConfig, "confidence"),
     seed: int = config_option(ScoreConfig, "seed"),
@@ -72,18 +89,17 @@ def score(
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object: metric, value, ci_low, ci_high, n, ..."
     ),
+    track: str | None = typer.Option(None, "--track", help=TRACK_HELP),
 ) -> None:
     """Score predictions against references with one metric, with a bootstrap CI."""
     from ladder.evaluate import get_metric
-    from ladder.evaluate.inputs import read_items, read_pair
-    from ladder.evaluate.registry import needs_references
-    from ladder.track import get_tracker, log_evaluation
 
     config = build(
         ScoreConfig,
         predictions=predictions,
         references=references,
         field=field,
+        prediction_field=prediction_field,
         resamples=resamples,
         confidence=confidence,
         seed=seed,
@@ -96,21 +112,15 @@ def score(
         seed=config.seed,
         **config.metric_options(),
     )
-    if config.references is not None:
-        preds, refs = read_pair(config.predictions, config.references, config.field)
-        result = scorer.compute(preds, refs)
-    elif needs_references(metric):
-        raise ConfigError(f"metric {metric!r} needs --references FILE (paired with --predictions)")
-    else:
-        items = read_items(config.predictions, config.field)
-        texts = [x if isinstance(x, str) else " ".join(x) for x in items]
-        result = scorer.compute(texts, None)  # type: ignore[arg-type]  # reference-free
-    log_evaluation(
-        get_tracker(),
-        name=f"score {result.metric}",
-        params={"predictions": str(config.predictions), "references": str(config.references)},
-        scores={result.metric: result},
-    )
+    preds, refs = _read_inputs(config, metric)
+    uri, tracker = open_tracker(track)  # after the inputs: a mistake there logs no run
+    with tracker.run(f"score {metric}", tags={"verb": "score"}) as run:
+        result = scorer.compute(preds, refs)  # type: ignore[arg-type]  # None: reference-free
+        run.log_params(
+            {"metric": metric, "predictions": str(config.predictions),
+             "references": str(config.references), **config.metric_options()}
+        )  # fmt: skip
+        run.log_score(result)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
@@ -121,3 +131,21 @@ def score(
     table.add_row(result.metric, f"{result.value:.4g}", ci, str(result.n))
     console.print(table)
     console.print(f"[dim]{result.signature}[/]", soft_wrap=True)
+    print_tracked(uri)
+
+
+def _read_inputs(config: ScoreConfig, metric: str) -> tuple[list[str], list[Item] | None]:
+    """The predictions and the references (``None`` for a reference-free metric)."""
+    from ladder.evaluate.inputs import read_items, read_pair
+    from ladder.evaluate.registry import needs_references
+
+    if config.references is not None:
+        return read_pair(
+            config.predictions, config.references, config.field, config.prediction_field
+        )
+    if needs_references(metric):
+        raise ConfigError(f"metric {metric!r} needs --references FILE (paired with --predictions)")
+    # The predictions are the only file: either flag names their field.
+    flag = "--prediction-field" if config.prediction_field else "--field"
+    items = read_items(config.predictions, config.prediction_field or config.field, flag=flag)
+    return [x if isinstance(x, str) else " ".join(x) for x in items], None

@@ -2,8 +2,9 @@
 
 A text file holds one item per line (a trailing newline does not add an empty item). A
 ``.jsonl`` file holds one JSON value per line: a string, a list of strings (several
-references), or an object whose field ``field`` (default: the first of ``prediction``,
-``reference``, ``text``, ``answers``, ``answer`` that is present) holds one of those.
+references), or an object whose field ``field`` holds one of those. Without ``field`` each
+line's object is read at the first of the file kind's known fields it has
+(:data:`PREDICTION_FIELDS`, :data:`REFERENCE_FIELDS`), so lines may use different keys.
 """
 
 from __future__ import annotations
@@ -15,11 +16,25 @@ from typing import Any
 from ladder.errors import ConfigError
 
 Item = str | list[str]
-DEFAULT_FIELDS = ("prediction", "reference", "text", "answers", "answer")
+# The keys tried, in order, on each JSONL object when no field is named.
+PREDICTION_FIELDS = ("prediction", "answer", "output", "response", "text")
+REFERENCE_FIELDS = ("reference", "references", "answers", "answer", "target", "text")
 
 
-def read_items(path: str | Path, field: str | None = None) -> list[Item]:
+def read_items(
+    path: str | Path,
+    field: str | None = None,
+    *,
+    fields: tuple[str, ...] = PREDICTION_FIELDS,
+    flag: str = "--field",
+) -> list[Item]:
     """The items of a text or JSONL file.
+
+    Args:
+        path: A text file (one item per line) or ``.jsonl``.
+        field: The JSONL object key to read on every line.
+        fields: Without ``field``: the keys tried in order on each line's object.
+        flag: The option that sets ``field``, named in error messages.
 
     Raises:
         ConfigError: The file is missing or empty, or a line is not valid JSON or lacks the
@@ -37,28 +52,38 @@ def read_items(path: str | Path, field: str | None = None) -> list[Item]:
         if not lines:
             raise ConfigError(f"{path}: the file is empty; expected one item per line")
         return list(lines)
-    items = [_jsonl_item(path, i, line, field) for i, line in enumerate(lines, 1) if line.strip()]
+    items = [
+        _jsonl_item(f"{path}:{i}", line, field, fields, flag)
+        for i, line in enumerate(lines, 1)
+        if line.strip()
+    ]
     if not items:
         raise ConfigError(f"{path}: the file is empty; expected one JSON value per line")
     return items
 
 
-def _jsonl_item(path: Path, lineno: int, line: str, field: str | None) -> Item:
-    where = f"{path}:{lineno}"
+def _jsonl_item(
+    where: str, line: str, field: str | None, fields: tuple[str, ...], flag: str
+) -> Item:
     try:
         value: Any = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
     if isinstance(value, dict):
-        key = field or next((k for k in DEFAULT_FIELDS if k in value), None)
+        key = field or next((k for k in fields if k in value), None)
         if key is None or key not in value:
-            wanted = (
-                f"field {field!r}" if field else f"one of the fields {', '.join(DEFAULT_FIELDS)}"
+            keys = ", ".join(value) or "none"
+            if field:
+                raise ConfigError(
+                    f"{where}: the object has no field {field!r} (its fields: {keys}); fix {flag}"
+                )
+            raise ConfigError(
+                f"{where}: the object has none of the fields {', '.join(fields)} "
+                f"(its fields: {keys}); pass {flag} NAME"
             )
-            raise ConfigError(f"{where}: the object has no {wanted}; pass --field NAME")
         value = value[key]
     elif field is not None:
-        raise ConfigError(f"{where}: --field {field} given, but the line is not a JSON object")
+        raise ConfigError(f"{where}: {flag} {field} given, but the line is not a JSON object")
     if isinstance(value, str):
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -73,11 +98,23 @@ def _kind(value: Any) -> str:
 
 
 def read_pair(
-    predictions: str | Path, references: str | Path, field: str | None = None
+    predictions: str | Path,
+    references: str | Path,
+    field: str | None = None,
+    prediction_field: str | None = None,
 ) -> tuple[list[str], list[Item]]:
-    """Predictions (strings) and references (string or list each), checked to pair up."""
-    preds = read_items(predictions, field)
-    refs = read_items(references, field)
+    """Predictions (strings) and references (string or list each), checked to pair up.
+
+    Args:
+        predictions: The predictions file.
+        references: The references file.
+        field: The references' JSONL field (``--field``); default: per line, the first of
+            :data:`REFERENCE_FIELDS`.
+        prediction_field: The predictions' JSONL field (``--prediction-field``); default:
+            per line, the first of :data:`PREDICTION_FIELDS`.
+    """
+    preds = read_items(predictions, prediction_field, flag="--prediction-field")
+    refs = read_items(references, field, fields=REFERENCE_FIELDS, flag="--field")
     if len(preds) != len(refs):
         raise ConfigError(
             f"{predictions} has {len(preds)} items, {references} has {len(refs)}; "

@@ -213,7 +213,8 @@ def log_evaluation(
 ) -> None:
     """Log one evaluation as one run: its settings, every score and its output files.
 
-    This is the call the ``eval`` and ``score`` verbs make after computing their scores.
+    For code that has its scores already; the ``eval`` and ``score`` verbs open their run
+    before the work instead, so a store that cannot open stops them before anything runs.
     """
     with tracker.run(name, tags=tags) as run:
         run.log_params(params)
