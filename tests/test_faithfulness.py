@@ -157,3 +157,28 @@ def test_cli_faithfulness_writes_rows(
     assert [r["value"] for r in rows] == [0.5, 1.0]
     assert main([*argv, "--rubric", "helpfulness"]) == 2
     assert "--rubric does not apply" in capsys.readouterr().err
+
+
+def test_cli_reads_the_documented_keys_line_by_line_and_field(
+    server: OpenAITestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/evaluation.md lists context/contexts/passages: each line may use any of them;
+    --field INPUT=NAME reads another key."""
+    server.responder = _word_overlap_judge
+    preds = tmp_path / "answers.jsonl"
+    preds.write_text(json.dumps({"answer": "Cats sleep."}) + "\n"
+                     + json.dumps({"prediction": "Dogs fly."}) + "\n")  # fmt: skip
+    passages = tmp_path / "passages.jsonl"
+    passages.write_text(json.dumps({"passages": ["Cats sleep.", "Dogs bark."]}) + "\n"
+                        + json.dumps({"context": "Dogs fly."}) + "\n")  # fmt: skip
+    judge = f"openai:echo@{server.base_url}"
+    argv = ["judge", "--mode", "faithfulness", "--predictions", str(preds), "--judge", judge]
+    assert main([*argv, "--contexts", str(passages), "--json", "--resamples", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == 1.0
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"doc": "Cats sleep."}) + "\n" + json.dumps({"doc": "No."}) + "\n")
+    assert main([*argv, "--contexts", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"{other}:1:" in err and "pass --field contexts=NAME" in err and "doc" in err
+    assert main([*argv, "--contexts", str(other), "--field", "contexts=doc", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == 0.5

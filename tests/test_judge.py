@@ -413,6 +413,8 @@ def test_cli_all_rows_failed_exits_2_after_writing_rows(
         (["--mode", "triple"], "--mode"),
         (["--mode", "pairwise"], "--mode pairwise needs --baseline"),
         (["--mode", "faithfulness"], "needs --contexts"),
+        (["--field", "passages"], "--field 'passages': write it as INPUT=NAME"),
+        (["--field", "context=passages"], "INPUT must be one of predictions, "),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(

@@ -219,7 +219,7 @@ def test_a_missing_field_names_the_flag_that_sets_it(
     err = _error([*base, "--prediction-field", "guess"], capsys)
     assert f"{r}:1:" in err and "pass --field NAME" in err and "gold" in err
     err = _error([*base, "--prediction-field", "guess", "--field", "answers"], capsys)
-    assert f"{r}:1: the object has no field 'answers'" in err and "fix --field" in err
+    assert f"{r}:1: the object has no field 'answers'" in err and "pass --field NAME" in err
     out = run_json([*base, "--prediction-field", "guess", "--field", "gold", "--json",
                     "--resamples", "0"], capsys)  # fmt: skip
     assert out["value"] == 1.0

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ladder.cli._common import build, config_option, console
+from ladder.cli._common import build, config_option, console, field_help
 from ladder.errors import ConfigError
-from ladder.evaluate.judge_run import JudgeRunConfig
+from ladder.evaluate.judge_run import JudgeRunConfig, parse_fields
 
 
 def judge(
@@ -28,6 +28,7 @@ def judge(
     seed: int = config_option(JudgeRunConfig, "seed", "--seed"),
     resamples: int = config_option(JudgeRunConfig, "resamples", "--resamples"),
     out: Path | None = config_option(JudgeRunConfig, "out", "--out"),
+    field: list[str] = typer.Option([], "--field", help=field_help(JudgeRunConfig, "field")),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -53,6 +54,7 @@ def judge(
         seed=seed,
         resamples=resamples,
         out=out,
+        field=parse_fields(field),
     )
     result = run_judge(config)
     score, summary = result.score, result.summary()

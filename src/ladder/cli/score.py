@@ -146,6 +146,6 @@ def _read_inputs(config: ScoreConfig, metric: str) -> tuple[list[str], list[Item
     if needs_references(metric):
         raise ConfigError(f"metric {metric!r} needs --references FILE (paired with --predictions)")
     # The predictions are the only file: either flag names their field.
-    flag = "--prediction-field" if config.prediction_field else "--field"
-    items = read_items(config.predictions, config.prediction_field or config.field, flag=flag)
+    option = "--prediction-field NAME" if config.prediction_field else "--field NAME"
+    items = read_items(config.predictions, config.prediction_field or config.field, option=option)
     return [x if isinstance(x, str) else " ".join(x) for x in items], None

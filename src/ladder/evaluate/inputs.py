@@ -26,7 +26,7 @@ def read_items(
     field: str | None = None,
     *,
     fields: tuple[str, ...] = PREDICTION_FIELDS,
-    flag: str = "--field",
+    option: str = "--field NAME",
 ) -> list[Item]:
     """The items of a text or JSONL file.
 
@@ -34,7 +34,7 @@ def read_items(
         path: A text file (one item per line) or ``.jsonl``.
         field: The JSONL object key to read on every line.
         fields: Without ``field``: the keys tried in order on each line's object.
-        flag: The option that sets ``field``, named in error messages.
+        option: How the user sets ``field`` (``NAME`` stands for the key), for error messages.
 
     Raises:
         ConfigError: The file is missing or empty, or a line is not valid JSON or lacks the
@@ -53,7 +53,7 @@ def read_items(
             raise ConfigError(f"{path}: the file is empty; expected one item per line")
         return list(lines)
     items = [
-        _jsonl_item(f"{path}:{i}", line, field, fields, flag)
+        _jsonl_item(f"{path}:{i}", line, field, fields, option)
         for i, line in enumerate(lines, 1)
         if line.strip()
     ]
@@ -63,7 +63,7 @@ def read_items(
 
 
 def _jsonl_item(
-    where: str, line: str, field: str | None, fields: tuple[str, ...], flag: str
+    where: str, line: str, field: str | None, fields: tuple[str, ...], option: str
 ) -> Item:
     try:
         value: Any = json.loads(line)
@@ -75,15 +75,17 @@ def _jsonl_item(
             keys = ", ".join(value) or "none"
             if field:
                 raise ConfigError(
-                    f"{where}: the object has no field {field!r} (its fields: {keys}); fix {flag}"
+                    f"{where}: the object has no field {field!r} (its fields: {keys}); "
+                    f"pass {option} with one of them"
                 )
             raise ConfigError(
                 f"{where}: the object has none of the fields {', '.join(fields)} "
-                f"(its fields: {keys}); pass {flag} NAME"
+                f"(its fields: {keys}); pass {option}"
             )
         value = value[key]
     elif field is not None:
-        raise ConfigError(f"{where}: {flag} {field} given, but the line is not a JSON object")
+        given = option.replace("NAME", field)
+        raise ConfigError(f"{where}: {given} given, but the line is not a JSON object")
     if isinstance(value, str):
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -113,8 +115,8 @@ def read_pair(
         prediction_field: The predictions' JSONL field (``--prediction-field``); default:
             per line, the first of :data:`PREDICTION_FIELDS`.
     """
-    preds = read_items(predictions, prediction_field, flag="--prediction-field")
-    refs = read_items(references, field, fields=REFERENCE_FIELDS, flag="--field")
+    preds = read_items(predictions, prediction_field, option="--prediction-field NAME")
+    refs = read_items(references, field, fields=REFERENCE_FIELDS)
     if len(preds) != len(refs):
         raise ConfigError(
             f"{predictions} has {len(preds)} items, {references} has {len(refs)}; "

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ladder.errors import ConfigError
 from ladder.evaluate.faithfulness import ClaimSplit, check_faithfulness
-from ladder.evaluate.inputs import read_items
+from ladder.evaluate.inputs import PREDICTION_FIELDS, REFERENCE_FIELDS, read_items
 from ladder.evaluate.judge import JudgeResult, JudgeSettings, compare_pairwise, grade_single
 from ladder.evaluate.rubric import load_rubric
 from ladder.evaluate.score import CISettings
@@ -27,12 +27,12 @@ from ladder.models.base import LanguageModel
 
 JudgeMode = Literal["single", "pairwise", "faithfulness"]
 
-# JSONL object fields read from each file, first present wins.
-ANSWER_FIELDS = ("prediction", "answer", "output", "response", "text")
+# JSONL object fields read from each file: on each line, the first one present.
+ANSWER_FIELDS = PREDICTION_FIELDS
 FIELDS = {
     "predictions": ANSWER_FIELDS,
     "baseline": ANSWER_FIELDS,
-    "references": ("reference", "answers", "answer", "target", "text"),
+    "references": REFERENCE_FIELDS,
     "contexts": ("context", "contexts", "passages", "text"),
     "questions": ("question", "prompt", "input", "instruction", "text"),
 }
@@ -90,39 +90,43 @@ class JudgeRunConfig(BaseModel):
     out: Path | None = Field(
         None, description="Folder for judgments.jsonl (one line per row) and summary.json."
     )
+    field: dict[str, str] = Field(
+        default_factory=dict,
+        description="The JSONL field to read from an input, as INPUT=NAME (repeatable; INPUT "
+        "is predictions, references, contexts, questions or baseline), e.g. "
+        "contexts=passages; default: on each line the first known field present.",
+    )
 
 
-def read_texts(path: Path, what: str, joiner: str = "\n") -> list[str]:
-    """The items of a text or JSONL file as strings (a list item is joined with ``joiner``).
+def parse_fields(values: list[str]) -> dict[str, str]:
+    """``["contexts=passages", ...]`` (the ``--field`` values) as ``{input: field}``.
 
     Raises:
-        ConfigError: missing or empty file, invalid JSON, or an object without a known field.
+        ConfigError: an entry that is not INPUT=NAME, or an unknown INPUT.
     """
-    items = read_items(path, _field_of(path, FIELDS[what]))
+    fields: dict[str, str] = {}
+    for value in values:
+        what, sep, name = (part.strip() for part in value.partition("="))
+        if not sep or not name:
+            raise ConfigError(f"--field {value!r}: write it as INPUT=NAME, e.g. contexts=passages")
+        if what not in FIELDS:
+            raise ConfigError(f"--field {value!r}: INPUT must be one of {', '.join(FIELDS)}")
+        fields[what] = name
+    return fields
+
+
+def read_texts(path: Path, what: str, joiner: str = "\n", field: str | None = None) -> list[str]:
+    """The items of a text or JSONL file as strings (a list item is joined with ``joiner``).
+
+    Each JSONL object is read at ``field``, else at the first of ``FIELDS[what]`` it has,
+    so one file may mix them (an ``answer`` on one line, a ``prediction`` on the next).
+
+    Raises:
+        ConfigError: missing or empty file, invalid JSON, or an object without the field.
+    """
+    option = f"--field {what}=NAME"
+    items = read_items(path, field, fields=FIELDS[what], option=option)
     return [item if isinstance(item, str) else joiner.join(item) for item in items]
-
-
-def _field_of(path: Path, fields: tuple[str, ...]) -> str | None:
-    """The first of ``fields`` in the file's first JSON object (``None``: not JSONL objects)."""
-    if path.suffix.lower() != ".jsonl" or not path.is_file():
-        return None
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                return None  # read_items names the line
-            if not isinstance(value, dict):
-                return None
-            found = next((f for f in fields if f in value), None)
-            if found is None:
-                raise ConfigError(
-                    f"{path}:{number}: the object has none of the fields {', '.join(fields)}"
-                )
-            return found
-    return None
 
 
 def _inputs(config: JudgeRunConfig) -> dict[str, list[str] | None]:
@@ -130,7 +134,10 @@ def _inputs(config: JudgeRunConfig) -> dict[str, list[str] | None]:
     out: dict[str, list[str] | None] = {}
     for what in ("predictions", "references", "contexts", "questions", "baseline"):
         path: Path | None = getattr(config, what)
-        out[what] = None if path is None else read_texts(path, what, _JOINERS.get(what, "\n"))
+        if path is None:
+            out[what] = None
+            continue
+        out[what] = read_texts(path, what, _JOINERS.get(what, "\n"), config.field.get(what))
     n = len(out["predictions"] or [])
     for what, items in out.items():
         if items is not None and len(items) != n:
