@@ -393,3 +393,13 @@ def test_count_tokens_with_a_local_tokenizer(openai_server: OpenAITestServer, tm
     lm = _load(openai_server, tokenizer=str(tmp_path))
     assert lm.count_tokens("hello big wide world") == 4
     assert openai_server.count() == 0  # no request needed
+
+
+@pytest.mark.parametrize("key", ["x", "sk-local-test-key-123456"])
+def test_errors_mask_the_key_but_never_garble_words(
+    openai_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with pytest.raises(EndpointError) as err:
+        _load(openai_server, model="nope").generate(["hi"], GenerationParams())
+    assert "The model `nope` does not exist." in str(err.value)  # not "does not e***ist"

@@ -265,3 +265,12 @@ def test_agent_searches_a_knowledge_base(
     assert first["tool"] == "search" and "Pumps need oil every month" in first["observation"]
     code, _, err = run(capsys, "agent", "openai:echo@http://127.0.0.1:9/v1", "q", "--kb", "nope")
     assert code == 2 and "nope" in err and "notes" in err
+
+
+def test_help_keeps_the_bracketed_citation_markers(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["--help"]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if " ask " in x]
+    assert "citing its sources as [1], [2]" in line  # rich markup used to eat "[n]"

@@ -169,7 +169,7 @@ def ask(
         False, "--json", help="Print answer, citations and sources as one JSON object."
     ),
 ) -> None:
-    """Answer a question from a knowledge base, citing its sources as [n]."""
+    """Answer a question from a knowledge base, citing its sources as \\[1], \\[2] ..."""
     search_options = build(SearchOptions, k=k, mode=mode)
     options = build(
         AskOptions,

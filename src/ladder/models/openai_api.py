@@ -50,6 +50,7 @@ from ladder.models._retry import (
     server_message,
 )
 from ladder.models.base import Completion, GenerationParams, ModelInfo, Prompt, apply_stop
+from ladder.track import MIN_SECRET_CHARS
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -423,7 +424,9 @@ class OpenAIModel:
 
     def _scrub(self, text: str) -> str:
         key = self._client.api_key
-        if self._key_set and key:
+        # A key shorter than a real one ("x" in a local setup) is not masked: replacing it
+        # would garble words ("does not e***ist") and hide nothing.
+        if self._key_set and key and len(key) >= MIN_SECRET_CHARS:
             text = text.replace(key, "***")
         return " ".join(text.split())[:300]
 

@@ -34,13 +34,14 @@ from ladder.track._core import (
 )
 from ladder.track._jsonl import JsonlTracker
 from ladder.track._mlflow import EXPERIMENT_ENV, MlflowTracker
-from ladder.track._redact import MASK, add_secret, redact, redact_text
+from ladder.track._redact import MASK, MIN_SECRET_CHARS, add_secret, redact, redact_text
 from ladder.track._spans import SPAN_KINDS, Span, record_span, span, traced_generate, tracing
 
 __all__ = [
     "DEFAULT_STORE_NAME",
     "EXPERIMENT_ENV",
     "MASK",
+    "MIN_SECRET_CHARS",
     "MLFLOW_SCHEMES",
     "SPAN_KINDS",
     "TRACKING_URI_ENV",
