@@ -273,21 +273,40 @@ register_rung("counted", lambda name, options: CountedRung(crash=False))
 register_rung("crash_once", lambda name, options: CountedRung(crash=True))
 
 
-def test_a_new_rung_is_one_registry_call() -> None:
-    assert {
-        "counted",
-        "crash_once",
-        "zero_shot",
-        "few_shot",
-        "cot",
-        "self_consistency",
-        "structured",
-        "rag",
-        "lora",
-        "qlora",
-        "freeze",
-        "full",
-    } <= set(rung_names())
+class MajorityRung:
+    """A rung from outside the package: always answers the commonest train label."""
+
+    def __init__(self, bias: str | None) -> None:
+        self.bias = bias
+
+    def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
+        labels = [str(r["answer"]) for r in task.train]
+        answer = self.bias or max(sorted(set(labels)), key=labels.count)
+        n = len(task.test)
+        return RungResult(model, [answer] * n, [answer] * n, [0.001] * n)
+
+
+def test_a_new_rung_is_one_registry_call(tmp_path: Path, server: OpenAITestServer) -> None:
+    assert {"counted", "zero_shot", "few_shot", "cot", "rag", "lora", "qlora", "full"} <= set(
+        rung_names()
+    )
+    register_rung(
+        "majority",
+        lambda name, options: MajorityRung(options.get("bias")),
+        options={"bias"},
+        needs_train=True,
+    )
+    rungs = "  - majority\n  - {rung: majority, label: biased, bias: green}\n"
+    task = write_climb_task(tmp_path / "t", [api(server)], rungs)
+    result = climb(task, ClimbOptions(out=tmp_path / "out", all_rungs=True, optimise=False))
+    loaded = load_task(task)
+    train = [str(r["answer"]) for r in loaded.train]
+    truth = [str(r["answer"]) for r in loaded.test]
+    commonest = max(sorted(set(train)), key=train.count)
+    expected = [truth.count(commonest) / len(truth), truth.count("green") / len(truth)]
+    assert [r.rung for r in result.rows] == ["majority", "biased"]
+    assert [r.value for r in result.rows] == pytest.approx(expected)
+    assert expected == pytest.approx([0.3, 0.4])  # train's commonest is red; green is biased
 
 
 def test_resume_after_an_interrupt_does_not_redo_finished_rungs(

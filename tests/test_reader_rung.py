@@ -92,7 +92,7 @@ def test_reader_learns_and_is_asked_with_the_rag_rungs_prompt(climbed: ClimbResu
     assert len(row.train_losses) == 30 and row.train_losses[-1] < row.train_losses[0] / 4
     assert row.answered_by.endswith("01-reader/ft/model")
     summary = json.loads((Path(row.folder) / "finetune.json").read_text())
-    assert summary["retrieval_seconds"] >= 0.0  # train-side retrieval, charged as training
+    assert summary["retrieval_seconds"] > 0.0  # train-side retrieval, charged as training
     assert row.train_seconds >= summary["train_seconds"] and row.compute_seconds > 0
 
 
