@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -413,3 +414,44 @@ def test_cli_api_answer_invalid_after_retries_exits_1(
     captured = capsys.readouterr()
     assert code == 1 and captured.out == ""
     assert "not valid after 2 attempt(s): at $: 'age' is a required property" in captured.err
+
+
+@pytest.fixture
+def forget_mypkg() -> Iterator[None]:
+    """The test's package ``mypkg`` is imported from a temp folder: forget it afterwards."""
+    yield
+    for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
+        del sys.modules[name]
+
+
+@pytest.mark.usefixtures("forget_mypkg")
+def test_cli_json_schema_imports_a_pydantic_model_from_the_current_folder(
+    tiny_json_lm: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/structured-output.md: `--json-schema mypkg.models:Pet` (a dotted module path was
+    taken for a file name, its 'suffix' being '.models:Pet')."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "models.py").write_text(
+        "from pydantic import BaseModel\n\n\nclass Pet(BaseModel):\n    legs: int\n\n\n"
+        'SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, '
+        '"required": ["ok"]}\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    base = ["generate", f"hf:{tiny_json_lm}", "Invent a pet.", "--max-tokens", "30", "--json"]
+    assert main([*base, "--json-schema", "mypkg.models:Pet"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["valid"] and isinstance(json.loads(payload["text"])["legs"], int)
+    assert load_schema("mypkg.models:SCHEMA")["required"] == ["ok"]
+    assert str(tmp_path) not in sys.path  # the current folder was looked in, not added
+    for spec, needle in (
+        ("mypkg.nope:Pet", "cannot import module 'mypkg.nope'"),
+        ("mypkg.models:Cat", "module 'mypkg.models' has no 'Cat'"),
+        ("mypkg.models:BaseModel.x", "module 'mypkg.models' has no 'BaseModel.x'"),
+    ):
+        assert main([*base, "--json-schema", spec]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"--json-schema {spec}: {needle}" in err and len(err.splitlines()) == 1, err

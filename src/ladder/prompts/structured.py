@@ -17,6 +17,7 @@ raised: one bad row does not lose a batch.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,19 +65,30 @@ class StructuredResult:
     completion: Completion | None
 
 
+# ``package.module:Name`` (``Name`` may be dotted: ``Outer.Inner``); never a file path.
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 def load_schema(source: str | Path) -> dict[str, Any]:
-    """Read a JSON schema from a ``.json``/``.yaml`` file, or a pydantic model ``module:Class``.
+    """Read a JSON schema from a ``.json``/``.yaml`` file, or import one as ``module:Name``.
+
+    ``Name`` is a pydantic model class (its ``model_json_schema()``) or a dict holding a
+    JSON schema. An existing file of that name wins over an import path.
 
     Raises:
-        ConfigError: no such file or class, text that is not JSON/YAML, or a document that
-            is not a valid JSON Schema (the message names the file, line and field).
+        ConfigError: no such file, module or attribute; text that is not JSON/YAML; or a
+            document that is not a valid JSON Schema (the message names the file, line and
+            field).
     """
     path = Path(source)
     if not path.is_file():
         text = str(source)
-        if ":" in text and not path.suffix and "/" not in text:
-            return schema_of(_import_model(text))
-        raise ConfigError(f"{path}: no such schema file; give a JSON schema file")
+        if _IMPORT_PATH.fullmatch(text):
+            return schema_of(_import_schema(text))
+        raise ConfigError(
+            f"{path}: no such schema file; give a JSON/YAML schema file or a pydantic model "
+            "as module:Class"
+        )
     import yaml
 
     text = path.read_text(encoding="utf-8")
@@ -94,17 +106,40 @@ def load_schema(source: str | Path) -> dict[str, Any]:
     return data
 
 
-def _import_model(spec: str) -> type[BaseModel]:
+def _import_schema(spec: str) -> Schema:
+    """The pydantic model class or schema dict that ``module:Name`` names."""
     import importlib
+    import sys
 
     module_name, _, name = spec.partition(":")
+    # Like `python -m`, look in the current folder too: the entry-point script's own folder
+    # (sys.path[0] for `ladder ...`) is a virtualenv's bin, not the user's project.
+    here = str(Path.cwd())
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
     try:
-        found = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{spec}: cannot import the pydantic model ({exc})") from None
-    if not (isinstance(found, type) and issubclass(found, BaseModel)):
-        raise ConfigError(f"{spec}: is not a pydantic model class")
-    return found
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"--json-schema {spec}: cannot import module {module_name!r} ({exc}); run from "
+            "the folder that holds it or add that folder to PYTHONPATH"
+        ) from None
+    finally:
+        if added:
+            sys.path.remove(here)
+    for part in name.split("."):
+        if not hasattr(found, part):
+            raise ConfigError(f"--json-schema {spec}: module {module_name!r} has no {name!r}")
+        found = getattr(found, part)
+    if isinstance(found, type) and issubclass(found, BaseModel):
+        return found
+    if isinstance(found, Mapping):
+        return found
+    raise ConfigError(
+        f"--json-schema {spec}: {name} is a {type(found).__name__}; give a pydantic model "
+        "class or a dict holding a JSON schema"
+    )
 
 
 def check_schema(
