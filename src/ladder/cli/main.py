@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import typer
 
+from ladder import quiet
 from ladder.errors import LadderError
 
 app = typer.Typer(
@@ -24,10 +25,18 @@ _state = {"debug": False}
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks for errors (and library logs)."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show the logs and warnings of the libraries ladder uses."
+    ),
 ) -> None:
     _state["debug"] = debug
     _quiet_library_progress_bars()
+    # Library chatter that is expected in ladder's use of it stays hidden unless asked for.
+    quiet.set_verbose(verbose or debug or quiet.is_verbose())
+    quiet.quiet_library_logs()
 
 
 def _quiet_library_progress_bars() -> None:
