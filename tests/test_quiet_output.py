@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,73 @@ def test_verbose_shows_what_the_filters_drop(caplog: pytest.LogCaptureFixture) -
 def test_debug_implies_verbose() -> None:
     assert main(["--debug", "info"]) == 0
     assert quiet.is_verbose()
+
+
+@pytest.fixture(scope="module")
+def short_context_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with a tokenizer that declares a 32-token maximum (as real ones do)."""
+    from conftest import CHAT_TEMPLATE, build_tokenizer, save_tiny_llama
+
+    tokenizer = build_tokenizer(seq2seq=False, chat_template=CHAT_TEMPLATE)
+    tokenizer.model_max_length = 32
+    return save_tiny_llama(tmp_path_factory.mktemp("short-context"), tokenizer, positions=32)
+
+
+class _Records(logging.Handler):
+    """Collects what a library logger emits, whatever stream its own handler holds."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def transformers_log() -> Iterator[list[str]]:
+    # transformers logs through its own handler on the stderr of the moment it was made
+    # (under pytest, maybe an earlier test's capture), so the records are collected here.
+    logger = logging.getLogger("transformers")
+    handler = _Records()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_perplexity_of_a_long_text_has_no_length_warning(
+    short_context_lm: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    transformers_log: list[str],
+) -> None:
+    # The sliding window exists for texts longer than the context; transformers' warning
+    # that such a text "will result in indexing errors" is false here, and alarming.
+    text = tmp_path / "long.txt"
+    text.write_text("the cat sat on the mat and then it ran under the log . " * 20)
+    assert main(["perplexity", f"hf:{short_context_lm}", str(text)]) == 0
+    out, err = capfd.readouterr()
+    assert "perplexity of" in out and "window 32" in out
+    shown = "\n".join([out, err, *transformers_log])
+    assert "Token indices sequence length" not in shown
+
+
+def test_counting_scoring_and_chunking_long_texts_have_no_length_warning(
+    short_context_lm: Path, transformers_log: list[str]
+) -> None:
+    # Each of these handles a text past the context on purpose: counting is how callers find
+    # it too long, scoring cuts the request to the context, training text is cut in chunks.
+    from transformers import AutoTokenizer
+
+    from ladder.data.formats import encode_text
+    from ladder.models import load_model
+
+    long = "the cat sat on the mat and then it ran under the log . " * 20
+    lm = load_model(f"hf:{short_context_lm}", device="cpu")
+    assert lm.count_tokens(long) > 32
+    assert lm.loglikelihood(long, " cat") < 0
+    tokenizer = AutoTokenizer.from_pretrained(short_context_lm)
+    assert len(encode_text(tokenizer, long, 32)) > 1
+    assert not [m for m in transformers_log if "Token indices sequence length" in m]

@@ -289,7 +289,8 @@ def encode_chat(tokenizer: Any, messages: list[dict[str, str]], max_len: int) ->
 
 def encode_text(tokenizer: Any, text: str, max_len: int) -> list[Encoded]:
     """A plain text as BOS + tokens + EOS, every token a target, cut into ``max_len`` chunks."""
-    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    # Long texts are cut into chunks below, so the tokenizer's length warning does not apply.
+    ids = list(tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return [
@@ -307,7 +308,10 @@ def encode_pair(tokenizer: Any, example: Example, max_len: int) -> tuple[Encoded
 
 
 def _tokens(tokenizer: Any, text: str, *, special: bool = False) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=special)["input_ids"]) if text else []
+    # Callers cut the joined ids to max_len, so the tokenizer's length warning does not apply.
+    if not text:
+        return []
+    return list(tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
 
 
 def encode_examples(tokenizer: Any, examples: Sequence[Example], max_len: int) -> list[Encoded]:

@@ -147,7 +147,9 @@ class HFModel:
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes, without the special tokens (BOS/EOS) a prompt gets."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # Counting is how callers find a text too long, so the tokenizer's own warning about
+        # lengths past the model's maximum would only repeat (and alarm) what they check.
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -410,8 +412,9 @@ class HFModel:
             return [], 0
         stripped = context.rstrip()
         context, continuation = stripped, context[len(stripped) :] + continuation
-        whole = self.tokenizer(context + continuation)["input_ids"]
-        n_context = len(self.tokenizer(context)["input_ids"])  # BOS included when added
+        # Over-long requests are cut to the context below, so no length warning is due.
+        whole = self.tokenizer(context + continuation, verbose=False)["input_ids"]
+        n_context = len(self.tokenizer(context, verbose=False)["input_ids"])  # BOS included
         if n_context == 0:  # nothing to condition on: start from BOS/EOS like lm-eval
             whole, n_context = [self._start_token_id(), *whole], 1
         n_continuation = max(len(whole) - n_context, 1)
