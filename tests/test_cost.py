@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ladder import cost
 from ladder.cost import DEFAULT_PRICES, Price, PriceTable, cost_of, load_prices
 from ladder.errors import ConfigError
 from ladder.models.base import Completion, ModelInfo
@@ -36,14 +37,28 @@ def test_builtin_table_prices_api_models_and_frees_local_ones() -> None:
     assert cost_of(builtin, done(10**6, 10**6)) == 0.0
 
 
-def test_unknown_model_costs_zero_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_model_costs_zero_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cost, "_warned_unpriced", set())  # as in a fresh process
     stranger = ModelInfo(name="llama3", backend="openai")
-    table = load_prices()
+    # Once per model per process, however many tables ask: a climb builds one per rung
+    # and variant (it used to say the same thing three times).
     for _ in range(3):
+        table = load_prices()
         assert cost_of(stranger, done(500, 500), prices=table) == 0.0
-    assert [r.message for r in caplog.records].count(
-        "no price for openai:llama3: its cost counts as 0; add it to prices.yaml"
-    ) == 1
+        assert cost_of(stranger, done(500, 500)) == 0.0
+    other = ModelInfo(name="mistral", backend="openai")
+    assert cost_of(other, done(1, 1)) == 0.0
+    messages = [r.message for r in caplog.records]
+    assert (
+        messages.count("no price for openai:llama3: its cost counts as 0; add it to prices.yaml")
+        == 1
+    )
+    assert (
+        messages.count("no price for openai:mistral: its cost counts as 0; add it to prices.yaml")
+        == 1
+    )
 
 
 def test_user_file_overrides_and_gpu_hours(_home: Path) -> None:

@@ -13,7 +13,7 @@ per GPU hour (charged for the completion's latency):
 A pattern with a colon is matched against ``BACKEND:NAME`` (``openai:gpt-4o-mini``,
 ``hf:my-ckpt``, ``hf:builtin:tiny``), one without against the name alone; the first matching
 entry wins. Local models (``hf:``, ``builtin:``) cost nothing unless you give them a GPU-hour
-price. A model that matches nothing costs 0.0 and is logged once as unpriced.
+price. A model that matches nothing costs 0.0 and is logged as unpriced once per process.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ from ladder.models.base import Completion, ModelInfo
 __all__ = ["DEFAULT_PRICES", "Price", "PriceTable", "cost_of", "load_prices", "user_prices_path"]
 
 logger = logging.getLogger(__name__)
+
+# Models already reported as unpriced, for the whole process: every rung, variant and
+# batch run builds its own table, and the warning is worth reading once, not per table.
+_warned_unpriced: set[str] = set()
 
 
 class Price(BaseModel):
@@ -70,7 +74,6 @@ class PriceTable:
 
     def __init__(self, entries: list[tuple[str, Price]]) -> None:
         self.entries = entries
-        self._warned: set[str] = set()
 
     def price_for(self, info: ModelInfo) -> Price | None:
         """The price of the first entry matching ``info``, or ``None`` when none does."""
@@ -79,8 +82,8 @@ class PriceTable:
             subject = qualified if ":" in pattern else info.name
             if fnmatch.fnmatchcase(subject, pattern):
                 return price
-        if qualified not in self._warned:
-            self._warned.add(qualified)
+        if qualified not in _warned_unpriced:
+            _warned_unpriced.add(qualified)
             logger.warning(
                 "no price for %s: its cost counts as 0; add it to prices.yaml", qualified
             )
