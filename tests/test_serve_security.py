@@ -262,5 +262,5 @@ def test_ladder_serve_subprocess_answers_with_the_key_and_never_logs_it(tiny_cau
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
-    assert "Uvicorn running on http://127.0.0.1" in output or "Application startup" in output
+    assert f"listening on http://127.0.0.1:{port}/v1" in output
     assert KEY not in output

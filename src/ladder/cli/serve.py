@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ladder.cli._common import build, console, field_help
+from ladder import quiet
+from ladder.cli._common import build, console, err_console, field_help
 from ladder.serve.config import ServeConfig, parse_adapters
 from ladder.serve.security import Limits
 
@@ -62,6 +63,17 @@ def serve(
         tensor_parallel=tensor_parallel,
         dry_run=dry_run,
     )
-    command = run_server(config)
-    if command is not None:
-        console.print(shlex.join(command), markup=False, highlight=False, soft_wrap=True)
+    if config.dry_run:
+        from ladder.serve.server import dry_run as plan
+
+        lines, notes = plan(config)
+        shown = shlex.join(lines) if config.engine == "vllm" else "\n".join(lines)
+        console.print(shown, markup=False, highlight=False, soft_wrap=True)
+        for note in notes:
+            err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        return
+
+    def listening(url: str) -> None:
+        console.print(f"listening on {url} (Ctrl-C stops it)", markup=False, highlight=False)
+
+    run_server(config, on_listening=listening, server_logs=quiet.is_verbose())

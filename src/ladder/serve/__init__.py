@@ -25,8 +25,8 @@ def build_app(config: ServeConfig, api_key: str | None = None) -> FastAPI:
     return build(config, api_key)
 
 
-def serve(config: ServeConfig) -> Any:
+def serve(config: ServeConfig, **options: Any) -> None:
     """Run the server; see :func:`ladder.serve.server.serve`."""
     from ladder.serve.server import serve as run
 
-    return run(config)
+    run(config, **options)

@@ -56,7 +56,9 @@ class ServeConfig(BaseModel):
         1, ge=1, description="--engine vllm: GPUs to split the model over."
     )
     dry_run: bool = Field(
-        False, description="--engine vllm: print the vLLM command instead of running it."
+        False,
+        description="Print what would run (with --engine vllm: the vLLM command) and exit; "
+        "nothing is loaded and no port is opened, so no API key is needed.",
     )
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ladder.errors import ConfigError
+from ladder.ports import listening_socket
 from ladder.serve.config import ServeConfig
-from ladder.serve.security import check_bind, read_api_key
+from ladder.serve.security import KEY_ENV, check_bind, is_loopback, read_api_key
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["LazyEmbedder", "build_app", "serve"]
+__all__ = ["LazyEmbedder", "build_app", "dry_run", "serve"]
 
 logger = logging.getLogger("ladder.serve")
 
@@ -70,33 +72,89 @@ def build_app(config: ServeConfig, api_key: str | None = None) -> FastAPI:
     return create_app(engine, api_key=api_key, limits=config.limits, embedder=embedder)
 
 
-def serve(config: ServeConfig) -> list[str] | None:
-    """Run the server until interrupted (or, for vLLM with ``dry_run``, return its command).
+def serve(
+    config: ServeConfig,
+    *,
+    on_listening: Callable[[str], None] | None = None,
+    server_logs: bool = False,
+) -> None:
+    """Run the server until interrupted (``--engine vllm``: run vLLM's server).
 
-    The bind address is checked before anything is loaded: a non-loopback host without an
-    API key is refused at once.
+    Everything that can fail fast is checked before the model loads: a non-loopback host
+    without an API key is refused, and the port is bound (a port in use is one line).
+
+    Args:
+        config: What to serve and where.
+        on_listening: Called with the server's base URL once the model is loaded, just
+            before requests are taken (the CLI prints it).
+        server_logs: Keep uvicorn's INFO lines and access log (``ladder --verbose``);
+            otherwise only its warnings and errors show.
 
     Raises:
-        ConfigError: a non-loopback host without a key, or a bad option.
+        ConfigError: a non-loopback host without a key, a port in use, or a bad option.
         ModelLoadError: the model or an adapter cannot be loaded.
     """
     api_key = read_api_key(config.api_key_file)
     check_bind(config.host, api_key)
     if config.engine == "vllm":
-        return _run_vllm(config, api_key)
+        _run_vllm(config, api_key)
+        return
     import uvicorn
 
-    app = build_app(config, api_key)
-    logger.info("serving %s on http://%s:%d/v1", config.spec, config.host, config.port)
-    uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_level="info")
-    return None
+    sock = listening_socket(config.host, config.port)  # before the model: fail fast
+    try:
+        app = build_app(config, api_key)
+        level = "info" if server_logs else "warning"
+        server = uvicorn.Server(uvicorn.Config(app, log_level=level, access_log=server_logs))
+        url = _base_url(config.host, sock.getsockname()[1])
+        logger.info("serving %s on %s", config.spec, url)
+        if on_listening is not None:
+            on_listening(url)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
-def _run_vllm(config: ServeConfig, api_key: str | None) -> list[str] | None:
+def dry_run(config: ServeConfig) -> tuple[list[str], list[str]]:
+    """What a run of ``config`` would do, without loading or listening.
+
+    Returns:
+        ``(plan, notes)``: for ``--engine vllm`` the plan is the vLLM command line (one
+        argument per item); for ladder's engine, one line saying what would be served
+        where. Notes say what a real run would still need (an API key on a non-loopback
+        host).
+
+    Raises:
+        ConfigError: a bad option (an adapter without a config, an endpoint for vLLM).
+        ModelLoadError: the model spec names nothing loadable (ladder's engine).
+    """
+    api_key = read_api_key(config.api_key_file)
+    notes = []
+    if api_key is None and not is_loopback(config.host):
+        notes.append(
+            f"a real run on --host {config.host} needs an API key: set {KEY_ENV} or pass "
+            "--api-key-file FILE"
+        )
+    if config.engine == "vllm":
+        return _vllm_argv(config, api_key)[0], notes
+    from ladder.models import check_model
+
+    check_model(config.spec)
+    adapters = "".join(f" + adapter {n}" for n in config.adapters)
+    url = _base_url(config.host, config.port)
+    return [f"would serve {config.spec}{adapters} on {url} (nothing loaded, nothing bound)"], notes
+
+
+def _base_url(host: str, port: int) -> str:
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+def _vllm_argv(config: ServeConfig, api_key: str | None) -> tuple[list[str], dict[str, str]]:
     from ladder.serve.vllm import checkpoint_path, vllm_command
 
     name = config.name or checkpoint_path(config.spec).resolve().name
-    argv, env = vllm_command(
+    return vllm_command(
         config.spec,
         name=name,
         host=config.host,
@@ -106,8 +164,10 @@ def _run_vllm(config: ServeConfig, api_key: str | None) -> list[str] | None:
         api_key=api_key,
         tensor_parallel=config.tensor_parallel,
     )
-    if config.dry_run:
-        return argv
+
+
+def _run_vllm(config: ServeConfig, api_key: str | None) -> None:
+    argv, env = _vllm_argv(config, api_key)
     try:
         subprocess.run(argv, env={**os.environ, **env}, check=False)
     except FileNotFoundError:
@@ -115,4 +175,3 @@ def _run_vllm(config: ServeConfig, api_key: str | None) -> list[str] | None:
             "--engine vllm: the vllm command is not installed here; pip install vllm on a "
             "GPU machine, or use --engine ladder"
         ) from None
-    return None
