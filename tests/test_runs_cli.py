@@ -139,6 +139,46 @@ def test_ui_refuses_a_public_host_without_allow_remote(
     assert "--host 0.0.0.0: the MLflow UI has no authentication" in err and "--allow-remote" in err
 
 
+def test_ui_on_a_port_in_use_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "runs.db"
+    store.touch()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert main(["ui", "--store", f"sqlite:///{store}", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ladder: error: port {port} on 127.0.0.1 is in use; pass --port N\n"
+
+
+def test_ui_server_output_is_passed_on_without_the_known_noise(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from ladder.cli.runs import run_server_process
+    from ladder.track._runs import UI_NOISE, ui_command, ui_environment
+
+    script = (
+        "import sys, warnings\n"
+        "print('[MLflow] Security middleware enabled with default settings (localhost-only).')\n"
+        "warnings.warn('starlette.middleware.wsgi is deprecated and will be removed')\n"
+        "print('ERROR: something the user must see', file=sys.stderr)\n"
+        "sys.exit(3)\n"
+    )
+    command = [sys.executable, "-c", script]
+    assert run_server_process(command, ui_environment(), UI_NOISE) == 3
+    assert capfd.readouterr().err == "ERROR: something the user must see\n"
+    assert run_server_process(command, ui_environment(server_logs=True), ()) == 3
+    shown = capfd.readouterr().err
+    assert "Security middleware" in shown and "is deprecated" in shown  # --verbose: all of it
+    (tmp_path / "runs.db").touch()
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    quiet = ui_command(store)
+    assert quiet[quiet.index("--uvicorn-opts") + 1] == "--log-level warning --no-access-log"
+    assert "--uvicorn-opts" not in ui_command(store, server_logs=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -165,8 +205,12 @@ def test_ui_serves_the_store_on_loopback(sqlite_store: str) -> None:
             assert page.status == 200 and b"<html" in page.read().lower()
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        output, _ = proc.communicate(timeout=30)
     assert _refused(port)  # the server went with the process: nothing answers any more
+    # Quiet: no uvicorn INFO lines, no Starlette deprecation warning, no MLflow banner.
+    assert output.decode().splitlines() == [
+        f"listening on http://127.0.0.1:{port} (MLflow UI; Ctrl-C stops it)"
+    ]
 
 
 def _refused(port: int, seconds: float = 30.0) -> bool:

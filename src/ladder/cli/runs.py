@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
+import re
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
+from ladder import quiet
 from ladder.cli._common import build, config_option, console, err_console
 from ladder.errors import ConfigError
 
@@ -127,8 +132,9 @@ def ui(
     allow_remote: bool = config_option(UiConfig, "allow_remote", "--allow-remote"),
 ) -> None:
     """Start the MLflow UI on the run store (127.0.0.1 only, unless --allow-remote)."""
+    from ladder.ports import check_port_free
     from ladder.track import default_tracking_uri
-    from ladder.track._runs import is_loopback, ui_command, ui_environment
+    from ladder.track._runs import UI_NOISE, is_loopback, ui_command, ui_environment
 
     config = build(UiConfig, store=store, host=host, port=port, allow_remote=allow_remote)
     if not is_loopback(config.host) and not config.allow_remote:
@@ -136,9 +142,53 @@ def ui(
             f"--host {config.host}: the MLflow UI has no authentication, so ladder serves it on "
             "127.0.0.1 only; pass --allow-remote to listen on other addresses anyway"
         )
-    command = ui_command(config.store or default_tracking_uri(), config.host, config.port)
+    logs = quiet.is_verbose()
+    uri = config.store or default_tracking_uri()
+    command = ui_command(uri, config.host, config.port, server_logs=logs)
+    check_port_free(config.host, config.port)
     if not is_loopback(config.host):
         err_console.print("[yellow]warning:[/] the MLflow UI has no authentication")
-    console.print(f"MLflow UI on http://{config.host}:{config.port} (Ctrl-C stops it)")
-    # The server replaces this process, so Ctrl-C and SIGTERM reach it directly.
-    os.execve(command[0], command, ui_environment())
+    console.print(
+        f"listening on http://{config.host}:{config.port} (MLflow UI; Ctrl-C stops it)",
+        markup=False,
+        highlight=False,
+    )
+    code = run_server_process(command, ui_environment(server_logs=logs), () if logs else UI_NOISE)
+    if code:
+        raise typer.Exit(code)
+
+
+def run_server_process(
+    command: list[str], env: dict[str, str], noise: Sequence[re.Pattern[str]]
+) -> int:
+    """Run a server in the foreground, passing its output on minus lines matching ``noise``.
+
+    The server runs in its own session, so a Ctrl-C reaches it once, through this process
+    (which forwards SIGINT and SIGTERM), and it shuts down cleanly; its exit status is
+    returned.
+    """
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+
+    def forward(signum: int, _frame: object) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not any(pattern.search(line) for pattern in noise):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,12 @@ __all__ = ["RunRow", "compare_runs", "is_loopback", "list_runs", "ui_command", "
 
 # The UI needs no background job runner (it starts 7 worker processes for GenAI jobs).
 _UI_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+# MLflow's own app imports a Starlette module Starlette has deprecated: nothing a user of
+# the UI can act on. A message filter (Python's -W syntax) hides just that warning.
+_UI_QUIET_WARNINGS = "ignore:starlette.middleware.wsgi is deprecated"
+# Lines `mlflow server` prints on every start that say nothing about ladder's use of it
+# (ladder binds to loopback and refuses other hosts without --allow-remote).
+UI_NOISE = (re.compile(r"^\[MLflow\] Security middleware enabled with default settings"),)
 
 
 @dataclass
@@ -86,8 +93,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+def ui_command(
+    uri: str, host: str = "127.0.0.1", port: int = 5000, *, server_logs: bool = False
+) -> list[str]:
     """The ``mlflow server`` command line that serves the UI of the store at ``uri``.
+
+    Without ``server_logs`` uvicorn shows only warnings and errors (no INFO lines, no
+    access log).
 
     Raises:
         ConfigError: a JSONL store (the MLflow UI reads MLflow stores only), or a missing
@@ -96,16 +108,29 @@ def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000) -> list[str]
     if uri.startswith("jsonl:"):
         raise ConfigError(f"--store {uri}: the MLflow UI reads MLflow stores (e.g. sqlite:///...)")
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
+    # Named, so MLflow does not announce that it falls back to the backend store.
+    command += ["--registry-store-uri", uri]
     db = sqlite_path(uri)
     if db is not None:
         _require(db, uri)
         command += ["--default-artifact-root", artifact_root(db).as_uri()]
+    if not server_logs:
+        command += ["--uvicorn-opts", "--log-level warning --no-access-log"]
     return [*command, "--host", host, "--port", str(port), "--workers", "1"]
 
 
-def ui_environment() -> dict[str, str]:
-    """The environment for :func:`ui_command`: this one, plus ladder's MLflow defaults."""
-    return {**_UI_DEFAULTS, **os.environ}
+def ui_environment(*, server_logs: bool = False) -> dict[str, str]:
+    """The environment for :func:`ui_command`: this one, plus ladder's MLflow defaults.
+
+    Without ``server_logs`` the server's Python also drops Starlette's deprecation
+    warning about MLflow's own code.
+    """
+    env = {**_UI_DEFAULTS, **os.environ}
+    if not server_logs:
+        env["PYTHONWARNINGS"] = ",".join(
+            w for w in (os.environ.get("PYTHONWARNINGS", ""), _UI_QUIET_WARNINGS) if w
+        )
+    return env
 
 
 def _require(db: Path, uri: str) -> None:
