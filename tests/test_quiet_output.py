@@ -153,3 +153,34 @@ def test_counting_scoring_and_chunking_long_texts_have_no_length_warning(
     tokenizer = AutoTokenizer.from_pretrained(short_context_lm)
     assert len(encode_text(tokenizer, long, 32)) > 1
     assert not [m for m in transformers_log if "Token indices sequence length" in m]
+
+
+def test_a_tracked_climb_prints_results_not_mlflow_or_repeated_warnings(
+    tmp_path: Path,
+) -> None:
+    # A climb on an unpriced API model, tracked in a new MLflow store, in a fresh process
+    # with its own home (MLflow then builds its empty-store template, logging each step,
+    # and flushes its trace queue at exit). The person needs the leaderboard and one line
+    # saying the model has no price, not MLflow's INFO lines or that line three times.
+    from conftest import write_climb_task
+    from openai_server import OpenAITestServer
+    from test_climb import oracle
+
+    server = OpenAITestServer().start()
+    try:
+        server.responder = oracle
+        model = f"openai:nologprobs@{server.base_url}"
+        task = write_climb_task(tmp_path / "t", [model], "  - zero_shot\n  - few_shot\n")
+        store = f"sqlite:///{tmp_path / 'runs.db'}"
+        done = _ladder(
+            "climb", str(task), "--all", "--out", str(tmp_path / "o"), "--track", store,
+            env={"LADDER_HOME": str(tmp_path / "home"), "COLUMNS": "200"},
+        )  # fmt: skip
+    finally:
+        server.stop()
+    shown = done.stdout + done.stderr
+    assert done.returncode == 0, shown
+    assert "Recommendation: zero_shot" in done.stdout
+    assert shown.count("no price for openai:nologprobs") == 1
+    assert "INFO mlflow" not in shown and "alembic" not in shown
+    assert "Flushing the async trace logging queue" not in shown

@@ -10,17 +10,15 @@ child processes (``--nproc``) in the environment.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 
 __all__ = [
     "VERBOSE_ENV",
+    "drop_info",
     "drop_messages",
     "is_verbose",
     "quiet_library_logs",
-    "quiet_logger",
     "set_verbose",
 ]
 
@@ -50,57 +48,51 @@ def is_verbose() -> bool:
 
 
 class _DropExpected(logging.Filter):
-    """Drops records whose message contains one of ``fragments``, unless verbose."""
+    """Drops, unless verbose, records below ``below`` or whose message has a fragment."""
 
-    def __init__(self, fragments: tuple[str, ...]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.fragments = fragments
+        self.fragments: tuple[str, ...] = ()
+        self.below = logging.NOTSET
 
     def filter(self, record: logging.LogRecord) -> bool:
         if is_verbose():
             return True
+        if record.levelno < self.below:
+            return False
         message = record.getMessage()
         return not any(fragment in message for fragment in self.fragments)
 
 
-def drop_messages(logger_name: str, *fragments: str) -> None:
-    """Drop records of ``logger_name`` whose message contains a fragment (unless verbose).
-
-    Idempotent and import-free: the filter goes on the logger by name, so it is in place
-    even before the library that logs is imported (some log while they load).
-    """
+def _filter_of(logger_name: str) -> _DropExpected:
+    # Filters go on loggers by name, with no import of the library, so they are in place
+    # even for messages logged while a library loads. One filter per logger: idempotent.
     logger = logging.getLogger(logger_name)
     for existing in logger.filters:
         if isinstance(existing, _DropExpected):
-            new = tuple(f for f in fragments if f not in existing.fragments)
-            existing.fragments = (*existing.fragments, *new)
-            return
-    logger.addFilter(_DropExpected(tuple(fragments)))
+            return existing
+    added = _DropExpected()
+    logger.addFilter(added)
+    return added
+
+
+def drop_messages(logger_name: str, *fragments: str) -> None:
+    """Drop records of ``logger_name`` whose message contains a fragment (unless verbose)."""
+    drop = _filter_of(logger_name)
+    drop.fragments = (*drop.fragments, *(f for f in fragments if f not in drop.fragments))
+
+
+def drop_info(*logger_names: str) -> None:
+    """Drop the INFO and DEBUG records of these loggers (unless verbose); warnings still show.
+
+    For loggers whose INFO lines are routine steps ladder runs on purpose (e.g. MLflow
+    creating its database tables).
+    """
+    for name in logger_names:
+        _filter_of(name).below = logging.WARNING
 
 
 def quiet_library_logs() -> None:
     """Drop the known, expected messages of the libraries the CLI verbs use."""
     for name, fragments in _EXPECTED_NOISE.items():
         drop_messages(name, *fragments)
-
-
-@contextlib.contextmanager
-def quiet_logger(*names: str, level: int = logging.WARNING) -> Iterator[None]:
-    """Raise the named loggers to ``level`` for a block (a no-op when verbose).
-
-    For routine INFO chatter of a library step ladder runs on purpose (e.g. MLflow's
-    database set-up); warnings and errors still show.
-    """
-    if is_verbose():
-        yield
-        return
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        if logger.getEffectiveLevel() < level:
-            logger.setLevel(level)
-    try:
-        yield
-    finally:
-        for logger, old in zip(loggers, levels, strict=True):
-            logger.setLevel(old)

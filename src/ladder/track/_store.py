@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ladder.errors import ConfigError
+from ladder.quiet import drop_info, drop_messages
 from ladder.track._redact import redact_text
 
 if TYPE_CHECKING:
@@ -44,12 +45,26 @@ def mlflow_client(uri: str) -> MlflowClient:
     """
     for name, value in _MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    _quiet_mlflow()
     import mlflow
     from mlflow import MlflowClient
 
     if mlflow.get_tracking_uri() != uri:
         mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def _quiet_mlflow() -> None:
+    """Keep MLflow's routine INFO lines off the terminal (``ladder --verbose`` shows them).
+
+    MLflow logs its database set-up (creating and migrating tables, alembic's steps) and,
+    at exit, that it flushes queued traces: routine steps of every tracked run, which the
+    person did not ask about. Its warnings and errors still show.
+    """
+    drop_info("mlflow.store.db.utils", "alembic.runtime.migration")
+    drop_messages(
+        "mlflow.tracing.export.async_export_queue", "Flushing the async trace logging queue"
+    )
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -131,6 +146,7 @@ def _template() -> Path:
 
     from ladder.home import home_subdir
 
+    _quiet_mlflow()
     template = home_subdir("cache") / f"mlflow-{mlflow.__version__}-empty.db"
     if template.exists():
         return template
