@@ -109,6 +109,67 @@ def test_compare_shows_params_and_metrics_side_by_side(
     assert "--compare: no run 'deadbeef'" in capsys.readouterr().err
 
 
+def test_compare_takes_ids_after_one_flag_and_unique_prefixes(
+    sqlite_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/tracking.md: `ladder runs --compare RUN_ID RUN_ID`, ids shown whole."""
+    rows = run_json(capsys, "--store", sqlite_store, "--experiment", "tagger")
+    zero, lora = str(rows[1]["run_id"]), str(rows[2]["run_id"])
+    compared = run_json(capsys, "--store", sqlite_store, "--compare", zero, lora[:12])
+    assert [r["run_id"] for r in compared] == [zero, lora]
+    compared = run_json(capsys, "--store", sqlite_store, zero[:8], "--compare")
+    assert [r["run_id"] for r in compared] == [zero]
+    assert main(["runs", "--store", sqlite_store, "--compare"]) == 2
+    assert "--compare needs run ids" in capsys.readouterr().err
+
+
+def test_an_ambiguous_prefix_lists_the_matches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(
+            json.dumps({"event": "run_start", "run": run, "name": f"run {run}", "tags": {},
+                        "parent": None, "time": 1_700_000_000 + i}) + "\n"
+            for i, run in enumerate(("abc123", "abc456", "def789"))
+        )
+    )  # fmt: skip
+    argv = ["runs", "--store", f"jsonl:{events}", "--compare"]
+    assert main([*argv, "abc"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "ladder: error: --compare: 'abc' is the start of 2 run ids (abc123, abc456); "
+        "give more of the id\n"
+    )
+    assert [r["name"] for r in run_json(capsys, *argv[1:], "abc4", "d")] == [
+        "run abc456",
+        "run def789",
+    ]
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_ids_are_never_cut_in_a_narrow_terminal(
+    columns: str,
+    sqlite_store: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ladder.cli._common import console
+
+    monkeypatch.setenv("COLUMNS", columns)
+    monkeypatch.setattr(console, "_width", None)  # read COLUMNS again
+    ids = [str(r["run_id"]) for r in run_json(capsys, "--store", sqlite_store)]
+    assert main(["runs", "--store", sqlite_store]) == 0
+    out = capsys.readouterr().out
+    assert all(run_id in out for run_id in ids) and "…" not in out, out
+    assert max(len(line) for line in out.splitlines()) <= int(columns)
+    assert "└ rung lora" in out and "accuracy=0.75" in out
+    assert main(["runs", "--store", sqlite_store, "--compare", *ids[3:]]) == 0
+    out = capsys.readouterr().out
+    assert all(run_id in out for run_id in ids[3:]) and "…" not in out
+    assert "0.25" in out and "0.75" in out
+
+
 def test_runs_reads_a_jsonl_store_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "events.jsonl"
     fill(JsonlTracker(path))

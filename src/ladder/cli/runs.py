@@ -7,27 +7,20 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
-from rich.table import Table
 
 from ladder import quiet
-from ladder.cli._common import build, config_option, console, err_console
+from ladder.cli._common import build, config_option, console, err_console, field_help
 from ladder.errors import ConfigError
-
-if TYPE_CHECKING:
-    from ladder.track._runs import RunRow
 
 STORE_HELP = (
     "The tracking store: sqlite:///PATH.db, http://HOST:PORT (an MLflow server), "
     "postgresql://..., or jsonl:PATH (default: $LADDER_TRACKING_URI, else "
     "sqlite:///./ladder-runs.db)."
 )
-KEY_METRICS = 3  # metrics shown per run in the list
 
 
 class RunsConfig(BaseModel):
@@ -39,7 +32,8 @@ class RunsConfig(BaseModel):
     experiment: str | None = Field(None, description="Only runs of this experiment (a task).")
     compare: list[str] = Field(
         default_factory=list,
-        description="Show these runs (ids, repeat the option) side by side: params and metrics.",
+        description="Compare the RUN_IDs given (ladder runs --compare A B): their params and "
+        "metrics side by side.",
     )
     limit: int = Field(30, ge=1, description="Most top-level runs to list, newest first.")
 
@@ -60,9 +54,15 @@ class UiConfig(BaseModel):
 
 
 def runs(
+    run_ids: list[str] | None = typer.Argument(
+        None,
+        metavar="[RUN_ID]...",
+        help="Runs to compare side by side (with or without --compare): full ids or unique "
+        "prefixes.",
+    ),
     store: str | None = config_option(RunsConfig, "store", "--store"),
     experiment: str | None = config_option(RunsConfig, "experiment", "--experiment"),
-    compare: list[str] = config_option(RunsConfig, "compare", "--compare"),
+    compare: bool = typer.Option(False, "--compare", help=field_help(RunsConfig, "compare")),
     limit: int = config_option(RunsConfig, "limit", "--limit"),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
 ) -> None:
@@ -70,7 +70,11 @@ def runs(
     from ladder.track import default_tracking_uri
     from ladder.track._runs import compare_runs, list_runs
 
-    config = build(RunsConfig, store=store, experiment=experiment, compare=compare, limit=limit)
+    if compare and not run_ids:
+        raise ConfigError("--compare needs run ids: ladder runs --compare RUN_ID RUN_ID")
+    config = build(
+        RunsConfig, store=store, experiment=experiment, compare=run_ids or [], limit=limit
+    )
     uri = config.store or default_tracking_uri()
     if config.compare:
         rows = compare_runs(uri, config.compare)
@@ -82,47 +86,12 @@ def runs(
     if not rows:
         console.print(f"no runs in {uri}")
         return
-    console.print(_compare_table(rows) if config.compare else _list_table(rows, uri))
+    from ladder.cli._runs_tables import print_compared, print_runs
 
-
-def _list_table(rows: list[RunRow], uri: str) -> Table:
-    table = Table(title=f"runs in {uri}", title_justify="left")
-    for column in ("run", "id", "experiment", "status", "start", "duration", "key metrics"):
-        table.add_column(column, justify="right" if column == "duration" else "left")
-    for row in rows:
-        start = time.strftime("%Y-%m-%d %H:%M", time.localtime((row.start_ms or 0) / 1000))
-        table.add_row(
-            "  " * row.depth + ("└ " if row.depth else "") + row.name,
-            row.run_id[:12],
-            row.experiment,
-            row.status,
-            start if row.start_ms else "-",
-            "-" if row.duration_s is None else f"{row.duration_s:.1f}s",
-            ", ".join(f"{k}={_num(v)}" for k, v in _key_metrics(row.metrics)),
-        )
-    return table
-
-
-def _compare_table(rows: list[RunRow]) -> Table:
-    table = Table(title="compare", title_justify="left")
-    table.add_column("")
-    for row in rows:
-        table.add_column(f"{row.name}\n{row.run_id[:12]}")
-    for key in sorted({k for r in rows for k in r.params}):
-        table.add_row(f"param {key}", *(r.params.get(key, "-") for r in rows))
-    for key in sorted({k for r in rows for k in r.metrics}):
-        table.add_row(f"metric {key}", *(_num(r.metrics.get(key)) for r in rows))
-    return table
-
-
-def _key_metrics(metrics: dict[str, float]) -> list[tuple[str, float]]:
-    """A few metrics: values before their CI ends, in name order."""
-    main = sorted(k for k in metrics if not k.endswith((".ci_low", ".ci_high")))
-    return [(k, metrics[k]) for k in main[:KEY_METRICS]]
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    if config.compare:
+        print_compared(console, rows)
+    else:
+        print_runs(console, rows, uri)
 
 
 def ui(

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,15 @@ from ladder.track._mlflow import store_errors
 from ladder.track._redact import redact_text
 from ladder.track._store import artifact_root, mlflow_client, sqlite_path
 
-__all__ = ["RunRow", "compare_runs", "is_loopback", "list_runs", "ui_command", "ui_environment"]
+__all__ = [
+    "RunRow",
+    "compare_runs",
+    "is_loopback",
+    "list_runs",
+    "resolve_run_id",
+    "ui_command",
+    "ui_environment",
+]
 
 # The UI needs no background job runner (it starts 7 worker processes for GenAI jobs).
 _UI_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -71,16 +79,39 @@ def list_runs(uri: str, experiment: str | None = None, limit: int = 50) -> list[
 def compare_runs(uri: str, run_ids: Sequence[str]) -> list[RunRow]:
     """The runs ``run_ids`` (in that order), with all their params and metrics.
 
+    Each id may be a unique prefix of one (``84f08ed`` for ``84f08ed5c0a0...``).
+
     Raises:
-        ConfigError: a run id that is not in the store (the message names it).
+        ConfigError: an id that matches no run, or a prefix that matches several (the
+            message names it and the runs it matches).
     """
     rows = {r.run_id: r for r in list_runs(uri, limit=1_000_000)}
-    missing = [r for r in run_ids if r not in rows]
-    if missing:
+    return [rows[resolve_run_id(wanted, rows, uri)] for wanted in run_ids]
+
+
+def resolve_run_id(wanted: str, run_ids: Collection[str], uri: str) -> str:
+    """The one id of ``run_ids`` that is ``wanted`` or starts with it.
+
+    Raises:
+        ConfigError: no such run, or an ambiguous prefix (the matches are listed).
+    """
+    wanted = wanted.strip()
+    if wanted in run_ids:
+        return wanted
+    matches = sorted(r for r in run_ids if wanted and r.startswith(wanted))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
         raise ConfigError(
-            f"--compare: no run {missing[0]!r} in {redact_text(uri)}; `ladder runs` lists the ids"
+            f"--compare: no run {wanted!r} in {redact_text(uri)}; `ladder runs` lists the ids"
         )
-    return [rows[r] for r in run_ids]
+    shown = ", ".join(matches[:10]) + (
+        f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+    )
+    raise ConfigError(
+        f"--compare: {wanted!r} is the start of {len(matches)} run ids ({shown}); "
+        "give more of the id"
+    )
 
 
 def is_loopback(host: str) -> bool:
