@@ -72,6 +72,34 @@ def test_cli_merge_reproduces_the_merged_checkpoint(
     assert done.text
 
 
+def test_cli_merge_takes_the_base_as_a_model_spec_and_says_what_it_wrote(
+    lora_run: FinetuneResult,
+    tiny_causal_lm: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--base hf:./my-base` (the form every other verb takes) was read as a folder named
+    'hf:./my-base'; the success line read as if the base had been merged into."""
+    monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.chdir(tiny_causal_lm.parent)
+    base = f"hf:./{tiny_causal_lm.name}"
+    out = tmp_path / "merged"
+    before = {p.name: p.stat().st_mtime_ns for p in tiny_causal_lm.iterdir()}
+    assert main(["merge", str(lora_run.adapter_dir), "--out", str(out), "--base", base]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"Merged {lora_run.adapter_dir} into a new checkpoint at {out} (base {base}, left "
+        "unchanged)"
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in tiny_causal_lm.iterdir()} == before
+    assert (out / "model.safetensors").is_file()
+    for bad, needle in (("hf:./nowhere", "--base 'hf:./nowhere': nowhere has no config.json"),
+                        ("openai:m@http://h/v1", "give local weights")):  # fmt: skip
+        assert main(["merge", str(lora_run.adapter_dir), "--out", str(out), "--base", bad]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+
+
 def test_adapter_loads_unmerged_behind_the_model_interface(
     lora_run: FinetuneResult, tiny_causal_lm: Path
 ) -> None:

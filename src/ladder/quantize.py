@@ -75,8 +75,12 @@ class QuantizeReport:
         return data
 
 
-def checkpoint_dir(spec: str) -> Path:
+def checkpoint_dir(spec: str, what: str = "MODEL") -> Path:
     """The local folder of ``hf:PATH``, ``builtin:NAME`` or a plain path.
+
+    Args:
+        spec: The model as the user gave it.
+        what: How error messages name it (``MODEL``, ``--base``).
 
     Raises:
         ConfigError: an endpoint spec, or a folder without ``config.json``.
@@ -89,11 +93,11 @@ def checkpoint_dir(spec: str) -> Path:
     elif sep and prefix == "hf":
         folder = Path(rest).expanduser()
     elif sep and prefix in ("openai",):
-        raise ConfigError(f"MODEL {spec!r}: give local weights (hf:PATH or builtin:NAME)")
+        raise ConfigError(f"{what} {spec!r}: give local weights (hf:PATH or builtin:NAME)")
     else:
         folder = Path(spec).expanduser()
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"MODEL {spec!r}: {folder} has no config.json; give a checkpoint folder")
+        raise ConfigError(f"{what} {spec!r}: {folder} has no config.json; give a checkpoint folder")
     return folder
 
 

@@ -57,6 +57,7 @@ def _register_verbs() -> None:
     from ladder.cli import finetune as finetune_cli
     from ladder.cli import judge as judge_cli
     from ladder.cli import kb as kb_cli
+    from ladder.cli import merge as merge_cli
     from ladder.cli import prompt as prompt_cli
     from ladder.cli import quantize as quantize_cli
     from ladder.cli import rag as rag_cli
@@ -81,7 +82,7 @@ def _register_verbs() -> None:
     verb("agent", agent_cli.agent)
     verb("synth", synth_cli.synth)
     verb("finetune", finetune_cli.finetune)
-    verb("merge", finetune_cli.merge)
+    verb("merge", merge_cli.merge)
     verb("curate", curate_cli.curate)
     verb("tokenize", tokenize_cli.tokenize)
     verb("pretrain", pretrain.pretrain)
