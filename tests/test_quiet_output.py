@@ -6,8 +6,10 @@ Each test runs the real library call that makes the noise and checks the CLI's o
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -184,3 +186,43 @@ def test_a_tracked_climb_prints_results_not_mlflow_or_repeated_warnings(
     assert shown.count("no price for openai:nologprobs") == 1
     assert "INFO mlflow" not in shown and "alembic" not in shown
     assert "Flushing the async trace logging queue" not in shown
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
+def test_synth_shows_a_summary_not_a_line_per_round(
+    terminal: bool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A generator that never writes a usable task: every round keeps nothing. The person
+    # needs what was kept and why the rest was dropped, not "round N: kept 0" per round;
+    # on a terminal one bar shows how far the run is, in a log file nothing does.
+    from rich.console import Console
+
+    from ladder.cli import synth
+    from openai_server import OpenAITestServer
+    from test_synth import SEEDS
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(synth, "err_console", Console(file=stderr, force_terminal=terminal))
+    server = OpenAITestServer().start()
+    try:
+        server.responder = lambda body: "I cannot think of any tasks."
+        out = tmp_path / "gen.jsonl"
+        code = main(
+            ["synth", "--seeds", str(SEEDS), "--model", f"openai:echo@{server.base_url}",
+             "--out", str(out), "--n", "3", "--batch-size", "2", "--max-rounds", "12",
+             "--no-cache"]
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert code == 0
+    shown = capsys.readouterr().out
+    err = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stderr.getvalue())  # colours, cursor moves
+    assert "dropped: malformed" in shown
+    assert "24 tasks judged from 24 prompts in 12 rounds" in shown.replace("\n", " ")
+    assert "kept 0 of 3 after 12 rounds" in err.replace("\n", " ")
+    assert "round 1:" not in shown + err and "kept 0 (" not in err
+    assert ("kept, round 12/12" in err) is terminal  # the bar's last state, then cleared
+    assert not err.startswith("\n")  # no blank line where no bar was drawn

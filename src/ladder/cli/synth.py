@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ladder.cli._common import build, config_option, console, err_console
@@ -50,7 +53,8 @@ def synth(
     )
     from ladder.data.synth.run import synthesize
 
-    result = synthesize(cfg, log=lambda line: err_console.print(f"[dim]{line}[/]"))
+    with _round_progress(cfg.n, cfg.max_rounds) as progress:
+        result = synthesize(cfg, progress=progress)
     if result.resumed_from_round:
         console.print(f"Resumed after round {result.resumed_from_round}.")
     _print_report(result.report)
@@ -60,6 +64,32 @@ def synth(
             f"[yellow]warning:[/] kept {result.report['kept']} of {cfg.n} after "
             f"{result.report['rounds']} rounds; see the report, then run again with --resume "
             "and a larger --max-rounds"
+        )
+
+
+@contextlib.contextmanager
+def _round_progress(n: int, max_rounds: int) -> Iterator[Callable[[int, int], None] | None]:
+    """One bar for the run (tasks kept of ``n``, rounds done), gone when it ends.
+
+    A line per round said "kept 0" fifty times when a generator was poor. Off a terminal
+    (a log file, a pipe) there is no bar at all: the report that follows says it all.
+    """
+    if not err_console.is_terminal:
+        yield None
+        return
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("kept, round {task.fields[rounds]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("self-instruct", total=n, rounds=f"0/{max_rounds}")
+        yield lambda rounds, kept: bar.update(
+            task, completed=min(kept, n), rounds=f"{rounds}/{max_rounds}"
         )
 
 

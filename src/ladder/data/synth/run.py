@@ -89,7 +89,7 @@ def synthesize(
     cfg: SynthConfig,
     *,
     model: LanguageModel | None = None,
-    log: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SynthResult:
     """Grow a dataset from ``cfg.seeds`` with a generator model; see the module docstring.
 
@@ -97,7 +97,8 @@ def synthesize(
         cfg: the settings.
         model: the generator; default ``load_model(cfg.model)`` (wrapped in the response
             cache when ``cfg.cache``).
-        log: called with one line per round (the CLI prints it; libraries never print).
+        progress: called after each round with the rounds done and the tasks kept so far
+            (the CLI draws a progress bar; libraries never print).
 
     Raises:
         ConfigError: bad seeds, an output that cannot be written, or a state that does not
@@ -124,7 +125,6 @@ def synthesize(
             for examples in _sample_examples(cfg, seeds, state.kept, state.round)
         ]
         answers = lm.generate(prompts, _params(cfg, state.round))
-        before = len(state.kept)
         for i, answer in enumerate(answers):
             blocks = parse_answer(answer.text, truncated=answer.finish_reason == "length")
             for block in blocks:
@@ -136,8 +136,8 @@ def synthesize(
         state.round += 1
         state.prompts += len(prompts)
         _save(state, paths)
-        if log is not None:
-            log(f"round {state.round}: kept {len(state.kept) - before} ({len(state.kept)}/{cfg.n})")
+        if progress is not None:
+            progress(state.round, len(state.kept))
     report = build_report(cfg, state, len(seeds))
     _write_outputs(cfg, paths, state, report)
     return SynthResult(paths, state.kept[: cfg.n], report, decisions, resumed_from)
