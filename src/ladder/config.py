@@ -39,7 +39,9 @@ class ModelOptions(BaseModel):
 
     def for_backend(self, spec: str) -> dict[str, Any]:
         """The options a backend accepts: local-weight options only for local backends."""
-        if spec.startswith("openai:"):
+        from ladder.models import capabilities_of
+
+        if not capabilities_of(spec).local_weights:
             return {}
         return self.model_dump()
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ladder.climb.prompt_rungs import LOCAL_BACKENDS, prompt_params
+from ladder.climb.prompt_rungs import prompt_params
 from ladder.climb.rungs import RungContext, RungResult, register_rung
 from ladder.climb.task import LoadedTask
 from ladder.errors import ConfigError
@@ -117,7 +117,7 @@ class ChainRung:
         docs = _chain_docs(task)
         size = int(self.options.get("batch_size", 8))
         params = prompt_params(task, self.options)
-        local = lm.info.backend in LOCAL_BACKENDS
+        local = lm.info.capabilities.local_weights
         ctx.log(f"chain {chain.name}: {len(chain.steps)} steps over {len(docs)} records")
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a" if rows else "w", encoding="utf-8") as sink:

@@ -68,6 +68,7 @@ from ladder.climb.tracking import (
 )
 from ladder.errors import UnsupportedError
 from ladder.fsutil import atomic_write_text
+from ladder.models import capabilities_of
 
 __all__ = ["LEADERBOARD_FILE", "ClimbOptions", "ClimbResult", "Row", "climb", "leaderboard_rows"]
 
@@ -300,7 +301,7 @@ def _climb_model(
         save_state(out, task, rows, finished=False)
         if row.status == "done":
             below = row
-            if row.answered_by.startswith("hf:") and row.answered_by != model:
+            if row.answered_by != model and capabilities_of(row.answered_by).trainable:
                 tuned = row
         spent = sum(r.cost for r in rows)
         limit = task.spec.max_cost_usd

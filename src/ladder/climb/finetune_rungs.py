@@ -159,7 +159,9 @@ def preference_records(task: LoadedTask) -> list[dict[str, Any]]:
 
 
 def _check_local(rung: str, model: str) -> None:
-    if not model.startswith(("hf:", "builtin:")):
+    from ladder.models import capabilities_of
+
+    if not capabilities_of(model).trainable:
         raise UnsupportedError(
             f"rung {rung} trains local weights; {model} is not a local model "
             "(use hf:DIR or builtin:NAME)"

@@ -38,6 +38,7 @@ from ladder.climb.rungs import Rung, RungContext, RungResult, build_rung
 from ladder.climb.state import Row, Variant, prediction_texts, save_state, slug
 from ladder.climb.task import LoadedTask, RungSpec
 from ladder.errors import ConfigError, UnsupportedError
+from ladder.models import capabilities_of
 
 if TYPE_CHECKING:
     from ladder.models.base import LanguageModel
@@ -183,7 +184,7 @@ def plans(
             if applies:
                 yield _Plan("prompt", name, _with(task, **update), winner.model, build(spec))
     if "quantise" in kinds:
-        if not winner.model.startswith(("hf:", "builtin:")):
+        if not capabilities_of(winner.model).local_weights:
             reason = f"dynamic int8 quantises local weights; {winner.model} is an API model"
             yield _Plan("quantise", "dynamic int8", task, winner.model, reason=reason)
         elif winner.answered_by and winner.answered_by != winner.model:  # a fine-tuned model

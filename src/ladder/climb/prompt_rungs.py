@@ -29,7 +29,6 @@ from ladder.prompts.template import PromptTemplate, template_from_spec
 
 __all__ = ["PromptRung", "StructuredRung", "answer_with_prompts", "task_records", "task_template"]
 
-LOCAL_BACKENDS = ("hf", "builtin")
 _COMMON = ("max_tokens", "batch_size")
 
 
@@ -108,7 +107,7 @@ def answer_with_prompts(
     summary = run_records(lm, run, task_records(records or task.test), out, resume=ctx.resume)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     latencies = [float(r["latency_s"]) for r in rows]
-    local = lm.info.backend in LOCAL_BACKENDS
+    local = lm.info.capabilities.local_weights
     return RungResult(
         model=model_spec or lm.info.name,
         outputs=[str(r["output"]) for r in rows],
@@ -174,7 +173,7 @@ class StructuredRung:
         prompts = [template.render(d) for d in docs]
         params = prompt_params(task, self.options)
         size = int(self.options.get("batch_size", 8))
-        local = lm.info.backend in LOCAL_BACKENDS
+        local = lm.info.capabilities.local_weights
         outputs, latencies, tokens_in, tokens_out, cost = [], [], 0, 0, 0.0
         for start in range(0, len(prompts), size):
             chunk = prompts[start : start + size]

@@ -132,7 +132,9 @@ class TaskRetrieval:
 def charge_retrieval(result: RungResult, seconds: Sequence[float], model: str) -> None:
     """Add each test record's retrieval time to its latency (and, local models, compute)."""
     result.latencies = [a + b for a, b in zip(result.latencies, seconds, strict=True)]
-    if model.startswith(("hf:", "builtin:")):
+    from ladder.models import capabilities_of
+
+    if capabilities_of(model).local_weights:
         result.compute_seconds += sum(seconds)
 
 

@@ -133,15 +133,21 @@ def terminal_table(result: ClimbResult) -> Table:
     judged = any(r.judge_key for r in result.rows)
     cols = ["rung", "model", "metric", "value", "95% CI", *(["judge"] if judged else [])]
     for col in (*cols, "cost $", "p50 s", "peak mem"):
-        table.add_column(col, justify="right" if col not in ("rung", "model", "metric") else "left")
+        left = col in ("rung", "model", "metric")
+        # Model specs (URLs, paths) and skip reasons fold in a narrow terminal, never cut.
+        fold = col in ("model", "metric")
+        table.add_column(
+            col, justify="left" if left else "right", overflow="fold" if fold else "ellipsis"
+        )
     table.add_column("good", justify="right")
     for r in result.rows:
         if r.status != "done":
-            table.add_row(r.rung, short(r.model), "skipped", *[""] * (len(cols) + 1))
+            skipped = f"skipped: {r.reason}" if r.reason else "skipped"
+            table.add_row(r.rung, r.model, skipped, *[""] * (len(cols) + 1))
             continue
         table.add_row(
             r.rung,
-            short(r.model),
+            r.model,
             r.metric,
             fmt(r.value),
             f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
@@ -173,13 +179,18 @@ def variants_table(result: ClimbResult) -> Table | None:
     if not result.variants:
         return None
     rec = result.recommendation
-    title = f"cheaper variants of {rec.rung} on {short(rec.model)}" if rec else "cheaper variants"
+    title = f"cheaper variants of {rec.rung} on {rec.model}" if rec else "cheaper variants"
     table = Table(title=title)
     for col in ("variant", "value", "difference [CI]", "verdict", "cost $", "saving", "p50 s"):
-        table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
+        left = col in ("variant", "verdict")
+        # Variant names hold model specs, and a skipped one's verdict its reason: they fold.
+        table.add_column(
+            col, justify="left" if left else "right", overflow="fold" if left else "ellipsis"
+        )
     for v in result.variants:
         if v.status != "done":
-            table.add_row(v.name, "", "", "skipped", "", "", "")
+            skipped = f"skipped: {v.reason}" if v.reason else "skipped"
+            table.add_row(v.name, "", "", skipped, "", "", "")
             continue
         colour = "green" if v.keeps_quality else "red"
         table.add_row(

@@ -11,27 +11,49 @@ from collections.abc import Callable
 from typing import Any
 
 from ladder.errors import ModelLoadError
-from ladder.models.base import LanguageModel
+from ladder.models.base import (
+    LOCAL_CAPABILITIES,
+    OPENAI_CAPABILITIES,
+    Capabilities,
+    LanguageModel,
+)
 
 BackendFactory = Callable[..., LanguageModel]
 BackendCheck = Callable[[str], None]
 _BACKENDS: dict[str, BackendFactory] = {}
 _CHECKS: dict[str, BackendCheck] = {}
+_CAPABILITIES: dict[str, Capabilities] = {}
 _BUILTINS_REGISTERED = False
 
 
 def register_backend(
-    prefix: str, factory: BackendFactory, check: BackendCheck | None = None
+    prefix: str,
+    factory: BackendFactory,
+    check: BackendCheck | None = None,
+    capabilities: Capabilities | None = None,
 ) -> None:
     """Make ``prefix:REST`` specs load through ``factory(REST, **options)``.
 
     ``check(REST)``, when given, finds what would make loading fail (a missing checkpoint,
     an untrained built-in) without loading weights or contacting a server: long runs call
-    it through :func:`check_model` before they change anything on disk.
+    it through :func:`check_model` before they change anything on disk. ``capabilities``
+    is what the backend's models can do (:func:`capabilities_of` answers it for a spec
+    without loading anything); a loaded model says the same in ``info.capabilities``.
     """
     _BACKENDS[prefix] = factory
     if check is not None:
         _CHECKS[prefix] = check
+    _CAPABILITIES[prefix] = capabilities or Capabilities()
+
+
+def capabilities_of(spec: str) -> Capabilities:
+    """What the backend behind ``spec`` can do, without loading the model.
+
+    Raises:
+        ModelLoadError: the spec does not start with a registered prefix.
+    """
+    check_spec(spec)
+    return _CAPABILITIES.get(spec.partition(":")[0], Capabilities())
 
 
 def backend_names() -> list[str]:
@@ -93,11 +115,17 @@ def _register_builtin_backends() -> None:
     _BUILTINS_REGISTERED = True
     # Each backend module is imported only when a spec uses it, so `ladder --help` and
     # an `openai:` model do not pay for importing torch.
-    _BACKENDS.setdefault("hf", _lazy("ladder.models.hf", "load_hf"))
-    _BACKENDS.setdefault("openai", _lazy("ladder.models.openai_api", "load_openai"))
-    _BACKENDS.setdefault("builtin", _lazy("ladder.models.builtin", "load_builtin"))
-    _CHECKS.setdefault("hf", _lazy_check("ladder.models._hf_loading", "check_checkpoint"))
-    _CHECKS.setdefault("builtin", _lazy_check("ladder.models.builtin", "check_builtin"))
+    local = ("ladder.models.hf", "load_hf"), ("ladder.models._hf_loading", "check_checkpoint")
+    builtin = ("ladder.models.builtin", "load_builtin"), ("ladder.models.builtin", "check_builtin")
+    for prefix, (load, check), can in (
+        ("hf", local, LOCAL_CAPABILITIES),
+        ("builtin", builtin, LOCAL_CAPABILITIES),
+    ):
+        if prefix not in _BACKENDS:  # a caller's own registration wins
+            register_backend(prefix, _lazy(*load), _lazy_check(*check), can)
+    if "openai" not in _BACKENDS:
+        factory = _lazy("ladder.models.openai_api", "load_openai")
+        register_backend("openai", factory, capabilities=OPENAI_CAPABILITIES)
 
 
 def _lazy(module: str, name: str) -> BackendFactory:

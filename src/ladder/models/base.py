@@ -8,7 +8,7 @@ template when it has one.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +58,53 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do. Callers ask these, never what a model spec starts with.
+
+    Attributes:
+        local_weights: the weights are a folder on this machine, run in this process: they
+            can be trained, quantised, merged and exported, take ``dtype``/``device``
+            options, and their time is compute on your own hardware.
+        trainable: the fine-tuning rungs and ``ladder finetune`` can train it.
+        loglikelihood: prompt log-likelihoods (an endpoint may still refuse them per server).
+        batched: a batch of prompts runs at once on one device, so its time is shared by
+            the prompts in it.
+        constrained: JSON-schema constrained decoding (structured output).
+        adapters: LoRA adapters chosen per request (the server's ``model`` field).
+        streaming: text pieces as they are generated.
+        tokenizer: the tokenizer is at hand (exact token counts and token-id prompts).
+        chat_template: chat prompts are rendered by the model's own template here.
+    """
+
+    local_weights: bool = False
+    trainable: bool = False
+    loglikelihood: bool = False
+    batched: bool = False
+    constrained: bool = False
+    adapters: bool = False
+    streaming: bool = True
+    tokenizer: bool = False
+    chat_template: bool = False
+
+
+#: What an in-process transformers checkpoint can do (``hf:`` and ``builtin:``).
+LOCAL_CAPABILITIES = Capabilities(
+    local_weights=True,
+    trainable=True,
+    loglikelihood=True,
+    batched=True,
+    constrained=True,
+    adapters=True,
+    tokenizer=True,
+    chat_template=True,
+)
+
+#: What an OpenAI-compatible endpoint can do (log-likelihoods and JSON schemas where the
+#: server offers them; a tokenizer only when one is given as an option).
+OPENAI_CAPABILITIES = Capabilities(loglikelihood=True, constrained=True)
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What a model is: shown by ``ladder generate --verbose``, the demo and reports."""
 
@@ -67,6 +114,7 @@ class ModelInfo:
     context_length: int | None = None
     dtype: str | None = None
     device: str | None = None
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
 
 @runtime_checkable

@@ -43,7 +43,14 @@ from ladder.models._hf_loading import (
     pad_id,
     parse_options,
 )
-from ladder.models.base import Completion, GenerationParams, ModelInfo, Prompt, apply_stop
+from ladder.models.base import (
+    LOCAL_CAPABILITIES,
+    Completion,
+    GenerationParams,
+    ModelInfo,
+    Prompt,
+    apply_stop,
+)
 
 __all__ = ["HFModel", "load_hf"]
 
@@ -110,6 +117,7 @@ class HFModel:
             context_length=self.context_length,
             dtype=str(self.model.dtype).removeprefix("torch."),
             device=str(self.device),
+            capabilities=LOCAL_CAPABILITIES,
         )
 
     # -- prompts and tokens -------------------------------------------------------------

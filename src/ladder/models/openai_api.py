@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -49,7 +50,14 @@ from ladder.models._retry import (
     retry_call,
     server_message,
 )
-from ladder.models.base import Completion, GenerationParams, ModelInfo, Prompt, apply_stop
+from ladder.models.base import (
+    OPENAI_CAPABILITIES,
+    Completion,
+    GenerationParams,
+    ModelInfo,
+    Prompt,
+    apply_stop,
+)
 from ladder.track import MIN_SECRET_CHARS
 
 logger = logging.getLogger(__name__)
@@ -171,6 +179,7 @@ class OpenAIModel:
             backend="openai",
             context_length=self._opts.context_length,
             device=self._host,
+            capabilities=replace(OPENAI_CAPABILITIES, tokenizer=self._opts.tokenizer is not None),
         )
 
     def close(self) -> None:

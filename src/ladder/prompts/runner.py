@@ -52,7 +52,6 @@ from ladder.prompts.template import (
     template_from_spec,
 )
 
-LOCAL_BACKENDS = ("hf", "builtin")
 StrategySpec = str | dict[str, Any] | list[str | dict[str, Any]]
 
 
@@ -289,7 +288,7 @@ def _row(
     fields, where = record_and_where(records[index], f"record {index + 1}")
     outcome = run.strategy.finish(plan, completions)
     info = model.info
-    share = batch if info.backend in LOCAL_BACKENDS else 1
+    share = batch if info.capabilities.batched else 1
     cost = sum(
         cost_of(info, c, prices=prices, gpu_seconds=c.latency_s / share) for c in completions
     )

@@ -197,8 +197,8 @@ def ingest(
         if progress is not None:
             progress(done, len(todo))
     _flush(store, embedder, batch, report)
-    found = {str(p) for p in files}
-    gone = [s for s in manifest if s not in found and _under(s, folders)]
+    present = {str(p) for p in files}
+    gone = [s for s in manifest if s not in present and _under(s, folders)]
     store.forget_files(gone)
     report.removed = gone
     store.refresh_indexes(settings.ann_threshold)

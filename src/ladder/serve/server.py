@@ -45,15 +45,14 @@ def build_app(config: ServeConfig, api_key: str | None = None) -> FastAPI:
         ModelLoadError: the model or an adapter cannot be loaded.
         ConfigError: adapters on a model that is not local.
     """
-    from ladder.models import load_model
+    from ladder.models import capabilities_of, load_model
     from ladder.serve.app import create_app
     from ladder.serve.engine import Engine
 
     options: dict[str, Any] = {}
-    if not config.spec.startswith("openai:"):
+    if capabilities_of(config.spec).local_weights:
         options = {"dtype": config.dtype, "device": config.device}
-        if config.spec.startswith("hf:"):
-            options["batch_size"] = config.max_batch_size
+        options["batch_size"] = config.max_batch_size
     lm = load_model(config.spec, **options)
     if hasattr(lm, "batch_size"):
         lm.batch_size = max(lm.batch_size, config.max_batch_size)

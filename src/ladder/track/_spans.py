@@ -39,7 +39,6 @@ __all__ = [
 
 # The span kinds MLflow's trace view knows; any other string is shown as UNKNOWN.
 SPAN_KINDS = ("LLM", "CHAT_MODEL", "CHAIN", "AGENT", "TOOL", "RETRIEVER", "EMBEDDING", "UNKNOWN")
-LOCAL_BACKENDS = ("hf", "builtin")  # batched on one device: a batch's time is shared
 
 
 class SpanSink(Protocol):
@@ -248,7 +247,7 @@ def _call_spans(
     from ladder.cost import cost_of
 
     info = model.info
-    share = len(prompts) if info.backend in LOCAL_BACKENDS else 1
+    share = len(prompts) if info.capabilities.batched else 1
     prices = _prices()
     per_prompt = [versions] * len(prompts) if isinstance(versions, str | None) else list(versions)
     secrets = secret_values()

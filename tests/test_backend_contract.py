@@ -1,0 +1,192 @@
+"""The LanguageModel contract, run on every registered backend: one row per backend.
+
+A new backend joins with one module, one ``register_backend`` call and one row in
+``BACKENDS`` below; ``test_every_registered_backend_has_a_row`` fails until it has one.
+``words:`` is a backend defined here, outside the package, to show that a backend needs
+nothing more.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ladder.errors import UnsupportedError
+from ladder.models import backend_names, capabilities_of, load_model, register_backend
+from ladder.models.base import (
+    Capabilities,
+    Completion,
+    GenerationParams,
+    LanguageModel,
+    ModelInfo,
+    Prompt,
+    apply_stop,
+)
+from openai_server import OpenAITestServer
+
+WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
+
+
+class WordsModel:
+    """Answers with words picked from the prompt's length (greedy) or a seeded RNG."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.name, "words", capabilities=WORDS_CAPABILITIES)
+
+    def _text(self, prompt: Prompt, params: GenerationParams) -> tuple[str, str]:
+        import random
+
+        start = len(str(prompt))
+        pick = random.Random(params.seed) if not params.greedy else None
+        words = [
+            WORDS[(start + i) % len(WORDS)] if pick is None else pick.choice(WORDS)
+            for i in range(params.max_tokens)
+        ]
+        text, stopped = apply_stop(" " + " ".join(words), params.stop)
+        return text, "stop" if stopped else "length"
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        out = []
+        for prompt in prompts:
+            began = time.perf_counter()
+            text, finish = self._text(prompt, params)
+            used = self.count_tokens(str(prompt))
+            spent = time.perf_counter() - began
+            out.append(Completion(text, used, self.count_tokens(text), finish, spent))
+        return out
+
+    def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[str]:
+        text, _ = self._text(prompt, params)
+        yield from (" " + word for word in text.split())
+
+    def loglikelihood(self, context: str, continuation: str) -> float:
+        raise UnsupportedError("words: no log-likelihoods")
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+WORDS_CAPABILITIES = Capabilities(streaming=True)
+register_backend("words", lambda rest, **options: WordsModel(rest), capabilities=WORDS_CAPABILITIES)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[OpenAITestServer]:
+    running = OpenAITestServer().start()
+    yield running
+    running.stop()
+
+
+# One row per registered backend: how a test gets a spec for it.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    "hf": lambda request: f"hf:{request.getfixturevalue('tiny_causal_lm')}",
+    "builtin": lambda request: _builtin(request),
+    "openai": lambda request: f"openai:echo@{request.getfixturevalue('server').base_url}",
+    "words": lambda request: "words:test",
+}
+
+
+def _builtin(request: pytest.FixtureRequest) -> str:
+    """builtin:micro "trained" as a copy of the tiny Llama under a private LADDER_HOME."""
+    import shutil
+
+    from ladder.models import builtin
+    from test_builtin import MICRO
+
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    home = request.getfixturevalue("tmp_path") / "home"
+    monkeypatch.setenv("LADDER_HOME", str(home))
+    monkeypatch.setitem(builtin.PRESETS, "micro", MICRO)
+    shutil.copytree(request.getfixturevalue("tiny_causal_lm"), builtin.builtin_path("micro"))
+    return "builtin:micro"
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def lm(request: pytest.FixtureRequest) -> tuple[str, LanguageModel]:
+    spec = BACKENDS[request.param](request)
+    return spec, load_model(spec)
+
+
+def test_every_registered_backend_has_a_row() -> None:
+    assert set(backend_names()) <= set(BACKENDS)
+
+
+GREEDY = GenerationParams(max_tokens=8)
+
+
+def test_info_declares_the_backends_capabilities(lm: tuple[str, Any]) -> None:
+    spec, model = lm
+    assert model.info.capabilities == capabilities_of(spec)
+
+
+def test_generate_is_one_completion_per_prompt_and_greedy_repeats(lm: tuple[str, Any]) -> None:
+    _, model = lm
+    prompts = ["The cat sat on", "Once upon a time"]
+    first = model.generate(prompts, GREEDY)
+    assert len(first) == 2
+    for done in first:
+        assert isinstance(done.text, str) and done.text.strip()
+        assert 1 <= done.completion_tokens <= 8 and done.prompt_tokens >= 1
+        assert done.finish_reason in ("stop", "length") and done.latency_s >= 0
+    assert [c.text for c in model.generate(prompts, GREEDY)] == [c.text for c in first]
+
+
+def test_the_same_seed_gives_the_same_sample(lm: tuple[str, Any]) -> None:
+    _, model = lm
+    sampled = GenerationParams(max_tokens=8, temperature=1.0, seed=7)
+    assert (
+        model.generate(["hi there"], sampled)[0].text
+        == model.generate(["hi there"], sampled)[0].text
+    )
+
+
+def test_stream_pieces_join_to_the_completion(lm: tuple[str, Any]) -> None:
+    spec, model = lm
+    if not capabilities_of(spec).streaming:
+        pytest.skip(f"{spec} does not stream")
+    whole = model.generate(["The cat sat on"], GREEDY)[0].text
+    assert "".join(model.stream("The cat sat on", GREEDY)) == whole
+
+
+def test_a_stop_string_cuts_the_completion_before_it(lm: tuple[str, Any]) -> None:
+    _, model = lm
+    whole = model.generate(["The cat sat on"], GREEDY)[0].text
+    assert len(whole) >= 4
+    stop = whole[len(whole) // 2]
+    cut = model.generate(["The cat sat on"], GREEDY.model_copy(update={"stop": (stop,)}))[0]
+    assert cut.text == whole[: whole.index(stop)] and cut.finish_reason == "stop"
+
+
+def test_loglikelihood_where_declared(lm: tuple[str, Any]) -> None:
+    spec, model = lm
+    if capabilities_of(spec).loglikelihood:
+        value = model.loglikelihood("The cat", " sat on the mat")
+        assert math.isfinite(value) and value < 0
+        assert value < model.loglikelihood("The cat", " sat")  # more tokens, less likely
+    else:
+        with pytest.raises(UnsupportedError):
+            model.loglikelihood("The cat", " sat")
+
+
+def test_count_tokens(lm: tuple[str, Any]) -> None:
+    _, model = lm
+    short, longer = model.count_tokens("hello"), model.count_tokens("hello there, my friend")
+    assert isinstance(short, int) and 1 <= short < longer
+
+
+def test_callers_ask_capabilities_not_prefixes(tmp_path: Path) -> None:
+    """A climb's fine-tuning rung refuses a backend that declares no training, by name."""
+    from ladder.climb.finetune_rungs import _check_local
+
+    with pytest.raises(UnsupportedError, match="words:test is not a local model"):
+        _check_local("lora", "words:test")
+    assert capabilities_of("words:x") == WORDS_CAPABILITIES
