@@ -8,6 +8,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
+from ladder.cli._tables import ReadableTables
 from ladder.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -17,6 +18,9 @@ M = TypeVar("M", bound=BaseModel)
 
 console = Console()
 err_console = Console(stderr=True)
+# Tables are never cut with "…" in a narrow terminal: they fold, or stack when they must.
+for _shared in (console, err_console):
+    _shared.push_render_hook(ReadableTables(_shared))
 
 
 def field_help(model: type[BaseModel], name: str) -> str:

@@ -145,7 +145,8 @@ def select(
     )
     table = Table(title=f"ladder select: {task}")
     for col in ("model", "metric", "value", "95% CI", "tokens/s", "peak mem", "params", "cost $"):
-        table.add_column(col)
+        # A model spec (URL, path) folds in a narrow terminal; numbers stay whole.
+        table.add_column(col, overflow="fold" if col == "model" else "ellipsis")
     for c in found:
         ci = "–" if c.ci_low is None else f"[{c.ci_low:.3f}, {c.ci_high:.3f}]"
         tps = "–" if c.tokens_per_s is None else f"{c.tokens_per_s:,.1f}"

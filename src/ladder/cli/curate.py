@@ -111,7 +111,7 @@ def _print_report(report: dict[str, Any]) -> None:
     table = Table(title="curation: what came in, what each rule removed, what went out")
     table.add_column("step")
     table.add_column("docs", justify="right")
-    table.add_column("example removed")
+    table.add_column("example removed", overflow="fold")  # a source path or URL folds
     table.add_row("read", f"{report['docs_in']:,}", "")
     for rule, count in report["removed"].items():
         if count:

@@ -158,7 +158,7 @@ def _print_tables(estimate: FitEstimate, checks: list[DeviceFit]) -> None:
     parts.add_row("[bold]total[/]", f"[bold]{estimate.total_bytes / GB:.2f}[/]", "")
     console.print(parts)
     table = Table(title="fits on one device", title_justify="left")
-    table.add_column("device")
+    table.add_column("device", overflow="fold")  # a long device name folds, never cut
     table.add_column("memory GB", justify="right")
     table.add_column("fits")
     table.add_column("headroom GB", justify="right")

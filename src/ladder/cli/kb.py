@@ -59,7 +59,10 @@ def show(
         f"{settings['chunk_tokens']} tokens with {settings['overlap_tokens']} overlap",
         markup=False,
     )
-    table = Table("source", "type", "chunks", "modified")
+    table = Table()
+    table.add_column("source", overflow="fold")  # paths fold in a narrow terminal, never cut
+    for column in ("type", "chunks", "modified"):
+        table.add_column(column)
     for source, row in info["sources"].items():
         table.add_row(source, row["kind"], str(row["chunks"]), row["modified"])
     console.print(table)

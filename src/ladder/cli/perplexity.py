@@ -58,8 +58,9 @@ def perplexity(
         print(json.dumps(payload))
         return
     table = Table(title=f"perplexity of {lm.info.name}")
-    for column in ("file", "tokens", "perplexity"):
-        table.add_column(column, justify="left" if column == "file" else "right")
+    table.add_column("file", overflow="fold")  # paths fold in a narrow terminal, never cut
+    for column in ("tokens", "perplexity"):
+        table.add_column(column, justify="right")
     for r in results:
         table.add_row(r.name, f"{r.tokens:,}", f"{r.perplexity:.3f}")
     console.print(table)

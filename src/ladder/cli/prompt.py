@@ -187,7 +187,8 @@ def compare(
         )
     table = Table(title=f"{len(records)} records", title_justify="left")
     for column in ("model", "template", "strategy"):
-        table.add_column(column)
+        # Model specs (URLs, paths) and template@version names fold, never cut.
+        table.add_column(column, overflow="fold")
     for column in ("rows", "score", "tokens in/out", "cost (USD)", "latency p50/p95 s"):
         table.add_column(column, justify="right")
     for cell in cells:

@@ -97,7 +97,7 @@ def _print_report(report: dict[str, Any]) -> None:
     table = Table(title="self-instruct: what was kept and why the rest was dropped")
     table.add_column("outcome")
     table.add_column("count", justify="right")
-    table.add_column("example")
+    table.add_column("example", overflow="fold")  # an excerpt; a long word folds
     examples = report["examples"]
     first_kept = examples["kept"][0]["instruction"] if examples["kept"] else ""
     table.add_row("kept", str(report["kept"]), _short(first_kept))
