@@ -63,8 +63,11 @@ def matmul_gflops(
     dtype: torch.dtype = torch.float32, *, size: int = 2048, reps: int = 10, device: str = "cpu"
 ) -> float:
     """Best GFLOP/s over ``reps`` square ``size`` x ``size`` matmuls (after one warm-up)."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+    # Its own generator: the training loop measures after seeding, and drawing from the
+    # global one would change the dropout masks of only the first run in a process.
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, generator=generator).to(dtype)
+    b = torch.randn(size, size, device=device, generator=generator).to(dtype)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     a @ b  # warm up the BLAS threads / kernels
     sync()
