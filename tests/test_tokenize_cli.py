@@ -71,6 +71,19 @@ def test_tokenize_trains_and_packs_a_curated_corpus(
     ) == first
 
 
+def test_tokenize_prints_no_blank_lines(
+    curated: tuple[Path, list[str]], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The tokenizers trainer (Rust, so capfd) ended each of its progress bars with a newline
+    # on stdout: three blank lines in front of the table, even when stderr is not a terminal.
+    folder, _ = curated
+    argv = ["tokenize", str(folder), "--out", str(tmp_path / "shards"), "--vocab-size", "300"]
+    assert main(argv) == 0  # progress on (no -q)
+    lines = capfd.readouterr().out.splitlines()
+    assert "token shards in" in lines[0]
+    assert all(line.strip() for line in lines)
+
+
 def test_tokenize_reuses_an_existing_tokenizer(
     tiny_causal_lm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,8 +17,11 @@ own BOS, so nothing is ever doubled.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from jinja2 import Template
@@ -82,6 +85,21 @@ def _compiled_template() -> Template:
     return env.from_string(CHAT_TEMPLATE)
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what is written to file descriptor 1 to 2 for a block: the ``tokenizers``
+    trainer (Rust) ends every progress bar with a newline on stdout, which would put blank
+    lines in front of a command's output (and into a pipe reading it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def train_tokenizer(
     texts: Iterable[str],
     vocab_size: int,
@@ -103,7 +121,8 @@ def train_tokenizer(
             (ids 6, 7, ... in this order), e.g. ``<mask>`` for a masked-LM objective or the
             T5 sentinels ``<extra_id_0>``...; ``<mask>`` also becomes the mask token.
             Duplicates and tokens already in :data:`SPECIAL_TOKENS` are dropped.
-        show_progress: let the ``tokenizers`` trainer draw its progress bar on stderr.
+        show_progress: let the ``tokenizers`` trainer draw its progress bars on stderr
+            when stderr is a terminal.
 
     Raises:
         ConfigError: ``vocab_size`` cannot hold the 256 bytes and the special tokens.
@@ -113,6 +132,8 @@ def train_tokenizer(
 
     extras = [t for t in dict.fromkeys(extra_special_tokens) if t not in SPECIAL_TOKENS]
     check_vocab_size(vocab_size, len(SPECIAL_TOKENS) + len(extras))
+    # The trainer's bars draw only on a terminal, but it ends each of them with a newline.
+    show = show_progress and sys.stderr is not None and sys.stderr.isatty()
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -121,9 +142,10 @@ def train_tokenizer(
         min_frequency=2,
         special_tokens=[*SPECIAL_TOKENS, *extras],  # ids 0..5, then the extras, in order
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=show_progress,
+        show_progress=show,
     )
-    backend.train_from_iterator(texts, trainer=trainer)
+    with _stdout_to_stderr() if show else contextlib.nullcontext():
+        backend.train_from_iterator(texts, trainer=trainer)
     named = {"mask_token": MASK} if MASK in extras else {}
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
