@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,39 @@ def test_qlora_on_cuda_uses_paged_adamw(
     assert result.final_eval.loss < CEILING["qlora"] + 1.0  # bf16 compute: a little looser
     saved = yaml.safe_load(next((tmp_path / "checkpoints").glob("step-*/config.yaml")).read_text())
     assert saved["train"]["optimizer"] == "paged_adamw"
+
+
+@pytest.mark.parametrize(("verbose", "shown"), [("0", []), ("1", [FutureWarning])])
+def test_peft_deprecation_warning_is_hidden_unless_verbose(
+    tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch, verbose: str, shown: list[type]
+) -> None:
+    # PEFT before 0.22 reads is_gradient_checkpointing, which transformers 5 deprecates with
+    # a FutureWarning on every LoRA model ladder builds, merges or loads.
+    from transformers import AutoModelForCausalLM
+
+    from ladder.quiet import VERBOSE_ENV
+    from ladder.train.methods import peft_quietly
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
+    monkeypatch.setenv(VERBOSE_ENV, verbose)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with peft_quietly():
+            assert model.is_gradient_checkpointing is False  # what that PEFT reads
+        warnings.warn("ladder's own warnings still show", UserWarning, stacklevel=1)
+    assert [w.category for w in caught] == [*shown, UserWarning]
+
+
+def test_lora_on_conv1d_layers_says_fan_in_fan_out_itself(tiny_gpt2: Path) -> None:
+    # GPT-2's Conv1D layers: PEFT switched fan_in_fan_out on itself, with a UserWarning.
+    from transformers import AutoModelForCausalLM
+
+    from ladder.train.methods import prepare
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    cfg = FinetuneConfig(model=f"hf:{tiny_gpt2}", data="unused.jsonl", out="unused")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lora = prepare(model, cfg, tiny_gpt2)
+    assert not [w for w in caught if "fan_in_fan_out" in str(w.message)]
+    assert lora.peft_config["default"].fan_in_fan_out is True

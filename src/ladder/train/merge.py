@@ -61,6 +61,8 @@ def load_base_with_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ladder.train.methods import peft_quietly
+
     base_dir, adapter_dir = Path(base).expanduser(), Path(adapter).expanduser()
     read_config(base_dir)
     check_weights(base_dir, allow_pickle=False)
@@ -77,7 +79,8 @@ def load_base_with_adapter(
         local_files_only=True,
     )
     try:
-        peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
+        with peft_quietly():
+            peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot apply adapter {adapter_dir} to {base_dir}: {exc}") from None
     has_tokenizer = any(adapter_dir.glob("tokenizer*"))

@@ -12,7 +12,10 @@ rules, through the same checks in :mod:`ladder.models._hf_loading`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import torch
 
 from ladder.errors import ConfigError, ModelLoadError, UnsupportedError
 from ladder.models._hf_loading import check_weights, read_config
+from ladder.quiet import is_verbose
 from ladder.train.finetune_config import FinetuneConfig, LoraSettings
 
 
@@ -149,8 +153,25 @@ def prepare(model: Any, cfg: FinetuneConfig, path: Path) -> Any:
         from peft import prepare_model_for_kbit_training
 
         # Norms and embeddings to fp32, input gradients on; no activation checkpointing.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        with peft_quietly():
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return _add_lora(model, cfg.lora, method, path)
+
+
+@contextlib.contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Wrap ladder's calls into PEFT: PEFT before 0.22 reads a model's
+    ``is_gradient_checkpointing``, which transformers 5 answers with a FutureWarning
+    ("deprecated ... use is_activation_checkpointing") on every LoRA model, merge and load.
+    It is about PEFT's code, not the user's; ``ladder --verbose`` shows it."""
+    with warnings.catch_warnings():
+        if not is_verbose():
+            warnings.filterwarnings(
+                "ignore",
+                message=".*is_gradient_checkpointing.* is deprecated",
+                category=FutureWarning,
+            )
+        yield
 
 
 def _add_lora(model: Any, lora: LoraSettings, method: str, path: Path) -> Any:
@@ -163,11 +184,21 @@ def _add_lora(model: Any, lora: LoraSettings, method: str, path: Path) -> Any:
         lora_dropout=lora.dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
+        # GPT-2 style Conv1D layers store weights transposed: say so, rather than have PEFT
+        # switch it on with a warning on every such model.
+        fan_in_fan_out=_has_conv1d(model),
     )
     try:
-        return get_peft_model(model, config)
+        with peft_quietly():
+            return get_peft_model(model, config)
     except ValueError as exc:
         raise ConfigError(f"lora.target_modules {targets!r} for {path}: {exc}") from None
+
+
+def _has_conv1d(model: Any) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(module, Conv1D) for module in model.modules())
 
 
 def lora_targets(model: Any, lora: LoraSettings, method: str) -> str | list[str]:
