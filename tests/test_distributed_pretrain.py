@@ -55,3 +55,28 @@ def test_pretrain_nproc_2_matches_one_process_with_the_same_global_batch(
     # Same windows per step, gradients all-reduced: equal up to float summation order.
     assert two["train_losses"] == pytest.approx(one["train_losses"], rel=1e-5)
     assert two["validation_loss"] == pytest.approx(one["validation_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_validation_split_smaller_than_one_batch_per_process_is_not_nan(
+    tiny_shards: Path, tmp_path: Path
+) -> None:
+    # The tiny shards' validation split fills 61 windows of 32: fewer than one process's
+    # batch of 64, so the second process used to get no window and the loss came out NaN
+    # (and training.json held a bare NaN, which is not JSON).
+    runs = {}
+    for name, batch, extra in (("one", 128, ()), ("two", 64, ("--nproc", "2"))):
+        config = tmp_path / f"{name}.yaml"
+        data = {"model": MICRO, "data": {"shards": str(tiny_shards)}, "out": str(tmp_path / name),
+                "train": {**TRAIN, "max_steps": 2, "eval_every": 2, "save_every": 2,
+                          "batch_size": batch, "eval_batches": 1}}  # fmt: skip
+        config.write_text("# how to run: ladder pretrain THIS.yaml\n" + yaml.safe_dump(data))
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(
+            [sys.executable, "-m", "ladder.cli.main", "pretrain", str(config), *extra],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        text = (tmp_path / name / SUMMARY_FILE).read_text()
+        runs[name] = json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} in JSON"))
+    assert runs["two"]["validation_loss"] == pytest.approx(runs["one"]["validation_loss"], rel=1e-5)

@@ -271,14 +271,7 @@ def test_packed_batches_repeat_exactly_and_eval_windows_are_fixed() -> None:
     windows = eval_windows(tokens, seq_len=16, batch_size=4, max_batches=2)
     assert [w["input_ids"].shape for w in windows] == [(4, 16), (4, 16)]
     assert torch.equal(windows[0]["input_ids"][1], tokens[16:32])
-    # 9 windows, 2 processes x 4: the last chunk (1 window) cannot feed both processes, so
-    # both get 1 batch of 4; every process must run as many eval batches as the others.
-    shares = [
-        eval_windows(tokens[: 9 * 16], seq_len=16, batch_size=4, max_batches=3, rank=r, world=2)
-        for r in (0, 1)
-    ]
-    assert [[w["input_ids"].shape for w in share] for share in shares] == [[(4, 16)]] * 2
-    assert torch.equal(shares[1][0]["input_ids"][0], tokens[64:80])  # rank 1: windows 4-7
+    # Over several processes: tests/test_train_interrupt.py (stand-ins for a short last batch).
 
 
 @pytest.mark.gpu

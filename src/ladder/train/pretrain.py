@@ -22,6 +22,7 @@ from ladder.errors import ConfigError
 from ladder.fsutil import atomic_dir
 from ladder.train.config import PretrainConfig
 from ladder.train.config import PretrainData as DataSpec
+from ladder.train.loss import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -93,20 +94,40 @@ def eval_windows(
     """Consecutive non-overlapping windows from the start of ``tokens``: a fixed eval set.
 
     With ``world`` processes the set is that of one process with a ``world`` times larger
-    batch, and each process keeps its share of every batch (the loop sums the results); a
-    last batch too short to give every process a window is left out, so all processes
-    evaluate the same number of batches.
+    batch, and each process keeps its share of every batch (the loop sums loss and target
+    counts over processes, so the result is that of the whole set). Every process must run
+    the same number of batches (under ZeRO-3 each forward needs all of them), so a last
+    batch too short to give every process a window is shared out evenly, and a process left
+    short gets a stand-in window whose ``labels`` are all -100: it counts for nothing.
     """
     n_windows = min(len(tokens) // seq_len, batch_size * world * max_batches)
     if n_windows == 0:
         raise ValueError(f"{len(tokens)} validation tokens cannot fill a window of {seq_len}")
     index = torch.arange(n_windows * seq_len).view(n_windows, seq_len)
     windows = _take(tokens, index)  # (W, T)
-    mine = slice(rank * batch_size, (rank + 1) * batch_size)
-    # Every process must run the same number of eval batches (under ZeRO-3 each forward
-    # needs all of them): a last chunk too short to give every process a window is dropped.
-    chunks = [c for c in windows.split(batch_size * world) if len(c) > (world - 1) * batch_size]
-    return [{"input_ids": chunk[mine]} for chunk in chunks]
+    batches = []
+    for chunk in windows.split(batch_size * world):
+        share = -(-len(chunk) // world)  # ceil: batch_size for every chunk but a short last one
+        mine = chunk[rank * share : (rank + 1) * share]
+        if len(mine) == share:
+            batches.append({"input_ids": mine})
+            continue
+        stand_ins = windows[:1].expand(share - len(mine), seq_len)  # (S, T)
+        labels = torch.cat([mine, torch.full_like(stand_ins, IGNORE_INDEX)])
+        batches.append({"input_ids": torch.cat([mine, stand_ins]), "labels": labels})
+    return batches
+
+
+def keep_stand_ins_out(
+    windows: list[dict[str, torch.Tensor]], transformed: list[dict[str, torch.Tensor]]
+) -> list[dict[str, torch.Tensor]]:
+    """``transformed`` (an objective's view of ``windows``: masked, span-corrupted) with the
+    stand-in rows of :func:`eval_windows` set to count for nothing again."""
+    for source, batch in zip(windows, transformed, strict=True):
+        if "labels" in source:
+            stand_in = (source["labels"] == IGNORE_INDEX).all(dim=1)  # (B,)
+            batch["labels"][stand_in] = IGNORE_INDEX
+    return transformed
 
 
 def _take(tokens: torch.Tensor | np.ndarray, index: torch.Tensor) -> torch.Tensor:

@@ -47,10 +47,12 @@ from ladder.train.pretrain import (
     PackedBatches,
     RunData,
     eval_windows,
+    keep_stand_ins_out,
     load_data,
     planned_vocab,
     prepare_tokenizer,
 )
+from ladder.train.results import result_json
 from ladder.train.schedule import resolve_mixed_precision
 
 SUMMARY_FILE = "training.json"
@@ -260,7 +262,7 @@ def run_pretrain(
     }  # fmt: skip
     final = output_dirs(cfg, spec)[0]
     if rank == 0:
-        _save(final, model, tokenizer, summary, result.samples, result.weights)
+        _save(final, model, tokenizer, summary, result.samples, result.weights, say)
         shutil.rmtree(run_dir, ignore_errors=True)
         if tracker is not None:
             tracker.log_metrics({k: summary[k] for k in ("train_loss", "tokens_per_s")})
@@ -331,7 +333,7 @@ def _batches(
     # Different seeds for the windows and the noise; validation noise is fixed once.
     train_batches = Transformed(train_batches, transform, seed=tcfg.seed + 1 + rank)
     if val is not None:
-        val = list(Transformed(val, transform, seed=tcfg.seed + 10_007))
+        val = keep_stand_ins_out(val, list(Transformed(val, transform, seed=tcfg.seed + 10_007)))
     return objective, train_batches, val
 
 
@@ -376,11 +378,13 @@ def _save(
     summary: dict[str, Any],
     samples: list[dict[str, Any]],
     weights: dict[str, torch.Tensor] | None,
+    say: Callable[[str], None],
 ) -> None:
     """The HF folder, on rank 0; ``weights``: what ZeRO-3/FSDP gathered (None: the model's)."""
+    text = result_json(summary, name=SUMMARY_FILE, warn=lambda line: say(f"warning: {line}"))
     with atomic_dir(final) as tmp:
         save_pretrained_full(model, tmp, weights)
         tokenizer.save_pretrained(tmp)
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (tmp / SUMMARY_FILE).write_text(text, encoding="utf-8")
         lines = "".join(json.dumps(s) + "\n" for s in samples)
         (tmp / SAMPLES_FILE).write_text(lines, encoding="utf-8")
