@@ -36,7 +36,7 @@ WEIGHT_ATOL = 3e-4
 
 def test_torchrun_command_runs_the_ladder_cli_on_a_free_local_port() -> None:
     cmd = verb_launch_command(["pretrain", "run.yaml"], 4, master_port=29123)
-    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert cmd[:3] == [sys.executable, "-m", "ladder.train._torchrun"]  # torchrun, quiet on Ctrl-C
     assert cmd[cmd.index("--nproc_per_node") + 1] == "4"
     assert cmd[cmd.index("--master_addr") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--master_port") + 1] == "29123"

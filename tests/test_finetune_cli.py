@@ -1,7 +1,9 @@
-"""``ladder finetune`` from the command line: bad input, SIGKILL + resume, two processes."""
+"""``ladder finetune`` from the command line: bad input, SIGKILL or Ctrl-C + resume, resume of
+a finished run, two processes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -14,6 +16,8 @@ import pytest
 
 from _finetune_data import task_rows, write_jsonl
 from ladder.cli.main import main
+from ladder.train.checkpoint import latest_checkpoint
+from test_pretrain_resume import press_ctrl_c_after_a_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,6 +122,62 @@ def _cli(*args: str) -> list[str]:
 
 def _state(out: Path, step: int) -> dict:
     return json.loads((out / f"checkpoints/step-{step:07d}/trainer_state.json").read_text())
+
+
+@pytest.mark.parametrize("length", [["--max-steps", "2"], ["--epochs", "0.4"]])
+def test_resume_of_a_finished_run_changes_nothing(
+    tiny_causal_lm: Path,
+    task_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    length: list[str],
+) -> None:
+    out = tmp_path / "out"
+    args = ["--model", f"hf:{tiny_causal_lm}", "--data", str(task_file), "--out", str(out)]
+    assert main(["finetune", *args, *length]) == 0
+    steps = _state_steps(out)
+    before = _hashes(tmp_path)
+    capsys.readouterr()
+    assert main(["finetune", *args, *length, "--resume"]) == 0
+    assert capsys.readouterr().out == (
+        f"nothing to resume: {out} finished at step {steps} of {steps}; run without --resume "
+        "to train it again\n"
+    )
+    assert _hashes(tmp_path) == before  # adapter, merged model, card, checkpoints
+
+
+def test_ctrl_c_says_where_it_stopped_and_resume_continues_there(
+    tiny_causal_lm: Path, task_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = ["--model", f"hf:{tiny_causal_lm}", "--data", str(task_file), "--out", str(out),
+            "--max-steps", "60"]  # fmt: skip
+    (tmp_path / "settings.yaml").write_text("train: {save_every: 5, log_every: 1}\n")
+    watcher = press_ctrl_c_after_a_checkpoint(out)
+    code = main(["finetune", *args, "--config", str(tmp_path / "settings.yaml")])
+    watcher.join()
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    step = int(last.split()[3])
+    assert code == 130 and 5 <= step < 60
+    assert last == (
+        f"interrupted at step {step} of 60; resume with: ladder finetune --config "
+        f"{tmp_path / 'settings.yaml'} {' '.join(args)} --resume"
+    )
+    assert _state(out, step)["step"] == step and not (out / "model").exists()
+    assert main(["finetune", *args, "--config", str(tmp_path / "settings.yaml"), "--resume"]) == 0
+    assert _state_steps(out) == 60 and (out / "model").is_dir()
+
+
+def _state_steps(out: Path) -> int:
+    return int(latest_checkpoint(out).name.removeprefix("step-"))  # type: ignore[union-attr]
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow

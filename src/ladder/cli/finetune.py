@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from ladder.cli._common import console, err_console, field_help
+from ladder.cli._training import RESUME_ENV, resume_command, training_outcomes
 from ladder.config import load_yaml
 from ladder.errors import ConfigError
 from ladder.train.config import TrainConfig
@@ -63,13 +64,27 @@ def finetune(
         "train.batch_size": batch_size,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
-    cfg = _resolve(config, overrides)
+    flags = {"--config": config, **{_flag(k): v for k, v in given.items() if k != "resume"}}
+    command = resume_command("finetune", [], flags)
+    main_process = os.environ.get("RANK", "0") == "0"
+    with training_outcomes(command, main_process=main_process):
+        _finetune(_resolve(config, overrides), command, main_process)
 
+
+def _flag(field: str) -> str:
+    """The option of a config field: ``train.max_steps`` → ``--max-steps``."""
+    return "--" + field.rpartition(".")[2].replace("_", "-")
+
+
+def _finetune(cfg: FinetuneConfig, command: str, main_process: bool) -> None:
     from ladder.train.distributed import is_launched_child, launch
+    from ladder.train.finetune import check_unfinished
 
     if cfg.nproc > 1 and not is_launched_child():
+        check_unfinished(cfg, cfg.nproc)  # before launch writes into the run's folder
         console.print(f"Launching {cfg.nproc} processes ...")
-        code = launch(cfg)
+        # The children run a rewritten command line; the resume line shows the user's.
+        code = launch(cfg, env={RESUME_ENV: command})
         if code:
             raise typer.Exit(code)
         return
@@ -77,7 +92,6 @@ def finetune(
     from ladder.track import NullTracker, get_tracker
     from ladder.train.finetune import finetune as run_finetune
 
-    main_process = os.environ.get("RANK", "0") == "0"
     tracker = get_tracker() if main_process else NullTracker()
     with tracker.run(f"finetune {cfg.method}", tags={"verb": "finetune"}) as active:
         result = run_finetune(

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from ladder.cli._common import console, err_console, field_help
+from ladder.cli._training import RESUME_ENV, resume_command, training_outcomes
 from ladder.config import load_yaml
 from ladder.errors import ConfigError
 from ladder.train.config import PretrainConfig, TrainConfig
@@ -63,6 +64,26 @@ def pretrain(
     if list_archs:
         _print_architectures(vocab)
         return
+    command = resume_command(
+        "pretrain",
+        [config],
+        {"--preset": preset, "--max-steps": max_steps, "--out": out, "--nproc": nproc,
+         "--accelerate-config": accelerate_config},
+    )  # fmt: skip
+    with training_outcomes(command, main_process=os.environ.get("RANK", "0") == "0"):
+        _pretrain(config, preset, max_steps, resume, out, nproc, accelerate_config, command)
+
+
+def _pretrain(
+    config: Path | None,
+    preset: str | None,
+    max_steps: int | None,
+    resume: bool,
+    out: Path | None,
+    nproc: int | None,
+    accelerate_config: Path | None,
+    command: str,
+) -> None:
     run = (
         load_yaml(config, PretrainConfig)
         if config is not None
@@ -85,11 +106,16 @@ def pretrain(
         return
     if preset is not None:
         raise ConfigError(f"--preset: {config} names a model:/data: run; leave --preset out")
-    _architecture(run, config, max_steps, resume or run.resume, nproc or run.nproc)
+    _architecture(run, config, max_steps, resume or run.resume, nproc or run.nproc, command)
 
 
 def _architecture(
-    run: PretrainConfig, config: Path | None, max_steps: int | None, resume: bool, nproc: int
+    run: PretrainConfig,
+    config: Path | None,
+    max_steps: int | None,
+    resume: bool,
+    nproc: int,
+    command: str,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -106,7 +132,8 @@ def _architecture(
         argv += ["--max-steps", str(max_steps)] if max_steps is not None else []
         argv += ["--out", run.out] if run.out else []
         console.print(f"Launching {nproc} processes for {spec.name} ...")
-        code = launch_verb(argv, nproc, run.accelerate_config)
+        # The children run a rewritten command line; the resume line shows the user's.
+        code = launch_verb(argv, nproc, run.accelerate_config, env={RESUME_ENV: command})
         if code:
             raise typer.Exit(code)
         return
@@ -169,10 +196,13 @@ def _builtin(
     max_steps: int | None,
     resume: bool,
 ) -> None:
-    from ladder.models.builtin import get_preset, train_builtin, training_summary
+    from ladder.models.builtin import builtin_path, get_preset, train_builtin, training_summary
+    from ladder.train.pretrain_run import check_unfinished
 
     name = preset or run.preset
     spec = get_preset(name)
+    if resume:
+        check_unfinished(Path(run.out) if run.out else builtin_path(name))
     try:
         train_config = run.train_config(spec.train)
     except ValidationError as exc:

@@ -133,6 +133,11 @@ def save_checkpoint(
 def load_checkpoint(accelerator: Accelerator, path: str | os.PathLike[str]) -> TrainerState:
     """Restore model, optimizer, scheduler and RNG states from ``path``; return the counters."""
     accelerator.load_state(str(path))
+    return read_state(path)
+
+
+def read_state(path: str | os.PathLike[str]) -> TrainerState:
+    """The loop counters of the checkpoint at ``path`` (no tensors are read)."""
     data = json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
     return TrainerState(**data)
 

@@ -22,12 +22,15 @@ trained weights, sharded over the processes, could not be gathered into one HF f
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from ladder.train.finetune_config import FinetuneConfig
 
 LAUNCH_CONFIG = "launch-config.yaml"
 DEFAULT_MASTER_PORT = 29500
+SHUTDOWN_TIMEOUT_S = 120  # see launch_program
 # DeepSpeed is not here: its CPU accelerator runs ZeRO 1-3 over gloo (tests/test_deepspeed.py).
 _NEEDS_CUDA = {"FSDP", "MULTI_GPU", "MEGATRON_LM"}
 
@@ -81,7 +85,7 @@ def launch_command(
     source = os.environ if env is None else env
     if accelerate_config:
         return [*_accelerate_launcher(accelerate_config, nproc, nnodes, source), *program]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    launcher = [sys.executable, "-m", "ladder.train._torchrun", "--nproc_per_node", str(nproc)]
     if nnodes > 1:
         addr, port, rank = _rendezvous(source)
         launcher += ["--nnodes", str(nnodes), "--node_rank", rank]
@@ -167,10 +171,33 @@ def launch_program(
     """
     child_env = {**os.environ, **(env or {})}
     child_env.setdefault("OMP_NUM_THREADS", "1")
+    # On Ctrl-C torchrun passes SIGINT on to every process and kills them this many seconds
+    # later (its default: 30); they need the time to reach a log point and save a checkpoint.
+    child_env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(SHUTDOWN_TIMEOUT_S))
     command = launch_command(program, nproc, accelerate_config, nnodes=nnodes, env=child_env)
     if accelerate_config:
         check_accelerate_config(accelerate_config)
-    return subprocess.run(command, env=child_env, check=False).returncode
+    process = subprocess.Popen(command, env=child_env)
+    with _sigint_noted() as interrupted:
+        code = process.wait()
+    return 130 if interrupted and code else code
+
+
+@contextlib.contextmanager
+def _sigint_noted() -> Iterator[list[bool]]:
+    """While the launcher runs, Ctrl-C is its business: the terminal sends SIGINT to it too,
+    and it stops the processes after they saved a checkpoint. This process only notes the
+    signal (``[True]``), instead of dying with a KeyboardInterrupt that would kill the
+    launcher mid-shutdown (``subprocess.run`` does) and leave the processes behind."""
+    noted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: noted.append(True))
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def launch_verb(
@@ -191,18 +218,20 @@ def launch_verb(
     return launch_program(program, nproc, accelerate_config, nnodes=nnodes, env=env)
 
 
-def launch(cfg: FinetuneConfig) -> int:
+def launch(cfg: FinetuneConfig, env: Mapping[str, str] | None = None) -> int:
     """Run ``ladder finetune`` with ``cfg`` in ``cfg.nproc`` processes; the exit code.
 
     The resolved config goes to ``OUT/launch-config.yaml`` with ``nproc: 1`` and only the
     fields the user set, so the children resolve method defaults as the parent did.
+    ``env``: variables added to the children's environment.
     """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / LAUNCH_CONFIG
     child = {**cfg.model_dump(mode="json", exclude_unset=True), "nproc": 1}
     atomic_write_text(config_file, yaml.safe_dump(child, sort_keys=False))
-    return launch_verb(["finetune", "--config", str(config_file)], cfg.nproc, cfg.accelerate_config)
+    argv = ["finetune", "--config", str(config_file)]
+    return launch_verb(argv, cfg.nproc, cfg.accelerate_config, env=env)
 
 
 def check_accelerate_config(path: str) -> str:

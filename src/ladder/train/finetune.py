@@ -42,8 +42,10 @@ from ladder.data.io import file_sha256, read_records
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_dir
 from ladder.train.batches import TrainBatches, eval_batches
-from ladder.train.checkpoint import save_pretrained_full
+from ladder.train.checkpoint import latest_checkpoint, read_state, save_pretrained_full
+from ladder.train.config import TrainConfig
 from ladder.train.finetune_config import FinetuneConfig
+from ladder.train.interrupt import NothingToResume
 from ladder.train.loop import EvalResult, NextTokenObjective, Objective, evaluate, train
 from ladder.train.merge import merge_adapter, model_card
 from ladder.train.methods import load_base, prepare, resolve_checkpoint
@@ -97,12 +99,15 @@ def finetune(
     Raises:
         ConfigError: bad data (naming file, line and field), an unwritable ``out``, ...
         UnsupportedError: e.g. qlora on a model without quantisable linear layers.
+        NothingToResume: ``cfg.resume`` of a run that already finished.
+        TrainingInterrupted: Ctrl-C; a checkpoint of that step was saved.
     """
     say = log or (lambda _line: None)
     notices: list[str] = []
     out = Path(cfg.out)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     examples, fmt, n_records = _read(cfg)  # bad data fails before anything is written
+    check_unfinished(cfg, world)  # a finished run's --resume: before the model loads
     base_path = resolve_checkpoint(cfg.model)
     check_writable(out)
     say(f"{n_records} {fmt} records from {cfg.data}; loading {base_path} for {cfg.method}")
@@ -113,6 +118,7 @@ def finetune(
     set_seed(cfg.train.seed if cfg.train else 0)  # LoRA's A matrices start random
     model = prepare(model, cfg, base_path)
     tcfg = cfg.train_config(len(data.train), world)
+    check_unfinished(cfg, world, tcfg)  # the step count now known from the data (epochs)
     if cfg.method == "qlora" and tcfg.optimizer == "adamw" and torch.cuda.is_available():
         tcfg = tcfg.model_copy(update={"optimizer": "paged_adamw"})
     elif cfg.method == "qlora":
@@ -193,6 +199,42 @@ def finetune(
         preference_accuracy=accuracy,
         notices=notices,
     )
+
+
+def check_unfinished(cfg: FinetuneConfig, world: int, tcfg: TrainConfig | None = None) -> None:
+    """Before a ``--resume``: whether the run in ``cfg.out`` already finished.
+
+    Finished: its newest checkpoint reached ``max_steps`` (or early stopping ended it) and
+    its outputs (``model/``, ``adapter/``) were saved. ``tcfg``: the run's training settings;
+    without it they are derived from ``cfg`` alone, which is possible unless ``epochs`` sets
+    the step count from the data (then this returns without a verdict).
+
+    Raises:
+        NothingToResume: nothing is left to train or save; nothing was written.
+    """
+    if not cfg.resume or (tcfg is None and cfg.epochs is not None):
+        return
+    out = Path(cfg.out)
+    latest = latest_checkpoint(out)
+    if latest is None or not all((out / name).is_dir() for name in _outputs(cfg)):
+        return
+    tcfg = tcfg or cfg.train_config(None, world)
+    state = read_state(latest)
+    patience = tcfg.early_stopping_patience
+    stopped = patience is not None and state.evals_without_gain >= patience
+    if state.step >= tcfg.max_steps or stopped:
+        raise NothingToResume(out, state.step, tcfg.max_steps)
+
+
+def _outputs(cfg: FinetuneConfig) -> list[str]:
+    """The folders a finished run of ``cfg`` leaves in ``cfg.out``."""
+    if not _is_adapter(cfg):
+        return ["model"]
+    return ["adapter", "model"] if cfg.merge else ["adapter"]
+
+
+def _is_adapter(cfg: FinetuneConfig) -> bool:
+    return cfg.method in ADAPTER_METHODS or (cfg.method == "dpo" and cfg.dpo.weights == "lora")
 
 
 def check_writable(out: Path) -> None:
@@ -316,9 +358,7 @@ def _export(
     ``weights`` are the full trained weights where ZeRO-3/FSDP sharded them (the model's own
     tensors are then empty shards); None for any other run.
     """
-    is_adapter = cfg.method in ADAPTER_METHODS or (
-        cfg.method == "dpo" and cfg.dpo.weights == "lora"
-    )
+    is_adapter = _is_adapter(cfg)
     model = model.cpu() if not getattr(model, "is_loaded_in_4bit", False) else model
     if not is_adapter:
         with atomic_dir(out / "model") as tmp:

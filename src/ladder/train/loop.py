@@ -54,6 +54,7 @@ from ladder.train.distributed import (
     fit_deepspeed_config,
     forget_deepspeed_for_model_loading,
 )
+from ladder.train.interrupt import StopOnInterrupt, TrainingInterrupted
 from ladder.train.meters import mfu, peak_memory_bytes, run_peak_gflops
 from ladder.train.objectives import Batch, NextTokenObjective, Objective
 from ladder.train.schedule import lr_at, resolve_mixed_precision
@@ -67,6 +68,7 @@ __all__ = [
     "Objective",
     "Sampler",
     "TrainResult",
+    "TrainingInterrupted",
     "evaluate",
     "make_optimizer",
     "peak_memory_bytes",
@@ -198,102 +200,129 @@ def train(
     model.train()
     stopped = _patience_spent(state, config)
 
-    while state.step < config.max_steps and not stopped:
-        lr = lr_at(state.step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    interrupt = StopOnInterrupt(
+        accelerator.num_processes, abandoned=lambda: _abandoned(state, config, out_dir, bar)
+    )
+    with interrupt:
+        while state.step < config.max_steps and not stopped:
+            lr = lr_at(state.step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
-        # 1. accumulate. Each micro-batch's loss sum is divided by the target count of the
-        # whole window, so the accumulated gradient is that of the full-batch token mean.
-        window = [_to_device(next(batches), accelerator.device) for _ in range(config.grad_accum)]
-        targets = sum(objective.units(b) for b in window)
-        # DDP averages gradients over processes: normalise by the per-process share.
-        normalizer = accelerator.reduce(targets, "sum").clamp(min=1) / accelerator.num_processes
-        step_loss = torch.zeros((), device=accelerator.device)
-        for i, batch in enumerate(window):
-            # accumulate() marks the window for whichever engine runs: DDP/FSDP skip the
-            # gradient all-reduce (no_sync) on all but the last micro-batch, and DeepSpeed,
-            # whose engine steps inside backward(), is told where its boundary lies.
-            with accelerator.accumulate(model):
-                _check_boundary(accelerator, last=i == len(window) - 1)
-                loss = objective.loss_sum(model, batch, forward_kwargs) / normalizer
-                # backward() divides by grad_accum (accelerate, or DeepSpeed's engine), but
-                # `loss` already is this micro-batch's share of the window's token mean: undo
-                # it. (x*k)/k backpropagates exactly 1.0 into `loss` for k <= 40 and every
-                # power of two, so the gradients stay bit-identical to a plain backward(loss);
-                # for other k the seed gradient can be 1 ulp (6e-8 relative) off.
-                accelerator.backward(loss * config.grad_accum)
-            step_loss += loss.detach()
-            state.tokens += batch["input_ids"].numel()
-        state.micro_batches += len(window)
+            # 1. accumulate. Each micro-batch's loss sum is divided by the target count of the
+            # whole window, so the accumulated gradient is that of the full-batch token mean.
+            window = [
+                _to_device(next(batches), accelerator.device) for _ in range(config.grad_accum)
+            ]
+            targets = sum(objective.units(b) for b in window)
+            # DDP averages gradients over processes: normalise by the per-process share.
+            normalizer = accelerator.reduce(targets, "sum").clamp(min=1) / accelerator.num_processes
+            step_loss = torch.zeros((), device=accelerator.device)
+            for i, batch in enumerate(window):
+                # accumulate() marks the window for whichever engine runs: DDP/FSDP skip the
+                # gradient all-reduce (no_sync) on all but the last micro-batch, and DeepSpeed,
+                # whose engine steps inside backward(), is told where its boundary lies.
+                with accelerator.accumulate(model):
+                    _check_boundary(accelerator, last=i == len(window) - 1)
+                    loss = objective.loss_sum(model, batch, forward_kwargs) / normalizer
+                    # backward() divides by grad_accum (accelerate, or DeepSpeed's engine), but
+                    # `loss` already is this micro-batch's share of the window's token mean: undo
+                    # it. (x*k)/k backpropagates exactly 1.0 into `loss` for k <= 40 and every
+                    # power of two, so the gradients stay bit-identical to a plain backward(loss);
+                    # for other k the seed gradient can be 1 ulp (6e-8 relative) off.
+                    accelerator.backward(loss * config.grad_accum)
+                step_loss += loss.detach()
+                state.tokens += batch["input_ids"].numel()
+            state.micro_batches += len(window)
 
-        # 2. clip (accelerate unscales fp16 gradients first).
-        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            # 2. clip (accelerate unscales fp16 gradients first).
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
 
-        # 3. step
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step_losses[state.step] = step_loss
-        state.step += 1
-        bar.update(1)
-        done = state.step == config.max_steps
+            # 3. step
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_losses[state.step] = step_loss
+            state.step += 1
+            bar.update(1)
+            done = state.step == config.max_steps
 
-        # 4. log: the only host sync of an ordinary step, every log_every steps.
-        if state.step % config.log_every == 0 or done:
-            since_step, since_tokens, since_t, since_side = last_log
-            now = time.perf_counter()
-            busy = (now - since_t) - (side_s - since_side)  # eval/save time is not training
-            recent = _mean_over_processes(accelerator, step_losses)[since_step : state.step]
-            recent = recent.mean().item()
-            postfix["loss"] = f"{recent:.3f}"
-            postfix["lr"] = f"{lr:.1e}"
-            tokens_per_s = (state.tokens - since_tokens) / max(busy, 1e-9)
-            postfix["tok/s"] = f"{tokens_per_s:,.0f}"
-            metrics = {"train_loss": recent, "lr": lr, "tokens_per_s": tokens_per_s}
-            if flops_per_token:
-                metrics["mfu"] = mfu(tokens_per_s, flops_per_token, peak)
-                postfix["mfu"] = f"{metrics['mfu']:.0%}"
-            postfix["mem"] = f"{peak_memory_bytes(accelerator.device) / 2**20:,.0f}MiB"
-            bar.set_postfix(postfix, refresh=False)
-            last_log = (state.step, state.tokens, now, side_s)
-            if tracker is not None and main:
-                tracker.log_metrics(metrics, step=state.step)
+            # 4. log: the only host sync of an ordinary step, every log_every steps.
+            at_log = state.step % config.log_every == 0 or done
+            if at_log:
+                since_step, since_tokens, since_t, since_side = last_log
+                now = time.perf_counter()
+                busy = (now - since_t) - (side_s - since_side)  # eval/save time is not training
+                recent = _mean_over_processes(accelerator, step_losses)[since_step : state.step]
+                recent = recent.mean().item()
+                postfix["loss"] = f"{recent:.3f}"
+                postfix["lr"] = f"{lr:.1e}"
+                tokens_per_s = (state.tokens - since_tokens) / max(busy, 1e-9)
+                postfix["tok/s"] = f"{tokens_per_s:,.0f}"
+                metrics = {"train_loss": recent, "lr": lr, "tokens_per_s": tokens_per_s}
+                if flops_per_token:
+                    metrics["mfu"] = mfu(tokens_per_s, flops_per_token, peak)
+                    postfix["mfu"] = f"{metrics['mfu']:.0%}"
+                postfix["mem"] = f"{peak_memory_bytes(accelerator.device) / 2**20:,.0f}MiB"
+                bar.set_postfix(postfix, refresh=False)
+                last_log = (state.step, state.tokens, now, side_s)
+                if tracker is not None and main:
+                    tracker.log_metrics(metrics, step=state.step)
 
-        # 5. eval
-        if eval_batches is not None and (state.step % config.eval_every == 0 or done):
-            side_start = time.perf_counter()
-            final_eval = evaluate(
-                model, eval_batches, config.eval_batches, forward_kwargs, objective, reduce
-            )
-            state.evals.append(
-                {"step": state.step, "loss": final_eval.loss, "perplexity": final_eval.perplexity}
-            )
-            stopped = _track_patience(state, config, final_eval.loss)
-            done = done or stopped
-            postfix["val"] = f"{final_eval.loss:.3f}"
-            bar.set_postfix(postfix, refresh=False)
-            if tracker is not None and main:
-                evaluated = {"val_loss": final_eval.loss, "val_perplexity": final_eval.perplexity}
-                tracker.log_metrics(evaluated, step=state.step)
-            side_s += time.perf_counter() - side_start
+            # 5. eval
+            if eval_batches is not None and (state.step % config.eval_every == 0 or done):
+                side_start = time.perf_counter()
+                final_eval = evaluate(
+                    model, eval_batches, config.eval_batches, forward_kwargs, objective, reduce
+                )
+                state.evals.append(
+                    {
+                        "step": state.step,
+                        "loss": final_eval.loss,
+                        "perplexity": final_eval.perplexity,
+                    }
+                )
+                stopped = _track_patience(state, config, final_eval.loss)
+                done = done or stopped
+                postfix["val"] = f"{final_eval.loss:.3f}"
+                bar.set_postfix(postfix, refresh=False)
+                if tracker is not None and main:
+                    evaluated = {
+                        "val_loss": final_eval.loss,
+                        "val_perplexity": final_eval.perplexity,
+                    }
+                    tracker.log_metrics(evaluated, step=state.step)
+                side_s += time.perf_counter() - side_start
 
-        # 5b. sample (greedy, so no random numbers are drawn and resuming stays exact).
-        # Sharded weights (ZeRO-3, FSDP) are gathered in every forward: all processes sample.
-        if sampler is not None and (main or sharded) and (state.step % sampler.every == 0 or done):
-            side_start = time.perf_counter()
-            for sample in sampler(accelerator.unwrap_model(model)):
-                samples.append({"step": state.step, **sample})
-                if log is not None and main:
-                    log(f"step {state.step} sample: {sample['prompt']!r} → {sample['text']!r}")
-            side_s += time.perf_counter() - side_start
+            # 5b. sample (greedy, so no random numbers are drawn and resuming stays exact).
+            # Sharded weights (ZeRO-3, FSDP) are gathered in every forward: all processes sample.
+            if (
+                sampler is not None
+                and (main or sharded)
+                and (state.step % sampler.every == 0 or done)
+            ):
+                side_start = time.perf_counter()
+                for sample in sampler(accelerator.unwrap_model(model)):
+                    samples.append({"step": state.step, **sample})
+                    if log is not None and main:
+                        log(f"step {state.step} sample: {sample['prompt']!r} → {sample['text']!r}")
+                side_s += time.perf_counter() - side_start
 
-        # 6. save
-        if state.step % config.save_every == 0 or done:
-            side_start = time.perf_counter()
-            losses = _mean_over_processes(accelerator, step_losses)
-            state.train_losses = prior_losses + losses[first_step : state.step].tolist()
-            checkpoint = save_checkpoint(accelerator, out_dir, state, config, run_info)
-            side_s += time.perf_counter() - side_start
+            # 6. save
+            if state.step % config.save_every == 0 or done:
+                side_start = time.perf_counter()
+                losses = _mean_over_processes(accelerator, step_losses)
+                state.train_losses = prior_losses + losses[first_step : state.step].tolist()
+                checkpoint = save_checkpoint(accelerator, out_dir, state, config, run_info)
+                side_s += time.perf_counter() - side_start
+
+            # 7. stop on Ctrl-C: this step's checkpoint first, so --resume continues here.
+            if not done and interrupt.agreed(accelerator, sync_point=at_log):
+                if state.step % config.save_every != 0:
+                    losses = _mean_over_processes(accelerator, step_losses)
+                    state.train_losses = prior_losses + losses[first_step : state.step].tolist()
+                    checkpoint = save_checkpoint(accelerator, out_dir, state, config, run_info)
+                bar.close()
+                raise TrainingInterrupted(state.step, config.max_steps, checkpoint, saved=True)
 
     bar.close()
     train_s = time.perf_counter() - loop_start - side_s
@@ -325,6 +354,17 @@ def train(
         mfu=mfu(tokens_per_s, flops_per_token, peak) if flops_per_token else None,
         weights=weights,
     )
+
+
+def _abandoned(
+    state: TrainerState, config: TrainConfig, out_dir: str | os.PathLike[str], bar: tqdm
+) -> TrainingInterrupted:
+    """What a KeyboardInterrupt out of the loop means: stopped at ``state.step``, and the
+    newest complete checkpoint is where a resumed run starts."""
+    bar.close()
+    checkpoint = latest_checkpoint(out_dir)
+    saved = checkpoint is not None and checkpoint.name == f"step-{state.step:07d}"
+    return TrainingInterrupted(state.step, config.max_steps, checkpoint, saved=saved)
 
 
 def _mean_over_processes(accelerator: Accelerator, losses: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,9 @@ from ladder.errors import ConfigError
 from ladder.fsutil import atomic_dir, atomic_write_text
 from ladder.models.architectures import Architecture, SpecialIds, build_model, get_architecture
 from ladder.models.memory import GB, OVERHEAD_BYTES, FitConfig, estimate_memory
-from ladder.train.checkpoint import save_pretrained_full
+from ladder.train.checkpoint import list_checkpoints, save_pretrained_full
 from ladder.train.config import ModelSpec, PretrainConfig, TrainConfig
+from ladder.train.interrupt import NothingToResume
 from ladder.train.loop import Objective, train
 from ladder.train.meters import bf16_autocast_speedup, model_flops_per_token
 from ladder.train.objectives import (
@@ -98,14 +99,36 @@ def prepare_run(
     Raises:
         ConfigError: see :func:`resolve`, :func:`check_memory` and
             :func:`ladder.train.pretrain.prepare_tokenizer`.
+        NothingToResume: ``resume`` of a run that finished (nothing is written).
     """
     spec, tcfg = resolve(cfg, max_steps)
+    final, run_dir = output_dirs(cfg, spec)
+    if resume:
+        check_unfinished(final)
     warning = check_memory(spec, planned_vocab(cfg, spec.vocab), tcfg)
-    _, run_dir = output_dirs(cfg, spec)
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)  # a stale earlier run must not resume
     prepare_tokenizer(cfg, spec.vocab, spec.context, run_dir)
     return spec, choose_precision(spec, tcfg, run_dir), run_dir, warning
+
+
+def check_unfinished(final: Path) -> None:
+    """Before ``--resume``: a run saved to ``final`` whose checkpoints are gone finished.
+
+    A finished run removes its run folder (``.NAME.run`` beside ``final``), so with a
+    ``training.json`` in ``final`` and no checkpoint left there is nothing to continue, and
+    training from scratch would overwrite the finished model.
+
+    Raises:
+        NothingToResume: with the step the run finished at.
+    """
+    summary_file = final / SUMMARY_FILE
+    if list_checkpoints(final.parent / f".{final.name}.run") or not summary_file.is_file():
+        return
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    steps = int(summary.get("steps", 0))
+    planned = (summary.get("train_config") or {}).get("max_steps", steps)
+    raise NothingToResume(final, steps, int(planned))
 
 
 def choose_precision(spec: Architecture, tcfg: TrainConfig, run_dir: Path) -> TrainConfig:
@@ -195,6 +218,10 @@ def run_pretrain(
         log: receives one line per stage, warnings and sample generations.
         tracker: a :class:`ladder.track.Tracker` run for parameters and loss curves.
         prepared: :func:`prepare_run` was already called (by the launching process).
+
+    Raises:
+        NothingToResume: ``resume`` of a run that already finished; nothing is written.
+        TrainingInterrupted: Ctrl-C; the run's checkpoint of that step was saved.
     """
     say = log or (lambda _line: None)
     started = time.perf_counter()
