@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ladder import quiet
 from ladder.cli._common import build, config_option, console, err_console, field_help
 from ladder.errors import ConfigError
+from ladder.procs import die_with_parent
 
 STORE_HELP = (
     "The tracking store: sqlite:///PATH.db, http://HOST:PORT (an MLflow server), "
@@ -134,7 +135,7 @@ def run_server_process(
 
     The server runs in its own session, so a Ctrl-C reaches it once, through this process
     (which forwards SIGINT and SIGTERM), and it shuts down cleanly; its exit status is
-    returned.
+    returned. If this process is killed outright, the kernel stops the server too.
     """
     proc = subprocess.Popen(
         command,
@@ -144,6 +145,7 @@ def run_server_process(
         text=True,
         errors="replace",
         start_new_session=True,
+        preexec_fn=die_with_parent(),  # a SIGKILLed ladder leaves no server behind
     )
 
     def forward(signum: int, _frame: object) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ladder.procs import die_with_parent
 from ladder.prompts.tools.base import ToolError
 
 _CHILD = Path(__file__).with_name("_sandbox_child.py")
@@ -186,6 +187,7 @@ class PythonTool:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so the kill reaches everything
             close_fds=True,
+            preexec_fn=die_with_parent(signal.SIGKILL),  # never outlives a killed ladder
         )
         deadline = time.monotonic() + self.wall_seconds
         try:
