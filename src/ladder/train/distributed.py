@@ -38,6 +38,7 @@ import yaml
 
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_write_text
+from ladder.procs import die_with_parent
 from ladder.train.config import TrainConfig
 from ladder.train.finetune_config import FinetuneConfig
 
@@ -177,7 +178,8 @@ def launch_program(
     command = launch_command(program, nproc, accelerate_config, nnodes=nnodes, env=child_env)
     if accelerate_config:
         check_accelerate_config(accelerate_config)
-    process = subprocess.Popen(command, env=child_env)
+    # A SIGKILLed ladder takes the launcher (and so its training processes) with it.
+    process = subprocess.Popen(command, env=child_env, preexec_fn=die_with_parent())
     with _sigint_noted() as interrupted:
         code = process.wait()
     return 130 if interrupted and code else code
