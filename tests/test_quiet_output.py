@@ -226,3 +226,27 @@ def test_synth_shows_a_summary_not_a_line_per_round(
     assert "round 1:" not in shown + err and "kept 0 (" not in err
     assert ("kept, round 12/12" in err) is terminal  # the bar's last state, then cleared
     assert not err.startswith("\n")  # no blank line where no bar was drawn
+
+
+def test_an_int8_model_does_not_repeat_the_cast_warning(
+    tiny_causal_lm: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # bitsandbytes logs "inputs will be cast ... to float16" on every int8 matmul of fp32
+    # inputs: `ladder quantize --to int8`, measuring on a CPU, printed two thousand of them.
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    int8 = tmp_path / "int8"
+    config = BitsAndBytesConfig(load_in_8bit=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm, quantization_config=config)
+    model.save_pretrained(int8)
+    (tmp_path / "t.txt").write_text("the cat sat on the mat . " * 4)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_causal_lm / name).is_file():
+            (int8 / name).write_bytes((tiny_causal_lm / name).read_bytes())
+    with caplog.at_level(logging.WARNING):
+        assert main(["perplexity", f"hf:{int8}", str(tmp_path / "t.txt")]) == 0
+    assert "perplexity of int8" in capsys.readouterr().out
+    assert "inputs will be cast" not in caplog.text

@@ -31,6 +31,9 @@ _EXPECTED_NOISE: dict[str, tuple[str, ...]] = {
     # merge and quantize load through it): an optional faster 4-bit CPU kernel that needs a
     # download and trust_remote_code. bitsandbytes works without it.
     "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward",),
+    # Logged on every int8 matmul whose inputs are not fp16 (ladder quantize --to int8
+    # measures in fp32 on a CPU): two thousand identical lines for one report.
+    "bitsandbytes.autograd._functions": ("MatMul8bitLt: inputs will be cast from",),
 }
 
 
