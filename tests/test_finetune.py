@@ -235,8 +235,7 @@ def test_peft_deprecation_warning_is_hidden_unless_verbose(
     # a FutureWarning on every LoRA model ladder builds, merges or loads.
     from transformers import AutoModelForCausalLM
 
-    from ladder.quiet import VERBOSE_ENV
-    from ladder.train.methods import peft_quietly
+    from ladder.quiet import VERBOSE_ENV, peft_quietly
 
     model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
     monkeypatch.setenv(VERBOSE_ENV, verbose)

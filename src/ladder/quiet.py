@@ -10,14 +10,18 @@ child processes (``--nproc``) in the environment.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import warnings
+from collections.abc import Iterator
 
 __all__ = [
     "VERBOSE_ENV",
     "drop_info",
     "drop_messages",
     "is_verbose",
+    "peft_quietly",
     "quiet_library_logs",
     "set_verbose",
 ]
@@ -99,3 +103,19 @@ def quiet_library_logs() -> None:
     """Drop the known, expected messages of the libraries the CLI verbs use."""
     for name, fragments in _EXPECTED_NOISE.items():
         drop_messages(name, *fragments)
+
+
+@contextlib.contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Wrap ladder's calls into PEFT: PEFT before 0.22 reads a model's
+    ``is_gradient_checkpointing``, which transformers 5 answers with a FutureWarning
+    ("deprecated ... use is_activation_checkpointing") on every LoRA model, merge and load.
+    It is about PEFT's code, not the user's; ``ladder --verbose`` shows it."""
+    with warnings.catch_warnings():
+        if not is_verbose():
+            warnings.filterwarnings(
+                "ignore",
+                message=".*is_gradient_checkpointing.* is deprecated",
+                category=FutureWarning,
+            )
+        yield

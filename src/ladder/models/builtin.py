@@ -27,6 +27,7 @@ from ladder.fsutil import atomic_dir
 from ladder.home import home_subdir
 from ladder.models.shapes import ModelShape, count_params
 from ladder.train.config import TrainConfig
+from ladder.train.results import result_json
 
 SUMMARY_FILE = "training.json"
 
@@ -257,7 +258,8 @@ def train_builtin(
     with atomic_dir(final) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        text = result_json(summary, name=SUMMARY_FILE, warn=say)  # strict JSON: no NaN
+        (tmp / SUMMARY_FILE).write_text(text, encoding="utf-8")
     shutil.rmtree(run_dir, ignore_errors=True)
     return final
 

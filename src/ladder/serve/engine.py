@@ -59,6 +59,8 @@ def load_adapters(model: Any, adapters: Mapping[str, str | Path]) -> Any:
     """
     from peft import PeftModel
 
+    from ladder.quiet import peft_quietly
+
     peft_model: Any = None
     for name, path in adapters.items():
         folder = Path(path).expanduser()
@@ -68,10 +70,11 @@ def load_adapters(model: Any, adapters: Mapping[str, str | Path]) -> Any:
                 "saved by a PEFT model's save_pretrained"
             )
         try:
-            if peft_model is None:
-                peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=name)
-            else:
-                peft_model.load_adapter(str(folder), adapter_name=name)
+            with peft_quietly():
+                if peft_model is None:
+                    peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+                else:
+                    peft_model.load_adapter(str(folder), adapter_name=name)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"--adapter {name}={folder}: cannot load it ({first})") from exc

@@ -61,7 +61,7 @@ def load_base_with_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ladder.train.methods import peft_quietly
+    from ladder.quiet import peft_quietly
 
     base_dir, adapter_dir = Path(base).expanduser(), Path(adapter).expanduser()
     read_config(base_dir)

@@ -12,10 +12,7 @@ rules, through the same checks in :mod:`ladder.models._hf_loading`).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,7 @@ import torch
 
 from ladder.errors import ConfigError, ModelLoadError, UnsupportedError
 from ladder.models._hf_loading import check_weights, read_config
-from ladder.quiet import is_verbose
+from ladder.quiet import peft_quietly
 from ladder.train.finetune_config import FinetuneConfig, LoraSettings
 
 
@@ -156,22 +153,6 @@ def prepare(model: Any, cfg: FinetuneConfig, path: Path) -> Any:
         with peft_quietly():
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return _add_lora(model, cfg.lora, method, path)
-
-
-@contextlib.contextmanager
-def peft_quietly() -> Iterator[None]:
-    """Wrap ladder's calls into PEFT: PEFT before 0.22 reads a model's
-    ``is_gradient_checkpointing``, which transformers 5 answers with a FutureWarning
-    ("deprecated ... use is_activation_checkpointing") on every LoRA model, merge and load.
-    It is about PEFT's code, not the user's; ``ladder --verbose`` shows it."""
-    with warnings.catch_warnings():
-        if not is_verbose():
-            warnings.filterwarnings(
-                "ignore",
-                message=".*is_gradient_checkpointing.* is deprecated",
-                category=FutureWarning,
-            )
-        yield
 
 
 def _add_lora(model: Any, lora: LoraSettings, method: str, path: Path) -> Any:
