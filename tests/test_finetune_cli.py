@@ -140,10 +140,29 @@ def test_resume_of_a_finished_run_changes_nothing(
     capsys.readouterr()
     assert main(["finetune", *args, *length, "--resume"]) == 0
     assert capsys.readouterr().out == (
-        f"nothing to resume: {out} finished at step {steps} of {steps}; run without --resume "
-        "to train it again\n"
+        f"nothing to resume: {out} finished at step {steps} of {steps}; pass --overwrite "
+        "instead of --resume to train it again\n"
     )
     assert _hashes(tmp_path) == before  # adapter, merged model, card, checkpoints
+
+
+def test_an_earlier_run_is_refused_without_resume_or_overwrite(
+    tiny_causal_lm: Path, task_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = ["--model", f"hf:{tiny_causal_lm}", "--data", str(task_file), "--out", str(out)]
+    assert main(["finetune", *args, "--max-steps", "2"]) == 0
+    before = _hashes(tmp_path)
+    capsys.readouterr()
+    assert main(["finetune", *args, "--max-steps", "3"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"ladder: error: {out} holds a finished run (model/); pass --overwrite to train it "
+        "again, or another --out"
+    )
+    assert _hashes(tmp_path) == before
+    assert main(["finetune", *args, "--max-steps", "3", "--overwrite"]) == 0
+    assert _state_steps(out) == 3
 
 
 def test_ctrl_c_says_where_it_stopped_and_resume_continues_there(

@@ -103,10 +103,30 @@ def test_resume_of_a_finished_run_changes_nothing(
 
     assert main(["pretrain", str(run_file), "--resume"]) == 0
     assert capsys.readouterr().out == (
-        f"nothing to resume: {out} finished at step 4 of 4; run without --resume to train it "
-        "again\n"
+        f"nothing to resume: {out} finished at step 4 of 4; pass --overwrite instead of "
+        "--resume to train it again\n"
     )
     assert _hashes(tmp_path) == before  # no file changed, none added (no .done.run either)
+
+
+def test_a_finished_run_is_refused_without_resume_or_overwrite(
+    tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "done"
+    data = config(tiny_shards, out)
+    data["train"] |= {"max_steps": 4, "eval_every": 4, "save_every": 4}
+    run_file = write_config(tmp_path / "run.yaml", data)
+    assert main(["pretrain", str(run_file)]) == 0
+    before = _hashes(tmp_path)
+    capsys.readouterr()
+    assert main(["pretrain", str(run_file)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ladder: error: {out} holds a finished model; pass --overwrite to train it again, "
+        "or another --out"
+    )
+    assert _hashes(tmp_path) == before
+    assert main(["pretrain", str(run_file), "--overwrite", "--resume"]) == 2
+    assert main(["pretrain", str(run_file), "--overwrite"]) == 0
 
 
 def test_resume_of_a_finished_builtin_run_changes_nothing(

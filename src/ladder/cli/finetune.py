@@ -30,6 +30,7 @@ def finetune(
     ),
     epochs: float | None = typer.Option(None, "--epochs", help=field_help(F, "epochs")),
     resume: bool = typer.Option(False, "--resume", help=field_help(F, "resume")),
+    overwrite: bool = typer.Option(False, "--overwrite", help=field_help(F, "overwrite")),
     config: Path | None = typer.Option(
         None, "--config", help="YAML file with the same fields; options given here win."
     ),
@@ -59,12 +60,16 @@ def finetune(
         "format": data_format,
         "accelerate_config": accelerate_config,
         "resume": resume or None,
+        "overwrite": overwrite or None,
         "train.max_steps": max_steps,
         "train.lr": lr,
         "train.batch_size": batch_size,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
-    flags = {"--config": config, **{_flag(k): v for k, v in given.items() if k != "resume"}}
+    flags = {
+        "--config": config,
+        **{_flag(k): v for k, v in given.items() if k not in ("resume", "overwrite")},
+    }
     command = resume_command("finetune", [], flags)
     main_process = os.environ.get("RANK", "0") == "0"
     with training_outcomes(command, main_process=main_process):
@@ -78,10 +83,11 @@ def _flag(field: str) -> str:
 
 def _finetune(cfg: FinetuneConfig, command: str, main_process: bool) -> None:
     from ladder.train.distributed import is_launched_child, launch
-    from ladder.train.finetune import check_unfinished
+    from ladder.train.finetune import check_fresh, check_unfinished
 
     if cfg.nproc > 1 and not is_launched_child():
         check_unfinished(cfg, cfg.nproc)  # before launch writes into the run's folder
+        check_fresh(cfg)
         console.print(f"Launching {cfg.nproc} processes ...")
         # The children run a rewritten command line; the resume line shows the user's.
         code = launch(cfg, env={RESUME_ENV: command})

@@ -32,6 +32,9 @@ def pretrain(
         None, "--max-steps", min=1, help=field_help(TrainConfig, "max_steps"), show_default=False
     ),
     resume: bool = typer.Option(False, "--resume", help=field_help(PretrainConfig, "resume")),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help=field_help(PretrainConfig, "overwrite")
+    ),
     out: Path | None = typer.Option(
         None, "--out", help=field_help(PretrainConfig, "out"), show_default=False
     ),
@@ -71,7 +74,9 @@ def pretrain(
          "--accelerate-config": accelerate_config},
     )  # fmt: skip
     with training_outcomes(command, main_process=os.environ.get("RANK", "0") == "0"):
-        _pretrain(config, preset, max_steps, resume, out, nproc, accelerate_config, command)
+        _pretrain(
+            config, preset, max_steps, resume, out, nproc, accelerate_config, command, overwrite
+        )
 
 
 def _pretrain(
@@ -83,6 +88,7 @@ def _pretrain(
     nproc: int | None,
     accelerate_config: Path | None,
     command: str,
+    overwrite: bool = False,
 ) -> None:
     run = (
         load_yaml(config, PretrainConfig)
@@ -91,6 +97,10 @@ def _pretrain(
     )
     if out is not None:
         run = run.model_copy(update={"out": str(out)})
+    if overwrite:
+        run = run.model_copy(update={"overwrite": True})
+    if run.overwrite and (resume or run.resume):
+        raise ConfigError("--resume and --overwrite exclude each other: pass one")
     if accelerate_config is not None:
         run = run.model_copy(update={"accelerate_config": str(accelerate_config)})
     if run.is_builtin:
@@ -197,12 +207,15 @@ def _builtin(
     resume: bool,
 ) -> None:
     from ladder.models.builtin import builtin_path, get_preset, train_builtin, training_summary
-    from ladder.train.pretrain_run import check_unfinished
+    from ladder.train.pretrain_run import check_fresh, check_unfinished
 
     name = preset or run.preset
     spec = get_preset(name)
+    final = Path(run.out) if run.out else builtin_path(name)
     if resume:
-        check_unfinished(Path(run.out) if run.out else builtin_path(name))
+        check_unfinished(final)
+    elif not run.overwrite:
+        check_fresh(final)
     try:
         train_config = run.train_config(spec.train)
     except ValidationError as exc:

@@ -190,6 +190,11 @@ class PretrainConfig(BaseModel):
     resume: bool = Field(
         False, description="Continue an interrupted run from its newest checkpoint."
     )
+    overwrite: bool = Field(
+        False,
+        description="Start over where --out holds a finished model or an interrupted run "
+        "(without it, or --resume, such a run is refused and left as it is).",
+    )
     train: TrainConfig = Field(
         TrainConfig.model_validate({}),  # frozen, so one shared default is safe
         description="Training settings (compile, mixed_precision, ...); the fields given "

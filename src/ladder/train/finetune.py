@@ -19,6 +19,7 @@ Output folder::
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +43,12 @@ from ladder.data.io import file_sha256, read_records
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_dir
 from ladder.train.batches import TrainBatches, eval_batches
-from ladder.train.checkpoint import latest_checkpoint, read_state, save_pretrained_full
+from ladder.train.checkpoint import (
+    checkpoints_root,
+    latest_checkpoint,
+    read_state,
+    save_pretrained_full,
+)
 from ladder.train.config import TrainConfig
 from ladder.train.finetune_config import FinetuneConfig
 from ladder.train.interrupt import NothingToResume
@@ -108,8 +114,11 @@ def finetune(
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     examples, fmt, n_records = _read(cfg)  # bad data fails before anything is written
     check_unfinished(cfg, world)  # a finished run's --resume: before the model loads
+    check_fresh(cfg)  # nor is an earlier run replaced unasked
     base_path = resolve_checkpoint(cfg.model)
     check_writable(out)
+    if cfg.overwrite and rank == 0:  # the earlier run's checkpoints must not mix with these
+        shutil.rmtree(checkpoints_root(out), ignore_errors=True)
     say(f"{n_records} {fmt} records from {cfg.data}; loading {base_path} for {cfg.method}")
     model, tokenizer = load_base(base_path, cfg.method)
     if not getattr(tokenizer, "chat_template", None):
@@ -224,6 +233,32 @@ def check_unfinished(cfg: FinetuneConfig, world: int, tcfg: TrainConfig | None =
     stopped = patience is not None and state.evals_without_gain >= patience
     if state.step >= tcfg.max_steps or stopped:
         raise NothingToResume(out, state.step, tcfg.max_steps)
+
+
+def check_fresh(cfg: FinetuneConfig) -> None:
+    """Without ``--resume`` or ``--overwrite``, a folder holding an earlier run (its
+    checkpoints, or a saved ``model/`` or ``adapter/``) is refused and left as it is.
+
+    Raises:
+        ConfigError: what is there, and the flags that say what to do with it.
+    """
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: pass one")
+    if cfg.resume or cfg.overwrite:
+        return
+    out = Path(cfg.out)
+    saved = [name for name in ("model", "adapter") if (out / name).is_dir()]
+    if saved:
+        raise ConfigError(
+            f"{out} holds a finished run ({saved[0]}/); pass --overwrite to train it again, "
+            "or another --out"
+        )
+    latest = latest_checkpoint(out)
+    if latest is not None:
+        raise ConfigError(
+            f"{out}: an interrupted run stopped at step {read_state(latest).step}; pass "
+            "--resume to continue it, --overwrite to start over, or another --out"
+        )
 
 
 def _outputs(cfg: FinetuneConfig) -> list[str]:

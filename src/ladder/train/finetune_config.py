@@ -120,6 +120,11 @@ class FinetuneConfig(BaseModel):
     resume: bool = Field(
         False, description="Continue an interrupted run from its newest checkpoint."
     )
+    overwrite: bool = Field(
+        False,
+        description="Start over where --out holds a finished or an interrupted run (without "
+        "it, or --resume, such a folder is refused and left as it is).",
+    )
     nproc: int = Field(1, ge=1, description="Processes to train with (DDP through torchrun).")
     accelerate_config: str | None = Field(
         None,

@@ -150,5 +150,5 @@ class NothingToResume(Exception):
         early = "" if self.step >= self.max_steps else " (stopped early)"
         return (
             f"nothing to resume: {self.where} finished at step {self.step} of "
-            f"{self.max_steps}{early}; run without --resume to train it again"
+            f"{self.max_steps}{early}; pass --overwrite instead of --resume to train it again"
         )

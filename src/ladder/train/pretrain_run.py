@@ -105,11 +105,34 @@ def prepare_run(
     final, run_dir = output_dirs(cfg, spec)
     if resume:
         check_unfinished(final)
+    elif not cfg.overwrite:
+        check_fresh(final)
     warning = check_memory(spec, planned_vocab(cfg, spec.vocab), tcfg)
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)  # a stale earlier run must not resume
     prepare_tokenizer(cfg, spec.vocab, spec.context, run_dir)
     return spec, choose_precision(spec, tcfg, run_dir), run_dir, warning
+
+
+def check_fresh(final: Path) -> None:
+    """Before a run that is neither ``--resume`` nor ``--overwrite``: earlier work in
+    ``final`` (a finished model) or beside it (an interrupted run's checkpoints) is never
+    replaced or cleared unasked.
+
+    Raises:
+        ConfigError: what is there, and the flags that say what to do with it.
+    """
+    checkpoints = list_checkpoints(final.parent / f".{final.name}.run")
+    if checkpoints:
+        step = int(checkpoints[-1].name.removeprefix("step-"))
+        raise ConfigError(
+            f"{final}: an interrupted run stopped at step {step}; pass --resume to continue "
+            "it, --overwrite to start over, or another --out"
+        )
+    if (final / SUMMARY_FILE).is_file():
+        raise ConfigError(
+            f"{final} holds a finished model; pass --overwrite to train it again, or another --out"
+        )
 
 
 def check_unfinished(final: Path) -> None:
