@@ -458,3 +458,15 @@ def build_tiny_shards(directory: Path, *, docs: int = 2000, seed: int = 1) -> Pa
 def tiny_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A shard folder (train.bin, val.bin, meta.json, tokenizer/) of ~36k tokens, vocab 300."""
     return build_tiny_shards(tmp_path_factory.mktemp("tiny-shards"))
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative path) by its SHA-256: a byte-for-byte snapshot,
+    for tests that prove a failed or refused run left earlier results as they were."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

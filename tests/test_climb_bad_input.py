@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CLIMB_LABELS, write_climb_task
+from conftest import CLIMB_LABELS, file_hashes, write_climb_task
 from ladder.cli.main import main
 from ladder.climb import ClimbOptions, climb
 from ladder.climb.state import load_state
@@ -157,17 +157,6 @@ def test_a_failed_generator_leaves_no_half_written_data(tmp_path: Path) -> None:
 # -- an earlier climb's results go only when the user says so --------------------------------
 
 
-def contents(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` by its SHA-256: a byte-for-byte snapshot."""
-    import hashlib
-
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture
 def earlier(tmp_path: Path, server: OpenAITestServer) -> tuple[Path, Path, dict[str, str]]:
     """A finished climb in ``out``: (task, out, its byte-for-byte snapshot)."""
@@ -177,7 +166,7 @@ def earlier(tmp_path: Path, server: OpenAITestServer) -> tuple[Path, Path, dict[
     )
     out = tmp_path / "out"
     assert main(["climb", str(task), "--out", str(out), "--no-optimise"]) == 0
-    return task, out, contents(out)
+    return task, out, file_hashes(out)
 
 
 @pytest.mark.parametrize("flags", [[], ["--overwrite"]])
@@ -197,7 +186,7 @@ def test_a_mistyped_model_stops_before_the_earlier_climb_is_touched(
         "made by save_pretrained (ladder never downloads from a hub)"
     )
     assert captured.out == ""  # not even "zero_shot on …: running"
-    assert contents(out) == before
+    assert file_hashes(out) == before
 
 
 def test_a_second_climb_needs_resume_or_overwrite(
@@ -213,11 +202,11 @@ def test_a_second_climb_needs_resume_or_overwrite(
     )
     assert main(["climb", str(task), "--out", str(out), "--resume", "--overwrite"]) == 2
     assert "exclude each other" in capsys.readouterr().err
-    assert contents(out) == before
+    assert file_hashes(out) == before
     # --resume keeps the finished rung as it was, byte for byte
     assert main(["climb", str(task), "--out", str(out), "--resume", "--no-optimise"]) == 0
     rung = [name for name in before if name.startswith("rungs/")]
-    assert rung and all(contents(out)[name] == before[name] for name in rung)
+    assert rung and all(file_hashes(out)[name] == before[name] for name in rung)
 
 
 def test_overwrite_replaces_only_the_models_it_climbs(
@@ -227,7 +216,7 @@ def test_overwrite_replaces_only_the_models_it_climbs(
     other = f"openai:echo@{server.base_url}"
     args = ["climb", str(task), "--out", str(out), "--model", other, "--overwrite"]
     assert main([*args, "--no-optimise"]) == 0
-    after = contents(out)
+    after = file_hashes(out)
     first = {name: digest for name, digest in before.items() if name.startswith("rungs/")}
     assert first and all(after[name] == digest for name, digest in first.items())
     assert [r.model for r in load_state(out)] == [other]

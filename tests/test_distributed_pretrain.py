@@ -27,13 +27,12 @@ EVAL_WINDOWS = 16
 MICRO = {"arch": "llama", "hidden": 32, "layers": 2, "heads": 4, "ffn": 64, "context": 32}
 
 
-def _pretrain(
-    shards: Path, root: Path, name: str, batch_size: int, *extra: str, world: int = 1
-) -> Any:
+def _pretrain(shards: Path, root: Path, name: str, train: dict[str, Any], *extra: str) -> Any:
+    """``ladder pretrain`` of MICRO on ``shards`` with ``train`` over TRAIN; its summary,
+    read as strict JSON (a NaN fails the test)."""
     config = root / f"{name}.yaml"
     data = {"model": MICRO, "data": {"shards": str(shards)}, "out": str(root / name),
-            "train": {**TRAIN, "batch_size": batch_size,
-                      "eval_batches": EVAL_WINDOWS // (batch_size * world)}}  # fmt: skip
+            "train": {**TRAIN, **train}}  # fmt: skip
     config.write_text("# how to run: ladder pretrain THIS.yaml\n" + yaml.safe_dump(data))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -41,15 +40,20 @@ def _pretrain(
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads((root / name / SUMMARY_FILE).read_text())
+    text = (root / name / SUMMARY_FILE).read_text()
+    return json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} in JSON"))
+
+
+def _batches(batch_size: int, world: int = 1) -> dict[str, int]:
+    return {"batch_size": batch_size, "eval_batches": EVAL_WINDOWS // (batch_size * world)}
 
 
 @pytest.mark.slow
 def test_pretrain_nproc_2_matches_one_process_with_the_same_global_batch(
     tiny_shards: Path, tmp_path: Path
 ) -> None:
-    one = _pretrain(tiny_shards, tmp_path, "one", 8)
-    two = _pretrain(tiny_shards, tmp_path, "two", 4, "--nproc", "2", world=2)
+    one = _pretrain(tiny_shards, tmp_path, "one", _batches(8))
+    two = _pretrain(tiny_shards, tmp_path, "two", _batches(4, world=2), "--nproc", "2")
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["train_losses"][-1] < one["train_losses"][0] - 0.5  # it learned
     # Same windows per step, gradients all-reduced: equal up to float summation order.
@@ -64,19 +68,9 @@ def test_a_validation_split_smaller_than_one_batch_per_process_is_not_nan(
     # The tiny shards' validation split fills 61 windows of 32: fewer than one process's
     # batch of 64, so the second process used to get no window and the loss came out NaN
     # (and training.json held a bare NaN, which is not JSON).
-    runs = {}
-    for name, batch, extra in (("one", 128, ()), ("two", 64, ("--nproc", "2"))):
-        config = tmp_path / f"{name}.yaml"
-        data = {"model": MICRO, "data": {"shards": str(tiny_shards)}, "out": str(tmp_path / name),
-                "train": {**TRAIN, "max_steps": 2, "eval_every": 2, "save_every": 2,
-                          "batch_size": batch, "eval_batches": 1}}  # fmt: skip
-        config.write_text("# how to run: ladder pretrain THIS.yaml\n" + yaml.safe_dump(data))
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(
-            [sys.executable, "-m", "ladder.cli.main", "pretrain", str(config), *extra],
-            env=env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        text = (tmp_path / name / SUMMARY_FILE).read_text()
-        runs[name] = json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} in JSON"))
+    short = {"max_steps": 2, "eval_every": 2, "save_every": 2, "eval_batches": 1}
+    runs = {
+        "one": _pretrain(tiny_shards, tmp_path, "one", {**short, "batch_size": 128}),
+        "two": _pretrain(tiny_shards, tmp_path, "two", {**short, "batch_size": 64}, "--nproc", "2"),
+    }
     assert runs["two"]["validation_loss"] == pytest.approx(runs["one"]["validation_loss"], rel=1e-5)

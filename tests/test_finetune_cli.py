@@ -3,7 +3,6 @@ a finished run, two processes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from _finetune_data import task_rows, write_jsonl
+from conftest import file_hashes
 from ladder.cli.main import main
 from ladder.train.checkpoint import latest_checkpoint
 from test_pretrain_resume import press_ctrl_c_after_a_checkpoint
@@ -136,14 +136,14 @@ def test_resume_of_a_finished_run_changes_nothing(
     args = ["--model", f"hf:{tiny_causal_lm}", "--data", str(task_file), "--out", str(out)]
     assert main(["finetune", *args, *length]) == 0
     steps = _state_steps(out)
-    before = _hashes(tmp_path)
+    before = file_hashes(tmp_path)
     capsys.readouterr()
     assert main(["finetune", *args, *length, "--resume"]) == 0
     assert capsys.readouterr().out == (
         f"nothing to resume: {out} finished at step {steps} of {steps}; pass --overwrite "
         "instead of --resume to train it again\n"
     )
-    assert _hashes(tmp_path) == before  # adapter, merged model, card, checkpoints
+    assert file_hashes(tmp_path) == before  # adapter, merged model, card, checkpoints
 
 
 def test_an_earlier_run_is_refused_without_resume_or_overwrite(
@@ -152,7 +152,7 @@ def test_an_earlier_run_is_refused_without_resume_or_overwrite(
     out = tmp_path / "out"
     args = ["--model", f"hf:{tiny_causal_lm}", "--data", str(task_file), "--out", str(out)]
     assert main(["finetune", *args, "--max-steps", "2"]) == 0
-    before = _hashes(tmp_path)
+    before = file_hashes(tmp_path)
     capsys.readouterr()
     assert main(["finetune", *args, "--max-steps", "3"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
@@ -160,7 +160,7 @@ def test_an_earlier_run_is_refused_without_resume_or_overwrite(
         f"ladder: error: {out} holds a finished run (model/); pass --overwrite to train it "
         "again, or another --out"
     )
-    assert _hashes(tmp_path) == before
+    assert file_hashes(tmp_path) == before
     assert main(["finetune", *args, "--max-steps", "3", "--overwrite"]) == 0
     assert _state_steps(out) == 3
 
@@ -189,14 +189,6 @@ def test_ctrl_c_says_where_it_stopped_and_resume_continues_there(
 
 def _state_steps(out: Path) -> int:
     return int(latest_checkpoint(out).name.removeprefix("step-"))  # type: ignore[union-attr]
-
-
-def _hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ run that was never interrupted; ``--resume`` of a finished run changes nothing."
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import file_hashes
 from ladder.cli.main import main
 from ladder.train.checkpoint import list_checkpoints
 from ladder.train.config import PretrainConfig
@@ -82,23 +82,21 @@ def test_sigkill_then_resume_gives_the_same_final_loss(tiny_shards: Path, tmp_pa
     assert not run_dir.exists()  # the finished run cleaned up its checkpoints
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+def finished_run(shards: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A 4-step pretrain run, finished: (its config file, its out folder)."""
+    out = tmp_path / "done"
+    data = config(shards, out)
+    data["train"] |= {"max_steps": 4, "eval_every": 4, "save_every": 4}
+    run_file = write_config(tmp_path / "run.yaml", data)
+    assert main(["pretrain", str(run_file)]) == 0
+    return run_file, out
 
 
 def test_resume_of_a_finished_run_changes_nothing(
     tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "done"
-    data = config(tiny_shards, out)
-    data["train"] |= {"max_steps": 4, "eval_every": 4, "save_every": 4}
-    run_file = write_config(tmp_path / "run.yaml", data)
-    assert main(["pretrain", str(run_file)]) == 0
-    before = _hashes(tmp_path)
+    run_file, out = finished_run(tiny_shards, tmp_path)
+    before = file_hashes(tmp_path)
     capsys.readouterr()
 
     assert main(["pretrain", str(run_file), "--resume"]) == 0
@@ -106,25 +104,21 @@ def test_resume_of_a_finished_run_changes_nothing(
         f"nothing to resume: {out} finished at step 4 of 4; pass --overwrite instead of "
         "--resume to train it again\n"
     )
-    assert _hashes(tmp_path) == before  # no file changed, none added (no .done.run either)
+    assert file_hashes(tmp_path) == before  # no file changed, none added (no .done.run either)
 
 
 def test_a_finished_run_is_refused_without_resume_or_overwrite(
     tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "done"
-    data = config(tiny_shards, out)
-    data["train"] |= {"max_steps": 4, "eval_every": 4, "save_every": 4}
-    run_file = write_config(tmp_path / "run.yaml", data)
-    assert main(["pretrain", str(run_file)]) == 0
-    before = _hashes(tmp_path)
+    run_file, out = finished_run(tiny_shards, tmp_path)
+    before = file_hashes(tmp_path)
     capsys.readouterr()
     assert main(["pretrain", str(run_file)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"ladder: error: {out} holds a finished model; pass --overwrite to train it again, "
         "or another --out"
     )
-    assert _hashes(tmp_path) == before
+    assert file_hashes(tmp_path) == before
     assert main(["pretrain", str(run_file), "--overwrite", "--resume"]) == 2
     assert main(["pretrain", str(run_file), "--overwrite"]) == 0
 
@@ -137,10 +131,10 @@ def test_resume_of_a_finished_builtin_run_changes_nothing(
     (out / SUMMARY_FILE).write_text(json.dumps({"steps": 30, "train_config": {"max_steps": 30}}))
     config_file = tmp_path / "builtin.yaml"
     config_file.write_text(f"preset: tiny\nout: {out}\n")
-    before = _hashes(tmp_path)
+    before = file_hashes(tmp_path)
     assert main(["pretrain", str(config_file), "--resume"]) == 0
     assert capsys.readouterr().out.startswith(f"nothing to resume: {out} finished at step 30 of 30")
-    assert _hashes(tmp_path) == before
+    assert file_hashes(tmp_path) == before
 
 
 def press_ctrl_c_after_a_checkpoint(run_dir: Path) -> threading.Thread:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import write_pdf
+from conftest import file_hashes, write_pdf
 from ladder.cli.main import main
 from ladder.rag.answer import NOT_FOUND
 from ladder.rag.embed import Embedder
@@ -100,8 +100,6 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, docs: Path, capsys) 
 def test_a_failed_index_leaves_no_knowledge_base_behind(
     tmp_path: Path, docs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import hashlib
-
     code, _, err = run(capsys, "index", str(tmp_path / "missing"), "--kb", "x")
     assert code == 2 and err.strip() == (
         f"ladder: error: {tmp_path / 'missing'}: no such file or folder; give files or "
@@ -113,13 +111,9 @@ def test_a_failed_index_leaves_no_knowledge_base_behind(
     assert run(capsys, "index", str(docs), "--kb", "notes")[0] == 0
     folder = next(p for p in (tmp_path / "home").rglob("notes") if p.is_dir())
 
-    def contents() -> dict[str, str]:
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
-        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-    before = contents()
+    before = file_hashes(folder)
     assert run(capsys, "index", str(docs), str(tmp_path / "missing"), "--kb", "notes")[0] == 2
-    assert contents() == before
+    assert file_hashes(folder) == before
 
 
 def test_ask_cites_sources_mapped_to_file_page_and_span(
