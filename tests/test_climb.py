@@ -329,6 +329,25 @@ def test_resume_after_an_interrupt_does_not_redo_finished_rungs(
     assert result.rows[0].value == result.rows[2].value  # same prompt, same greedy model
 
 
+def test_ctrl_c_says_what_is_kept_and_how_to_resume(
+    tmp_path: Path, tiny_causal_lm: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rungs = "  - {rung: counted, label: first}\n  - crash_once\n"
+    model = f"hf:{tiny_causal_lm}"
+    task = write_climb_task(tmp_path / "t", [model], rungs)
+    out = tmp_path / "out"
+    CRASH["armed"] = True
+    args = ["climb", str(task), "--all", "--model", model, "--out", str(out)]
+    assert main(args) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (
+        f"interrupted; the finished rungs are kept. Resume with: ladder climb {task} --all "
+        f"--model {model} --out {out} --resume"
+    )
+    assert [r.rung for r in load_state(out)] == ["first"]
+    assert main([*args, "--resume", "--no-optimise"]) == 0  # the command it printed works
+
+
 def test_resume_refuses_state_of_other_data(tmp_path: Path, server: OpenAITestServer) -> None:
     server.responder = oracle
     task = write_climb_task(tmp_path / "t", [api(server)], "  - zero_shot\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,7 +100,17 @@ def climb(
         judge=judge,
         log=lambda line: err_console.print(f"[dim]{line}[/]"),
     )
-    result = run_climb(task, options)
+    try:
+        result = run_climb(task, options)
+    except KeyboardInterrupt:
+        # Finished rungs are saved after each one (and a fine-tuning rung's checkpoints).
+        words = ["ladder", "climb", str(task), *(["--all"] if all_rungs else [])]
+        words += [w for m in model or () for w in ("--model", m)]
+        words += ["--judge", judge] if judge else []
+        again = shlex.join([*words, "--out", str(folder), "--resume"])
+        # One unwrapped line: the command must copy and paste whole.
+        typer.echo(f"interrupted; the finished rungs are kept. Resume with: {again}", err=True)
+        raise typer.Exit(130) from None
     print_result(result)
     if result.stopped:
         console.print(f"Stopped: {result.stopped}", markup=False)
