@@ -119,18 +119,24 @@ def collection(tmp_path_factory: pytest.TempPathFactory, minilm: Embedder):
     return kb, judged
 
 
-@pytest.mark.parametrize(
-    ("mode", "recall", "mrr"),
-    [("dense", 0.875, 0.7375), ("text", 0.5, 0.5), ("hybrid", 0.95, 0.7958)],
-)
-def test_hybrid_beats_dense_and_text_alone(
-    collection, mode: str, recall: float, mrr: float
-) -> None:
+# recall@3 and MRR over the 40 questions, as (lowest, highest). BM25 ("text") finds every
+# code and, since LanceDB 0.41's full-text tokenizer, one of the 20 paraphrases too (0.525;
+# none, 0.5, with 0.40): the range holds on both, the other modes are exact on both.
+RETRIEVAL = {
+    "dense": ((0.875, 0.875), (0.7375, 0.7375)),
+    "text": ((0.5, 0.525), (0.5, 0.525)),
+    "hybrid": ((0.95, 0.95), (0.7958, 0.7958)),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(RETRIEVAL))
+def test_hybrid_beats_dense_and_text_alone(collection, mode: str) -> None:
     kb, judged = collection
     scores = evaluate_retrieval(judged, lambda q, k: kb.search(q, k, mode=mode), k=3)
-    # recall@3 over 40 questions: dense misses codes, text misses paraphrases, hybrid neither
-    assert scores.recall == pytest.approx(recall, abs=1e-9)
-    assert scores.mrr == pytest.approx(mrr, abs=1e-3)
+    # dense misses codes, text misses (nearly all) paraphrases, hybrid neither
+    (low, high), (mrr_low, mrr_high) = RETRIEVAL[mode]
+    assert low - 1e-9 <= scores.recall <= high + 1e-9
+    assert mrr_low - 1e-3 <= scores.mrr <= mrr_high + 1e-3
 
 
 def test_rrf_sums_reciprocal_ranks() -> None:
