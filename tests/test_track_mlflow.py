@@ -178,6 +178,21 @@ def test_trace_windows_roll_over(tmp_path: Path, mlflow_ready: None) -> None:
     assert sorted(names) == [["s0", "s1"], ["s2", "s3"], ["s4"]]
 
 
+def test_seeding_random_does_not_make_trace_ids_collide(tmp_path: Path, mlflow_ready: None) -> None:
+    """Every climb and training seeds Python's ``random``; trace ids must not follow it (two
+    climbs in one store lost the second one's traces: "already exists in another experiment")."""
+    import random
+
+    for name in ("first", "second"):
+        tracker = MlflowTracker(store(tmp_path), experiment=name)
+        with tracker.run("r"):
+            random.seed(0)
+            with track.span("call", "LLM", inputs=name):
+                pass
+        found = traces(tracker, tracker.client.get_experiment_by_name(name).experiment_id)
+        assert [[s.inputs for s in t.data.spans if s.parent_id] for t in found] == [[name]]
+
+
 def test_a_new_sqlite_store_is_copied_from_the_template(tmp_path: Path, mlflow_ready: None) -> None:
     db = tmp_path / "deep" / "ladder-runs.db"
     started = time.perf_counter()

@@ -107,7 +107,7 @@ class TaskRetrieval:
             overlap_tokens=min(40, chunk_tokens // 4),
         )
         report = kb.add(task.base / task.spec.data.knowledge)
-        ctx.log(f"retrieval: knowledge base {kb.uri}: {report}")
+        ctx.log(f"retrieval: knowledge base {kb.uri}: {report.summary()}")
         return cls(kb, int(settings.get("k", 3)), str(settings.get("mode", "hybrid")))
 
     def with_sources(

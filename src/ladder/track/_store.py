@@ -35,6 +35,10 @@ _MLFLOW_DEFAULTS = {
     # ends (and asks the server for the run to do so): ladder prints nothing of its own on
     # stdout from library code, where a verb's JSON output may be going.
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # Trace and span ids from MLflow's own random generator: by default they come from
+    # Python's global `random`, which every climb and training run seeds, so two runs made
+    # the same ids and the second one's traces were dropped ("already exists").
+    "MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR": "true",
 }
 
 
