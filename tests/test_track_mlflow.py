@@ -240,3 +240,23 @@ def test_only_the_track_package_imports_mlflow() -> None:
     assert offenders == []
     inside = [p.name for p in (src / "track").glob("*.py") if "mlflow" in p.read_text()]
     assert "_mlflow.py" in inside and "_store.py" in inside
+
+
+def test_a_traced_process_ends_without_mlflow_teardown_noise(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from ladder import track\n"
+        f"t = track.MlflowTracker({store(tmp_path)!r}, experiment='x')\n"
+        "with t.run('r'):\n"
+        "    with track.span('call', 'LLM', inputs='a'):\n"
+        "        pass\n"
+        "print('done')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=os.environ, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout == "done\n"
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr

@@ -12,12 +12,14 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ladder.errors import ConfigError
-from ladder.quiet import drop_info, drop_messages
+from ladder.quiet import drop_info, drop_messages, is_verbose
 from ladder.track._redact import redact_text
 
 if TYPE_CHECKING:
@@ -69,6 +71,31 @@ def _quiet_mlflow() -> None:
     drop_messages(
         "mlflow.tracing.export.async_export_queue", "Flushing the async trace logging queue"
     )
+    if not is_verbose() and not getattr(sys.unraisablehook, "_ladder", False):
+        sys.unraisablehook = _without_id_generator_teardown(sys.unraisablehook)
+
+
+def _without_id_generator_teardown(
+    previous: Callable[[Any], object],
+) -> Callable[[Any], object]:
+    """An unraisable-exception hook that drops one known MLflow shutdown error.
+
+    MLflow's isolated trace-id generator (chosen in ``_MLFLOW_DEFAULTS``) removes itself
+    from a module-level set in ``__del__``; at interpreter exit that set is already gone,
+    and Python prints "Exception ignored in ... __del__ ... AttributeError" after every
+    traced process. Nothing is lost: the process is ending. Every other exception passes on.
+    """
+
+    def hook(unraisable: Any) -> None:
+        where = getattr(unraisable.object, "__qualname__", "")
+        if where == "_IsolatedRandomIdGenerator.__del__" and isinstance(
+            unraisable.exc_value, AttributeError
+        ):
+            return
+        previous(unraisable)
+
+    hook._ladder = True  # type: ignore[attr-defined]
+    return hook
 
 
 def sqlite_path(uri: str) -> Path | None:
