@@ -4,14 +4,28 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean lock
 
-$(STAMP): pyproject.toml
+LOCK   := requirements.lock
+# Where `make lock` finds the CPU torch wheel (pip's find-links on the machines we build on).
+LOCK_SOURCES ?= --find-links $(or $(PIP_FIND_LINKS),/opt/wheels)
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and exactly pinned, so nothing pulls a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[all]"
+	# Everything else at the version and hash the lock holds, so a fresh install is the
+	# environment the tests passed in; then ladder itself.
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml (ladder and its `all` extra); commit the result.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra all --python-version 3.11 $(LOCK_SOURCES) \
+		--generate-hashes --no-header --quiet -o $(LOCK)
 
 demo: $(STAMP)
 	$(BIN)/ladder demo

@@ -1,0 +1,66 @@
+"""requirements.lock and pyproject.toml agree: every requirement of ladder and its ``all``
+extra is locked at a version its specifier allows, with hashes, and torch is the CPU wheel.
+
+``make lock`` re-resolves the lock; ``make demo`` / ``make test`` install from it.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
+
+
+def locked() -> dict[str, tuple[Version, int]]:
+    """name → (version, how many hashes), from the lock's ``name==version`` entries."""
+    found: dict[str, tuple[Version, int]] = {}
+    current = ""
+    for line in (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines():
+        pin = PIN.match(line)
+        if pin:
+            current = canonicalize_name(pin[1])
+            found[current] = (Version(pin[2]), 0)
+        elif line.strip().startswith("--hash=sha256:") and current:
+            version, hashes = found[current]
+            found[current] = (version, hashes + 1)
+    return found
+
+
+def required() -> list[Requirement]:
+    """ladder's dependencies and those of the extras ``all`` pulls in (serve, dev)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    wanted = [str(r) for r in project["dependencies"]]
+    for spec in extras["all"]:
+        for name in Requirement(spec).extras:
+            wanted += extras[name]
+    return [Requirement(r) for r in wanted]
+
+
+def test_every_requirement_is_locked_at_a_version_it_allows() -> None:
+    lock = locked()
+    for requirement in required():
+        name = canonicalize_name(requirement.name)
+        assert name in lock, f"{requirement.name} is not in requirements.lock: run make lock"
+        version, hashes = lock[name]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"requirements.lock has {name}=={version}, pyproject.toml wants {requirement}: "
+            "run make lock"
+        )
+        assert hashes >= 1, f"{name} has no hash in requirements.lock"
+
+
+def test_every_locked_package_has_a_hash_and_torch_is_the_cpu_build() -> None:
+    lock = locked()
+    assert len(lock) > 100  # the whole tree, not only the direct requirements
+    assert all(hashes for _, hashes in lock.values())
+    assert str(lock["torch"][0]) == "2.13.0+cpu"
+    # A CUDA build would pull these; the CPU wheel needs none of them.
+    assert not [name for name in lock if name.startswith("nvidia-")]
