@@ -252,13 +252,17 @@ def train(
                 since_step, since_tokens, since_t, since_side = last_log
                 now = time.perf_counter()
                 busy = (now - since_t) - (side_s - since_side)  # eval/save time is not training
-                recent = _mean_over_processes(accelerator, step_losses)[since_step : state.step]
-                recent = recent.mean().item()
+                means = _mean_over_processes(accelerator, step_losses)[since_step : state.step]
+                recent = float(means.mean().item())
                 postfix["loss"] = f"{recent:.3f}"
                 postfix["lr"] = f"{lr:.1e}"
                 tokens_per_s = (state.tokens - since_tokens) / max(busy, 1e-9)
                 postfix["tok/s"] = f"{tokens_per_s:,.0f}"
-                metrics = {"train_loss": recent, "lr": lr, "tokens_per_s": tokens_per_s}
+                metrics: dict[str, float] = {
+                    "train_loss": recent,
+                    "lr": lr,
+                    "tokens_per_s": tokens_per_s,
+                }
                 if flops_per_token:
                     metrics["mfu"] = mfu(tokens_per_s, flops_per_token, peak)
                     postfix["mfu"] = f"{metrics['mfu']:.0%}"
@@ -332,7 +336,9 @@ def train(
             final_eval = evaluate(
                 model, eval_batches, config.eval_batches, forward_kwargs, objective, reduce
             )
-    losses = _mean_over_processes(accelerator, step_losses)[first_step : state.step].tolist()
+    new_losses: list[float] = _mean_over_processes(accelerator, step_losses)[
+        first_step : state.step
+    ].tolist()
     weights = gather_weights(accelerator, model)  # collective; None unless ZeRO-3/FSDP
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper
     accelerator.free_memory()
@@ -341,7 +347,7 @@ def train(
     tokens_per_s = (state.tokens - first_tokens) / train_s if train_s > 0 else 0.0
     return TrainResult(
         steps=state.step,
-        train_losses=prior_losses + losses,
+        train_losses=prior_losses + new_losses,
         final_eval=final_eval,
         tokens=state.tokens,
         tokens_per_s=tokens_per_s,

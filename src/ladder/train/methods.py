@@ -161,7 +161,7 @@ def _add_lora(model: Any, lora: LoraSettings, method: str, path: Path) -> Any:
     targets = lora_targets(model, lora, method)
     config = LoraConfig(
         r=lora.rank,
-        lora_alpha=lora.alpha,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT takes a float; its hint says int
         lora_dropout=lora.dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
