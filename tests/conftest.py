@@ -470,3 +470,13 @@ def file_hashes(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """At exit, drop MLflow's id-generator teardown error as ladder's processes do (pytest
+    puts its own unraisable hook back during the run)."""
+    import sys
+
+    from ladder.track._store import _without_id_generator_teardown
+
+    sys.unraisablehook = _without_id_generator_teardown(sys.unraisablehook)

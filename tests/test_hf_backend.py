@@ -12,9 +12,9 @@ import torch
 
 import ladder.models
 from ladder.errors import LadderError, ModelLoadError
-from ladder.models._hf_decoding import held_back_suffix
 from ladder.models.base import GenerationParams, LanguageModel
 from ladder.models.hf import HFModel
+from ladder.models.hf_decoding import held_back_suffix
 
 GREEDY = GenerationParams(max_tokens=24)
 # Prompts of different token lengths, including a chat prompt, so batches need padding.
@@ -462,7 +462,7 @@ def test_cuda_auto_loading_generates_and_scores(tiny_causal_lm: Path, llama: HFM
 
 
 def test_fit_to_context_keeps_the_end_of_long_prompts() -> None:
-    from ladder.models._hf_decoding import fit_to_context
+    from ladder.models.hf_decoding import fit_to_context
 
     # Fits already: nothing changes.
     assert fit_to_context([[1, 2, 3]], 4, 16) == ([[1, 2, 3]], 4)

@@ -15,8 +15,8 @@ from ladder.models._retry import RetryPolicy, parse_retry_after, retry_call
 from ladder.models.base import GenerationParams, LanguageModel
 from ladder.models.openai_api import (
     OpenAIModel,
-    _cut_at_stops,
     approx_token_count,
+    cut_at_stops,
     parse_spec,
     span_logprob,
 )
@@ -176,9 +176,9 @@ def test_stream_applies_extra_stop_split_across_pieces(openai_server: OpenAITest
 
 
 def test_cut_at_stops_holds_back_partial_matches() -> None:
-    assert "".join(_cut_at_stops(["ab", "cX", "Yd"], ["XY"])) == "abc"
-    assert "".join(_cut_at_stops(["ab", "c"], ["XY"])) == "abc"
-    assert list(_cut_at_stops(["XY"], ["XY"])) == []
+    assert "".join(cut_at_stops(["ab", "cX", "Yd"], ["XY"])) == "abc"
+    assert "".join(cut_at_stops(["ab", "c"], ["XY"])) == "abc"
+    assert list(cut_at_stops(["XY"], ["XY"])) == []
 
 
 def test_chat_option_routes_prompts(openai_server: OpenAITestServer) -> None:

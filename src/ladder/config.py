@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ladder.errors import ConfigError
 
+__all__ = ["DType", "ModelOptions", "line_of", "load_yaml"]
+
 DType = Literal["auto", "fp32", "bf16", "fp16"]
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,7 +78,7 @@ def load_yaml(path: str | Path, model: type[M], overrides: dict[str, Any] | None
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(p) for p in err["loc"]]
-        line = _line_of(node, err["loc"])
+        line = line_of(node, err["loc"])
         where = f"{file}:{line}" if line else str(file)
         raise ConfigError(f"{where}: field '{'.'.join(loc)}': {err['msg']}") from None
 
@@ -91,7 +93,7 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     cur[leaf] = value
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """1-based line of the YAML node at ``loc`` (or of its deepest existing parent)."""
     line = None
     for key in loc:

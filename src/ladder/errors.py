@@ -5,6 +5,8 @@ unreachable endpoint). The CLI prints its message as one line and exits with cod
 anything else is a bug and keeps its traceback.
 """
 
+__all__ = ["ConfigError", "EndpointError", "LadderError", "ModelLoadError", "UnsupportedError"]
+
 
 class LadderError(Exception):
     """A user-fixable problem. The message names what and where, and what to do."""

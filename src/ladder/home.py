@@ -13,6 +13,8 @@ from pathlib import Path
 
 import platformdirs
 
+__all__ = ["home_subdir", "ladder_home"]
+
 
 def ladder_home() -> Path:
     """The home folder, created on first use."""

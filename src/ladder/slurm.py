@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ladder.errors import ConfigError, UnsupportedError
 from ladder.fsutil import atomic_write_text
 
+__all__ = ["RDZV_PORT", "SlurmConfig", "parse_job_id", "render_sbatch", "submit", "write_sbatch"]
+
 RDZV_PORT = 29500
 _SAFE = re.compile(r"^[A-Za-z0-9_.,:@+-]+$")  # what may go into an #SBATCH line unquoted
 _TIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ladder.track._runs import RunRow
+from ladder.track import RunRow
 
 KEY_METRICS = 3  # metrics shown per run in the list
 

@@ -11,6 +11,8 @@ from ladder.cli._common import build, config_option, console, field_help
 from ladder.config import ModelOptions
 from ladder.prompts.agent import AgentConfig, AgentResult, resolve_tools, run_agent
 
+__all__ = ["agent"]
+
 _SPEC_HELP = "Model spec: hf:PATH, openai:MODEL@BASE_URL or builtin:tiny|small."
 
 

@@ -16,6 +16,8 @@ from ladder.fsutil import atomic_write_text
 if TYPE_CHECKING:
     from ladder.climb.climb import ClimbResult
 
+__all__ = ["ClimbFlags", "climb", "print_result", "select"]
+
 
 class ClimbFlags(BaseModel):
     """The options of ``ladder climb`` (their descriptions are its ``--help``)."""

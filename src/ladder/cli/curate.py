@@ -14,6 +14,8 @@ from rich.text import Text
 from ladder.cli._common import build, config_option, console, err_console
 from ladder.data.curate.config import CurationConfig
 
+__all__ = ["C", "curate"]
+
 C = CurationConfig
 
 

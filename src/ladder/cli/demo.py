@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field
 from ladder.cli._common import console, err_console, field_help
 from ladder.errors import ConfigError
 
+__all__ = ["DEMO_TASKS", "DemoConfig", "demo", "resolve_task", "tracking_uri"]
+
 DEMO_TASKS = ("examples/tagger/task.yaml", "examples/rag-qa/task.yaml")
 _CHECKOUT = Path(__file__).resolve().parents[3]  # the source tree of an editable install
 

@@ -21,6 +21,8 @@ from ladder.cli._common import (
 )
 from ladder.config import ModelOptions
 
+__all__ = ["EvalConfig", "eval_task"]
+
 
 class EvalConfig(BaseModel):
     """How ``ladder eval`` runs a task."""

@@ -8,6 +8,8 @@ import typer
 
 from ladder.cli._common import console
 
+__all__ = ["export"]
+
 
 def export(
     model: str = typer.Argument(..., help="Model: hf:PATH or builtin:NAME (Llama family)."),

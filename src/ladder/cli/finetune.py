@@ -17,6 +17,8 @@ from ladder.errors import ConfigError
 from ladder.train.config import TrainConfig
 from ladder.train.finetune_config import FinetuneConfig
 
+__all__ = ["finetune", "merge"]
+
 F = FinetuneConfig
 
 

@@ -24,6 +24,8 @@ from ladder.models.memory import (
 )
 from ladder.models.shapes import resolve_model
 
+__all__ = ["COMPONENT_NAMES", "cuda_device", "fit", "this_machine", "to_json_dict"]
+
 COMPONENT_NAMES = (
     "weights",
     "lora_adapters",

@@ -13,6 +13,8 @@ from ladder.cli._common import build, console, err_console, field_help
 from ladder.config import ModelOptions
 from ladder.models.base import GenerationParams, LanguageModel, Message, Prompt
 
+__all__ = ["chat", "generate", "run_chat"]
+
 _SPEC_HELP = "Model spec: hf:PATH, openai:MODEL@BASE_URL or builtin:tiny|small."
 
 

@@ -10,6 +10,8 @@ import typer
 from ladder.cli._common import console
 from ladder.home import ladder_home
 
+__all__ = ["collect_info", "info"]
+
 
 def collect_info() -> dict[str, object]:
     """Home folder, versions and accelerator, as a plain dict."""

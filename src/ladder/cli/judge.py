@@ -12,6 +12,8 @@ from ladder.cli._common import build, config_option, console, field_help
 from ladder.errors import ConfigError
 from ladder.evaluate.judge_run import JudgeRunConfig, parse_fields
 
+__all__ = ["judge"]
+
 
 def judge(
     predictions: Path = config_option(JudgeRunConfig, "predictions", "--predictions"),

@@ -11,6 +11,8 @@ from ladder.cli._common import config_option, console, field_help
 from ladder.cli.rag import open_kb
 from ladder.rag.options import KBOptions, parse_storage_options
 
+__all__ = ["delete", "kb_app", "ls", "rm", "show"]
+
 kb_app = typer.Typer(
     help="List, inspect and edit knowledge bases (create them with ladder index).",
     no_args_is_help=True,

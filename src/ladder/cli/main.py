@@ -11,6 +11,8 @@ import typer
 from ladder import quiet
 from ladder.errors import LadderError
 
+__all__ = ["main"]
+
 app = typer.Typer(
     name="ladder",
     help="Scope, select, adapt, evaluate, integrate and track open-source LLMs on your hardware.",

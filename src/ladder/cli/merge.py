@@ -8,6 +8,8 @@ import typer
 
 from ladder.cli._common import console
 
+__all__ = ["merge"]
+
 
 def merge(
     adapter: Path = typer.Argument(..., help="Adapter folder (OUT/adapter of ladder finetune)."),

@@ -12,6 +12,8 @@ from rich.table import Table
 from ladder.cli._common import build, console, field_help
 from ladder.config import ModelOptions
 
+__all__ = ["PerplexityConfig", "perplexity"]
+
 
 class PerplexityConfig(BaseModel):
     """Sliding-window perplexity settings."""

@@ -17,6 +17,8 @@ from ladder.config import load_yaml
 from ladder.errors import ConfigError
 from ladder.train.config import PretrainConfig, TrainConfig
 
+__all__ = ["pretrain"]
+
 
 def pretrain(
     config: Path | None = typer.Argument(

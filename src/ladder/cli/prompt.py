@@ -16,6 +16,8 @@ from ladder.cli._common import build, config_option, console, err_console, field
 from ladder.config import ModelOptions
 from ladder.models.base import LanguageModel
 
+__all__ = ["PromptRunOptions", "compare", "run"]
+
 app = typer.Typer(
     help="Run prompt templates and strategies over a dataset, and compare them.",
     no_args_is_help=True,

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from ladder.cli._common import console
 
+__all__ = ["quantize"]
+
 
 def quantize(
     model: str = typer.Argument(..., help="Model: hf:PATH or builtin:NAME (local weights)."),

@@ -17,6 +17,8 @@ from ladder.rag.chunk import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 from ladder.rag.options import IndexOptions, KBOptions, parse_storage_options
 from ladder.rag.retrieve import Filters, SearchOptions
 
+__all__ = ["ask", "eval_retrieval", "index", "open_kb", "search"]
+
 _KB = config_option(KBOptions, "kb", "--kb")
 _ROOT = config_option(KBOptions, "root", "--root")
 _STORAGE = typer.Option([], "--storage-option", help=field_help(KBOptions, "storage_option"))

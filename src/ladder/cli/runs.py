@@ -17,6 +17,8 @@ from ladder.cli._common import build, config_option, console, err_console, field
 from ladder.errors import ConfigError
 from ladder.procs import die_with_parent
 
+__all__ = ["STORE_HELP", "RunsConfig", "UiConfig", "run_server_process", "runs", "ui"]
+
 STORE_HELP = (
     "The tracking store: sqlite:///PATH.db, http://HOST:PORT (an MLflow server), "
     "postgresql://..., or jsonl:PATH (default: $LADDER_TRACKING_URI, else "
@@ -68,8 +70,7 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
 ) -> None:
     """List tracked runs (children under their parent), or compare runs side by side."""
-    from ladder.track import default_tracking_uri
-    from ladder.track._runs import compare_runs, list_runs
+    from ladder.track import compare_runs, default_tracking_uri, list_runs
 
     if compare and not run_ids:
         raise ConfigError("--compare needs run ids: ladder runs --compare RUN_ID RUN_ID")
@@ -103,8 +104,7 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the run store (127.0.0.1 only, unless --allow-remote)."""
     from ladder.ports import check_port_free
-    from ladder.track import default_tracking_uri
-    from ladder.track._runs import UI_NOISE, is_loopback, ui_command, ui_environment
+    from ladder.track import UI_NOISE, default_tracking_uri, is_loopback, ui_command, ui_environment
 
     config = build(UiConfig, store=store, host=host, port=port, allow_remote=allow_remote)
     if not is_loopback(config.host) and not config.allow_remote:

@@ -23,6 +23,8 @@ from ladder.errors import ConfigError
 if TYPE_CHECKING:
     from ladder.evaluate.inputs import Item
 
+__all__ = ["ScoreConfig", "score"]
+
 
 class ScoreConfig(BaseModel):
     """What ``ladder score`` scores, and how its confidence interval is computed."""

@@ -12,6 +12,8 @@ from ladder.cli._common import build, console, err_console, field_help
 from ladder.serve.config import ServeConfig, parse_adapters
 from ladder.serve.security import Limits
 
+__all__ = ["serve"]
+
 
 def serve(
     model: str = typer.Argument(..., help=field_help(ServeConfig, "spec")),

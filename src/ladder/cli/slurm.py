@@ -9,6 +9,8 @@ import typer
 from ladder.cli._common import build, config_option, console, field_help
 from ladder.slurm import SlurmConfig, submit, write_sbatch
 
+__all__ = ["S", "slurm"]
+
 S = SlurmConfig
 
 

@@ -12,6 +12,8 @@ from rich.table import Table
 from ladder.cli._common import build, config_option, console, err_console
 from ladder.data.synth.config import SynthConfig
 
+__all__ = ["S", "synth"]
+
 S = SynthConfig
 
 

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from ladder.cli._common import build, console, field_help
 
+__all__ = ["TokenizeConfig", "tokenize"]
+
 
 class TokenizeConfig(BaseModel):
     """Settings of ``ladder tokenize``."""

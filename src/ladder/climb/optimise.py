@@ -153,7 +153,7 @@ def plans(
 ) -> Iterator[_Plan]:
     """The variants to try for ``winner`` (its rung ``spec``), cheapest-looking first."""
     from ladder.climb.finetune_rungs import TunedAnswerRung
-    from ladder.climb.prompt_rungs import _output_format
+    from ladder.climb.prompt_rungs import output_format
 
     kinds = enabled_kinds(task)
     build = lambda s: build_rung(s.rung, s.options, where=str(task.path))  # noqa: E731
@@ -170,7 +170,7 @@ def plans(
             k //= 2
     if "prompt" in kinds:
         s = task.spec
-        fmt = s.output_format if s.output_format is not None else _output_format(s.output)
+        fmt = s.output_format if s.output_format is not None else output_format(s.output)
         cuts: list[tuple[str, dict[str, Any], bool]] = [
             ("no system message", {"system": None}, bool(s.system)),
             ("no output format", {"output_format": ""}, bool(fmt)),

@@ -32,7 +32,7 @@ __all__ = ["PromptRung", "StructuredRung", "answer_with_prompts", "task_records"
 _COMMON = ("max_tokens", "batch_size")
 
 
-def _output_format(output: OutputSpec) -> str | None:
+def output_format(output: OutputSpec) -> str | None:
     if output.type == "label" and output.labels:
         return f"Answer with one label: {', '.join(output.labels)}."
     if output.type == "label":
@@ -52,7 +52,7 @@ def task_template(spec: TaskSpec, *, extra_instructions: str = "") -> PromptTemp
     output-format line out (``None``: the output type's default line).
     """
     instructions = "\n\n".join(p for p in (spec.instruction, extra_instructions) if p)
-    fmt = spec.output_format if spec.output_format is not None else _output_format(spec.output)
+    fmt = spec.output_format if spec.output_format is not None else output_format(spec.output)
     return template_from_spec(
         {
             "name": spec.name,

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from ladder.config import _line_of, load_yaml
+from ladder.config import line_of, load_yaml
 from ladder.errors import ConfigError
 from ladder.models.base import GenerationParams
 
@@ -293,7 +293,7 @@ def load_task(path: str | Path) -> LoadedTask:
     node = yaml.compose(file.read_text(encoding="utf-8"))
 
     def where(*loc: str | int) -> str:
-        line = _line_of(node, loc)
+        line = line_of(node, loc)
         return f"{file}:{line}" if line else str(file)
 
     metric = spec.metric_name()

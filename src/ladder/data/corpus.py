@@ -28,6 +28,16 @@ from pathlib import Path
 
 from ladder.data.tokenizer import BOS, EOS, render_chat
 
+__all__ = [
+    "Corpus",
+    "Docstring",
+    "Document",
+    "Messages",
+    "build_corpus",
+    "instruction_documents",
+    "stdlib_docstrings",
+]
+
 # Folders of the standard library that hold tests, vendored packages or bytecode.
 _SKIP_DIRS = frozenset(
     {"test", "tests", "idle_test", "site-packages", "__pycache__", "lib2to3", "dist-packages"}

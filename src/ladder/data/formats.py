@@ -30,6 +30,24 @@ from typing import Any, Literal
 from ladder.data.io import Record
 from ladder.errors import ConfigError
 
+__all__ = [
+    "DEFAULT_CHAT_TEMPLATE",
+    "FORMATS",
+    "IGNORE_INDEX",
+    "Encoded",
+    "Example",
+    "Format",
+    "chat_segments",
+    "detect_format",
+    "encode_chat",
+    "encode_examples",
+    "encode_pair",
+    "encode_text",
+    "pack",
+    "parse_records",
+    "split_validation",
+]
+
 Format = Literal["alpaca", "dolly", "chat", "text", "preference"]
 FORMATS: tuple[Format, ...] = ("alpaca", "dolly", "chat", "text", "preference")
 IGNORE_INDEX = -100  # as in ladder.train.loss, without importing torch here

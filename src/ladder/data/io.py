@@ -18,6 +18,8 @@ from typing import Any
 
 from ladder.errors import ConfigError
 
+__all__ = ["SUFFIXES", "Record", "file_sha256", "read_records"]
+
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 

@@ -19,6 +19,8 @@ from ladder.data.shards import ShardInfo, load_tokenizer, pack_shards
 from ladder.data.tokenizer import train_tokenizer
 from ladder.errors import ConfigError
 
+__all__ = ["TEXT_SUFFIXES", "TokenizeResult", "corpus_files", "iter_texts", "tokenize_corpus"]
+
 TEXT_SUFFIXES = (".txt", ".md")
 
 

@@ -35,6 +35,19 @@ from ladder.fsutil import atomic_dir
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
+__all__ = [
+    "FORMAT",
+    "ShardInfo",
+    "Shards",
+    "is_validation",
+    "load_tokenizer",
+    "open_shards",
+    "pack_shards",
+    "shard_dtype",
+    "tokenizer_sha256",
+    "vocab_size_of",
+]
+
 FORMAT = "ladder-shards/1"
 META_FILE, TRAIN_FILE, VAL_FILE, TOKENIZER_DIR = "meta.json", "train.bin", "val.bin", "tokenizer"
 _LITTLE_ENDIAN = {"uint16": "<u2", "uint32": "<u4"}

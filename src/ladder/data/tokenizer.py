@@ -33,6 +33,17 @@ from ladder.errors import ConfigError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
+__all__ = [
+    "CHAT_TEMPLATE",
+    "MASK",
+    "ROLES",
+    "SPECIAL_TOKENS",
+    "check_vocab_size",
+    "encode_texts",
+    "render_chat",
+    "train_tokenizer",
+]
+
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 ROLES = ("system", "user", "assistant")
 SPECIAL_TOKENS = (PAD, BOS, EOS, *(f"<|{role}|>" for role in ROLES))

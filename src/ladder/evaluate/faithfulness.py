@@ -35,6 +35,16 @@ from ladder.evaluate.judge import Asked, JudgeResult, JudgeSettings, ask_json, j
 from ladder.evaluate.rubric import DEFAULT_SYSTEM
 from ladder.models.base import LanguageModel
 
+__all__ = [
+    "CLAIM_TEMPLATE",
+    "LIST_TEMPLATE",
+    "ClaimList",
+    "ClaimSplit",
+    "ClaimVerdict",
+    "check_faithfulness",
+    "split_claims",
+]
+
 ClaimSplit = Literal["sentences", "judge"]
 
 CLAIM_TEMPLATE = """\

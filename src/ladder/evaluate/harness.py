@@ -61,6 +61,17 @@ from ladder.evaluate.tasks import (
 from ladder.fsutil import atomic_write_text
 from ladder.models.base import GenerationParams, LanguageModel
 
+__all__ = [
+    "MC_METRICS",
+    "EvalResult",
+    "choose",
+    "evaluate_task",
+    "fewshot_indices",
+    "fewshot_prompt",
+    "loglikelihoods",
+    "write_outputs",
+]
+
 MC_METRICS = ("acc", "acc_norm")
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from ladder.errors import ConfigError
 
+__all__ = ["PREDICTION_FIELDS", "REFERENCE_FIELDS", "Item", "read_items", "read_pair"]
+
 Item = str | list[str]
 # The keys tried, in order, on each JSONL object when no field is named.
 PREDICTION_FIELDS = ("prediction", "answer", "output", "response", "text")

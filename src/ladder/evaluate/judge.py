@@ -35,6 +35,23 @@ from ladder.evaluate.rubric import Rubric
 from ladder.evaluate.score import CISettings, Score, make_signature
 from ladder.models.base import GenerationParams, LanguageModel, Prompt
 
+__all__ = [
+    "PAIRWISE_HINT",
+    "SINGLE_HINT",
+    "Asked",
+    "JudgeResult",
+    "JudgeSettings",
+    "Message",
+    "PairwiseVerdict",
+    "V",
+    "ask_json",
+    "compare_pairwise",
+    "grade_single",
+    "judged_score",
+    "parse_verdict",
+    "single_verdict_model",
+]
+
 V = TypeVar("V", bound=BaseModel)
 Message = dict[str, str]
 

@@ -25,6 +25,17 @@ from ladder.evaluate.score import CISettings
 from ladder.fsutil import atomic_write_text
 from ladder.models.base import LanguageModel
 
+__all__ = [
+    "ANSWER_FIELDS",
+    "FIELDS",
+    "JudgeMode",
+    "JudgeRunConfig",
+    "parse_fields",
+    "read_texts",
+    "run_judge",
+    "write_outputs",
+]
+
 JudgeMode = Literal["single", "pairwise", "faithfulness"]
 
 # JSONL object fields read from each file: on each line, the first one present.

@@ -22,6 +22,15 @@ from ladder.errors import ConfigError
 from ladder.evaluate.tasks import Doc, TaskConfig, choices_of, gold_index, render
 from ladder.models.base import GenerationParams, LanguageModel
 
+__all__ = [
+    "ACC_NORM_UNDEFINED",
+    "choice_messages",
+    "choice_question",
+    "extract_choice",
+    "letters_for",
+    "run_generated_choice",
+]
+
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 ACC_NORM_UNDEFINED = (

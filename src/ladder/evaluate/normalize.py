@@ -13,6 +13,8 @@ import re
 import string
 import unicodedata
 
+__all__ = ["normalize_text", "parse_items", "squad_normalize", "squad_tokens"]
+
 _ASCII_PUNCT = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 

@@ -22,6 +22,8 @@ import torch
 from ladder.errors import ConfigError, UnsupportedError
 from ladder.models.base import LanguageModel
 
+__all__ = ["Perplexity", "perplexity_of_texts", "read_texts", "text_nll"]
+
 
 @dataclass(frozen=True)
 class Perplexity:

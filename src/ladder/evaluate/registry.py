@@ -9,6 +9,16 @@ from typing import Any, Protocol, runtime_checkable
 from ladder.errors import ConfigError
 from ladder.evaluate.score import CISettings, Score
 
+__all__ = [
+    "Metric",
+    "MetricFactory",
+    "References",
+    "get_metric",
+    "metric_names",
+    "needs_references",
+    "register_metric",
+]
+
 References = Sequence[str] | Sequence[Sequence[str]]
 
 

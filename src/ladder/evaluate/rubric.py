@@ -24,6 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ladder.config import load_yaml
 from ladder.errors import ConfigError
 
+__all__ = [
+    "BUILTIN_RUBRICS",
+    "DEFAULT_SYSTEM",
+    "PAIRWISE_TEMPLATE",
+    "SINGLE_TEMPLATE",
+    "TEMPLATE_VARIABLES",
+    "Rubric",
+    "RubricMode",
+    "load_rubric",
+]
+
 RubricMode = Literal["single", "pairwise"]
 TEMPLATE_VARIABLES = (
     "question",

@@ -8,6 +8,8 @@ from typing import Any
 
 from ladder.errors import ConfigError
 
+__all__ = ["NO_CI", "CISettings", "Score", "make_signature"]
+
 
 @dataclass(frozen=True)
 class CISettings:

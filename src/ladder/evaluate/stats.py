@@ -19,6 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+__all__ = [
+    "PairedResult",
+    "RowStatistic",
+    "bootstrap_ci",
+    "corpus_bootstrap_ci",
+    "corpus_bootstrap_samples",
+    "paired_bootstrap",
+    "percentile_interval",
+]
+
 RowStatistic = Callable[..., NDArray[np.float64]]
 # At most this many int64 indices (8 bytes each) are drawn at once: 64 MB.
 _MAX_DRAW = 8_000_000

@@ -26,6 +26,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ladder.config import load_yaml
 from ladder.errors import ConfigError
 
+__all__ = [
+    "DEFAULT_CHOICE_PROMPT",
+    "AnswerExtraction",
+    "DatasetFormat",
+    "Doc",
+    "GenerationKwargs",
+    "MultipleChoiceMode",
+    "MultipleChoiceOptions",
+    "TaskConfig",
+    "choices_of",
+    "gold_answers",
+    "gold_index",
+    "load_docs",
+    "load_task",
+    "render",
+    "resolve",
+]
+
 DatasetFormat = Literal["jsonl", "csv", "mmlu_csv", "squad"]
 MultipleChoiceMode = Literal["auto", "loglikelihood", "generate"]
 _FORMAT_BY_SUFFIX: dict[str, DatasetFormat] = {".jsonl": "jsonl", ".csv": "csv", ".json": "squad"}

@@ -35,6 +35,19 @@ from ladder.evaluate._common import mean_score
 from ladder.evaluate.registry import References, register_metric
 from ladder.evaluate.score import CISettings, Score
 
+__all__ = [
+    "MAX_SEVERITY",
+    "ClassifierToxicity",
+    "Lexicon",
+    "LexiconToxicity",
+    "ToxicityClassifier",
+    "builtin_lexicon",
+    "find_terms",
+    "load_lexicon",
+    "normalize_words",
+    "parse_lexicon",
+]
+
 MAX_SEVERITY = 3
 _WEIGHTINGS = ("binary", "severity")
 
@@ -270,7 +283,7 @@ class ToxicityClassifier:
         batch_size: int = 32,
         max_length: int = 512,
     ) -> None:
-        from ladder.models._hf_loading import check_weights, read_config, resolve_device
+        from ladder.models.hf_checkpoint import check_weights, read_config, resolve_device
 
         directory = Path(path).expanduser()
         config = read_config(directory)

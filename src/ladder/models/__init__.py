@@ -115,7 +115,7 @@ def _register_builtin_backends() -> None:
     _BUILTINS_REGISTERED = True
     # Each backend module is imported only when a spec uses it, so `ladder --help` and
     # an `openai:` model do not pay for importing torch.
-    local = ("ladder.models.hf", "load_hf"), ("ladder.models._hf_loading", "check_checkpoint")
+    local = ("ladder.models.hf", "load_hf"), ("ladder.models.hf_checkpoint", "check_checkpoint")
     builtin = ("ladder.models.builtin", "load_builtin"), ("ladder.models.builtin", "check_builtin")
     for prefix, (load, check), can in (
         ("hf", local, LOCAL_CAPABILITIES),

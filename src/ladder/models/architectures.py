@@ -29,6 +29,23 @@ from ladder.models.shapes import ModelShape, count_params
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "ARCHITECTURES",
+    "ARCHS",
+    "FAMILY",
+    "OBJECTIVE",
+    "SIZES",
+    "Arch",
+    "Architecture",
+    "Family",
+    "SpecialIds",
+    "architecture_rows",
+    "build_model",
+    "get_architecture",
+    "hf_config",
+    "preset_shape",
+]
+
 Arch = Literal["llama", "gpt2", "bert", "t5"]
 Family = Literal["decoder", "encoder", "encoder-decoder"]
 ARCHS: tuple[Arch, ...] = ("llama", "gpt2", "bert", "t5")

@@ -13,6 +13,19 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+__all__ = [
+    "LOCAL_CAPABILITIES",
+    "OPENAI_CAPABILITIES",
+    "Capabilities",
+    "Completion",
+    "GenerationParams",
+    "LanguageModel",
+    "Message",
+    "ModelInfo",
+    "Prompt",
+    "apply_stop",
+]
+
 Message = Mapping[str, str]
 Prompt = str | Sequence[Message]
 

@@ -29,6 +29,20 @@ from ladder.models.shapes import ModelShape, count_params
 from ladder.train.config import TrainConfig
 from ladder.train.results import result_json
 
+__all__ = [
+    "PRESETS",
+    "SUMMARY_FILE",
+    "Preset",
+    "builtin_path",
+    "check_builtin",
+    "estimate_minutes",
+    "get_preset",
+    "is_trained",
+    "load_builtin",
+    "train_builtin",
+    "training_summary",
+]
+
 SUMMARY_FILE = "training.json"
 
 

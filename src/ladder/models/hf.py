@@ -24,7 +24,23 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, StoppingCriteriaList
 
-from ladder.models._hf_decoding import (
+from ladder.models.base import (
+    LOCAL_CAPABILITIES,
+    Completion,
+    GenerationParams,
+    ModelInfo,
+    Prompt,
+    apply_stop,
+)
+from ladder.models.hf_checkpoint import (
+    DEFAULT_BATCH_SIZE,
+    context_length,
+    eos_ids,
+    load_checkpoint,
+    pad_id,
+    parse_options,
+)
+from ladder.models.hf_decoding import (
     StopOnText,
     StopWhenSet,
     TokenQueue,
@@ -34,22 +50,6 @@ from ladder.models._hf_decoding import (
     fit_to_context,
     held_back_suffix,
     pad_rows,
-)
-from ladder.models._hf_loading import (
-    DEFAULT_BATCH_SIZE,
-    context_length,
-    eos_ids,
-    load_checkpoint,
-    pad_id,
-    parse_options,
-)
-from ladder.models.base import (
-    LOCAL_CAPABILITIES,
-    Completion,
-    GenerationParams,
-    ModelInfo,
-    Prompt,
-    apply_stop,
 )
 
 __all__ = ["HFModel", "load_hf"]

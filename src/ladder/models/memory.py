@@ -26,6 +26,24 @@ from ladder.models.shapes import (
     model_linears,
 )
 
+__all__ = [
+    "GB",
+    "GPUS",
+    "MODEL_SPEC_HELP",
+    "NF4_BYTES",
+    "OVERHEAD_BYTES",
+    "WEIGHT_BYTES",
+    "Component",
+    "Device",
+    "DeviceFit",
+    "Dtype",
+    "FitConfig",
+    "FitEstimate",
+    "Method",
+    "estimate_memory",
+    "fits",
+]
+
 GB = 1e9
 Method = Literal["inference", "full", "lora", "qlora"]
 Dtype = Literal["fp32", "bf16", "fp16", "int8", "nf4"]

@@ -35,12 +35,6 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ladder.errors import EndpointError, LadderError, ModelLoadError, UnsupportedError
-from ladder.models._openai_text import (
-    _cut_at_stops,
-    _load_tokenizer,
-    approx_token_count,
-    span_logprob,
-)
 from ladder.models._retry import (
     STREAM_ERRORS,
     RetryPolicy,
@@ -58,7 +52,15 @@ from ladder.models.base import (
     Prompt,
     apply_stop,
 )
+from ladder.models.openai_text import (
+    approx_token_count,
+    cut_at_stops,
+    load_tokenizer,
+    span_logprob,
+)
 from ladder.track import MIN_SECRET_CHARS
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAIModel", "OpenAIOptions", "load_openai", "parse_spec"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -160,7 +162,7 @@ class OpenAIModel:
         self._policy = RetryPolicy(
             max_retries=self._opts.max_retries, base_delay=self._opts.retry_base_delay
         )
-        self._tokenizer = _load_tokenizer(self._opts.tokenizer) if self._opts.tokenizer else None
+        self._tokenizer = load_tokenizer(self._opts.tokenizer) if self._opts.tokenizer else None
         root = self._url.removesuffix("/v1")
         self._tokenize_url = f"{root}/tokenize"  # vLLM's route, beside /v1, not under it
         self._server_tokenizes: bool | None = None  # None until probed once
@@ -265,7 +267,7 @@ class OpenAIModel:
             if c.choices
         )
         try:
-            yield from _cut_at_stops(self._guarded(pieces), local_stops)
+            yield from cut_at_stops(self._guarded(pieces), local_stops)
         finally:
             chunks.close()  # also when the caller stops early: frees the connection
 

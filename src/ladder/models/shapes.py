@@ -18,6 +18,18 @@ from typing import Any, Literal
 from ladder.errors import ConfigError
 from ladder.home import home_subdir
 
+__all__ = [
+    "PRESETS",
+    "Arch",
+    "ModelShape",
+    "block_linears",
+    "count_params",
+    "lora_param_count",
+    "model_linears",
+    "read_checkpoint",
+    "resolve_model",
+]
+
 Arch = Literal["llama", "gpt2", "bert", "t5"]
 
 

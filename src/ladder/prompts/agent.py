@@ -29,6 +29,19 @@ from ladder import track
 from ladder.models.base import Completion, GenerationParams, LanguageModel, Prompt
 from ladder.prompts.tools import Tool, ToolError, get_tool
 
+__all__ = [
+    "FORMAT_HELP",
+    "STOP",
+    "AgentConfig",
+    "AgentResult",
+    "AgentStep",
+    "ParsedStep",
+    "build_prompt",
+    "parse_step",
+    "resolve_tools",
+    "run_agent",
+]
+
 STOP = ("Observation:", "\nQuestion:")
 FORMAT_HELP = (
     "Invalid format. Reply with 'Action: <tool name>' on one line and "

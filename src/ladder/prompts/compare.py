@@ -18,6 +18,8 @@ from ladder.fsutil import atomic_write_text
 from ladder.models.base import LanguageModel
 from ladder.prompts.runner import PromptRun, RunSummary, run_records
 
+__all__ = ["Cell", "compare", "markdown"]
+
 
 @dataclass
 class Cell:

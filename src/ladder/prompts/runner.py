@@ -52,6 +52,18 @@ from ladder.prompts.template import (
     template_from_spec,
 )
 
+__all__ = [
+    "PromptRun",
+    "RunConfig",
+    "RunSummary",
+    "StrategySpec",
+    "load_records",
+    "load_run",
+    "resolve_run",
+    "run_records",
+    "summary_path",
+]
+
 StrategySpec = str | dict[str, Any] | list[str | dict[str, Any]]
 
 

@@ -171,10 +171,10 @@ def _line_in(text: str, loc: tuple[int | str, ...]) -> int | None:
     """The line of the value at ``loc`` in a JSON/YAML text (JSON is YAML), if findable."""
     import yaml
 
-    from ladder.config import _line_of
+    from ladder.config import line_of
 
     try:
-        return _line_of(yaml.compose(text), loc) or None
+        return line_of(yaml.compose(text), loc) or None
     except yaml.YAMLError:
         return None
 

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ladder.errors import LadderError
-from ladder.models._openai_text import approx_token_count
+from ladder.models.openai_text import approx_token_count
 from ladder.serve.engine import Engine
 from ladder.serve.generation import add_generation_routes
 from ladder.serve.metrics import CONTENT_TYPE_LATEST, ServerMetrics

@@ -27,7 +27,7 @@ from ladder.serve.schemas import (
     JSONObjectFormat,
     JSONSchemaFormat,
     ResponseFormat,
-    _Sampling,
+    SamplingRequest,
 )
 from ladder.serve.security import APIError, Limits
 from ladder.serve.streaming import sse_response
@@ -176,7 +176,7 @@ def _prompt_text(engine: Engine, prompt: Prompt | TokenIds) -> str:
     return prompt if isinstance(prompt, str) else ""
 
 
-def _params(body: _Sampling, limits: Limits, default: int) -> GenerationParams:
+def _params(body: SamplingRequest, limits: Limits, default: int) -> GenerationParams:
     for field in ("max_tokens", "max_completion_tokens"):
         asked = getattr(body, field)
         if asked is not None and asked > limits.max_tokens:
@@ -193,7 +193,7 @@ def _params(body: _Sampling, limits: Limits, default: int) -> GenerationParams:
     )
 
 
-def _argmax(body: _Sampling) -> bool:
+def _argmax(body: SamplingRequest) -> bool:
     """Whether sampling would pick the likeliest token anyway, so decoding is greedy.
 
     A vanishing temperature overflows the logits to inf, and a vanishing ``top_p``

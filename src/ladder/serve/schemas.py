@@ -11,6 +11,26 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+__all__ = [
+    "ChatMessage",
+    "ChatRequest",
+    "ChatTop",
+    "Choices",
+    "CompletionRequest",
+    "CompletionTop",
+    "EmbeddingRequest",
+    "JSONObjectFormat",
+    "JSONSchemaFormat",
+    "JSONSchemaSpec",
+    "Positive",
+    "ResponseFormat",
+    "SamplingRequest",
+    "TextFormat",
+    "TextPart",
+    "TokenId",
+    "TokenizeRequest",
+]
+
 _STRICT = ConfigDict(extra="ignore", strict=True)
 
 
@@ -29,7 +49,9 @@ CompletionTop = Annotated[int, Field(ge=0, le=5), _WHOLE]
 ChatTop = Annotated[int, Field(ge=0, le=20), _WHOLE]
 
 
-class _Sampling(BaseModel):
+class SamplingRequest(BaseModel):
+    """The fields completion and chat requests share: the model and how to sample."""
+
     model_config = _STRICT
 
     model: str = Field(description="A name from GET /v1/models: the base model or an adapter.")
@@ -62,7 +84,7 @@ def _when(field: str, value: Any, then: dict[str, Any]) -> dict[str, Any]:
     return {"if": {"properties": {field: value}, "required": [field]}, "then": then}
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingRequest):
     """``POST /v1/completions``. Streams carry no logprobs."""
 
     model_config = ConfigDict(
@@ -152,7 +174,7 @@ ResponseFormat = Annotated[
 ]
 
 
-class ChatRequest(_Sampling):
+class ChatRequest(SamplingRequest):
     """``POST /v1/chat/completions``. ``top_logprobs`` needs ``logprobs``; streams carry
     neither logprobs nor a JSON ``response_format``."""
 

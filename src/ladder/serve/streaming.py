@@ -22,7 +22,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from ladder.serve.engine import Engine, Work
-from ladder.serve.schemas import _Sampling
+from ladder.serve.schemas import SamplingRequest
 from ladder.serve.security import Limits, error_body
 from ladder.serve.tokens import prompt_length
 
@@ -32,7 +32,7 @@ _END = object()
 
 
 def sse_response(
-    engine: Engine, target: str, work: Work, kind: str, body: _Sampling, limits: Limits
+    engine: Engine, target: str, work: Work, kind: str, body: SamplingRequest, limits: Limits
 ) -> StreamingResponse:
     """Queue ``work`` (kind ``stream``, one row per choice) and answer with its events."""
     loop = asyncio.get_running_loop()
@@ -52,7 +52,9 @@ def sse_response(
 class _Stream:
     """One response's chunks: the envelope every chunk shares, and the text of each choice."""
 
-    def __init__(self, engine: Engine, target: str, work: Work, kind: str, body: _Sampling) -> None:
+    def __init__(
+        self, engine: Engine, target: str, work: Work, kind: str, body: SamplingRequest
+    ) -> None:
         self.engine, self.work, self.body = engine, work, body
         self.chat = kind == "chat.completion.chunk"
         self.head = {

@@ -40,7 +40,7 @@ class _Row:
 
     def add(self, token: int) -> None:
         """Take the row's next token and send whatever text it settles."""
-        from ladder.models._hf_decoding import held_back_suffix
+        from ladder.models.hf_decoding import held_back_suffix
 
         if self.done:
             return
@@ -85,7 +85,7 @@ def stream_batch(
     from transformers import StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
 
-    from ladder.models._hf_decoding import decoding_config, fit_to_context, pad_rows
+    from ladder.models.hf_decoding import decoding_config, fit_to_context, pad_rows
 
     encoded = [encode(lm, p) for p in prompts]
     encoded, max_new = fit_to_context(encoded, params.max_tokens, lm.context_length)

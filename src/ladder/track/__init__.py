@@ -35,6 +35,15 @@ from ladder.track._core import (
 from ladder.track._jsonl import JsonlTracker
 from ladder.track._mlflow import EXPERIMENT_ENV, MlflowTracker
 from ladder.track._redact import MASK, MIN_SECRET_CHARS, add_secret, redact, redact_text
+from ladder.track._runs import (
+    UI_NOISE,
+    RunRow,
+    compare_runs,
+    is_loopback,
+    list_runs,
+    ui_command,
+    ui_environment,
+)
 from ladder.track._spans import SPAN_KINDS, Span, record_span, span, traced_generate, tracing
 
 __all__ = [
@@ -45,15 +54,20 @@ __all__ = [
     "MLFLOW_SCHEMES",
     "SPAN_KINDS",
     "TRACKING_URI_ENV",
+    "UI_NOISE",
     "JsonlTracker",
     "MlflowTracker",
     "NullTracker",
+    "RunRow",
     "Span",
     "Tracker",
     "TrackerFactory",
     "add_secret",
+    "compare_runs",
     "default_tracking_uri",
     "get_tracker",
+    "is_loopback",
+    "list_runs",
     "log_evaluation",
     "record_span",
     "redact",
@@ -64,4 +78,6 @@ __all__ = [
     "traced_generate",
     "tracing",
     "tracker_schemes",
+    "ui_command",
+    "ui_environment",
 ]

@@ -21,6 +21,7 @@ from ladder.track._redact import redact_text
 from ladder.track._store import artifact_root, mlflow_client, sqlite_path
 
 __all__ = [
+    "UI_NOISE",
     "RunRow",
     "compare_runs",
     "is_loopback",

@@ -19,6 +19,8 @@ import ctypes
 import platform
 from typing import Any
 
+__all__ = ["keep_freed_memory"]
+
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 
 

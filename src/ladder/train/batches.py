@@ -19,6 +19,8 @@ import torch
 
 from ladder.data.formats import IGNORE_INDEX, Encoded
 
+__all__ = ["TrainBatches", "collate", "collate_pairs", "eval_batches"]
+
 
 def collate(rows: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad ``rows`` to the longest: ``input_ids``, ``attention_mask``, ``labels`` (B, T)."""

@@ -39,6 +39,21 @@ from accelerate.utils import DistributedType
 
 from ladder.train.config import TrainConfig
 
+__all__ = [
+    "CONFIG_FILE",
+    "STATE_FILE",
+    "TrainerState",
+    "checkpoints_root",
+    "gather_weights",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "read_state",
+    "save_checkpoint",
+    "save_pretrained_full",
+    "weights_sharded",
+]
+
 STATE_FILE = "trainer_state.json"
 CONFIG_FILE = "config.yaml"
 _NAME = re.compile(r"^step-(\d{7,})$")

@@ -9,6 +9,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+__all__ = ["MixedPrecision", "ModelSpec", "PretrainConfig", "PretrainData", "TrainConfig"]
+
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 
 

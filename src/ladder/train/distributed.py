@@ -42,6 +42,22 @@ from ladder.procs import die_with_parent
 from ladder.train.config import TrainConfig
 from ladder.train.finetune_config import FinetuneConfig
 
+__all__ = [
+    "DEFAULT_MASTER_PORT",
+    "LAUNCH_CONFIG",
+    "SHUTDOWN_TIMEOUT_S",
+    "check_accelerate_config",
+    "deepspeed_requested",
+    "fit_deepspeed_config",
+    "forget_deepspeed_for_model_loading",
+    "is_launched_child",
+    "launch",
+    "launch_command",
+    "launch_program",
+    "launch_verb",
+    "verb_launch_command",
+]
+
 LAUNCH_CONFIG = "launch-config.yaml"
 DEFAULT_MASTER_PORT = 29500
 SHUTDOWN_TIMEOUT_S = 120  # see launch_program

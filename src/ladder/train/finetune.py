@@ -57,6 +57,15 @@ from ladder.train.merge import merge_adapter, model_card
 from ladder.train.methods import load_base, prepare, resolve_checkpoint
 from ladder.train.preference import DPOObjective, preference_accuracy, reference_logps
 
+__all__ = [
+    "ADAPTER_METHODS",
+    "FinetuneResult",
+    "check_fresh",
+    "check_unfinished",
+    "check_writable",
+    "finetune",
+]
+
 ADAPTER_METHODS = ("lora", "qlora")
 
 

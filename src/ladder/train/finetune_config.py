@@ -21,6 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ladder.train.config import TrainConfig
 
+__all__ = [
+    "COMMON_TRAIN_DEFAULTS",
+    "METHOD_TRAIN_DEFAULTS",
+    "DPOSettings",
+    "DataFormat",
+    "FinetuneConfig",
+    "FreezeSettings",
+    "LoraSettings",
+    "Method",
+]
+
 Method = Literal["full", "freeze", "lora", "qlora", "dpo"]
 DataFormat = Literal["auto", "alpaca", "dolly", "chat", "text", "preference"]
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["IGNORE_INDEX", "count_targets", "next_token_loss"]
+
 IGNORE_INDEX = -100  # labels with this value are not predicted (prompt tokens, padding)
 
 

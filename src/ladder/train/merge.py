@@ -17,7 +17,16 @@ import yaml
 
 from ladder.errors import ConfigError, ModelLoadError
 from ladder.fsutil import atomic_dir
-from ladder.models._hf_loading import check_weights, read_config
+from ladder.models.hf_checkpoint import check_weights, read_config
+
+__all__ = [
+    "ADAPTER_CONFIG",
+    "adapter_base",
+    "load_adapter_model",
+    "load_base_with_adapter",
+    "merge_adapter",
+    "model_card",
+]
 
 ADAPTER_CONFIG = "adapter_config.json"
 

@@ -27,6 +27,17 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
+__all__ = [
+    "bf16_autocast_speedup",
+    "flops_per_token",
+    "matmul_gflops",
+    "mfu",
+    "model_flops_per_token",
+    "peak_gflops",
+    "peak_memory_bytes",
+    "run_peak_gflops",
+]
+
 
 def flops_per_token(params: int, layers: int, hidden: int, context: int) -> float:
     """Training FLOPs per token: ``6·N + 12·L·H·T`` (Chowdhery et al. 2022, appendix B)."""

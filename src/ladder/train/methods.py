@@ -7,7 +7,7 @@
   bitsandbytes, LoRA adapters on top (Dettmers et al. 2023).
 
 Weights load from local safetensors only, never with remote code (the ``hf:`` backend's
-rules, through the same checks in :mod:`ladder.models._hf_loading`).
+rules, through the same checks in :mod:`ladder.models.hf_checkpoint`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,19 @@ from typing import Any
 import torch
 
 from ladder.errors import ConfigError, ModelLoadError, UnsupportedError
-from ladder.models._hf_loading import check_weights, read_config
+from ladder.models.hf_checkpoint import check_weights, read_config
 from ladder.quiet import peft_quietly
 from ladder.train.finetune_config import FinetuneConfig, LoraSettings
+
+__all__ = [
+    "count_4bit_layers",
+    "decoder_blocks",
+    "load_base",
+    "lora_targets",
+    "prepare",
+    "resolve_checkpoint",
+    "training_device",
+]
 
 
 def resolve_checkpoint(spec: str) -> Path:

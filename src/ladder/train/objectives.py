@@ -25,6 +25,20 @@ import torch.nn.functional as F
 
 from ladder.train.loss import IGNORE_INDEX, count_targets, next_token_loss
 
+__all__ = [
+    "Batch",
+    "MaskedLMObjective",
+    "NextTokenObjective",
+    "Objective",
+    "SpanCorruptionObjective",
+    "Transform",
+    "Transformed",
+    "aligned_token_loss",
+    "corrupt_spans",
+    "mask_tokens",
+    "span_counts",
+]
+
 Batch = Mapping[str, torch.Tensor]
 Transform = Callable[[Batch, torch.Generator], dict[str, torch.Tensor]]
 

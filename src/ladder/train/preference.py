@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from ladder.data.formats import IGNORE_INDEX, Encoded
 from ladder.train.batches import collate
 
+__all__ = ["DPOObjective", "dpo_loss", "preference_accuracy", "reference_logps", "sequence_logps"]
+
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum of next-token log-probabilities of each row's target tokens.

@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 
     from ladder.data.corpus import Corpus, Document
 
+__all__ = [
+    "PackedBatches",
+    "RunData",
+    "eval_windows",
+    "keep_stand_ins_out",
+    "load_data",
+    "planned_vocab",
+    "prepare_tokenizer",
+    "token_stream",
+]
+
 
 def token_stream(tokenizer: PreTrainedTokenizerFast, documents: Sequence[Document]) -> torch.Tensor:
     """All documents, rendered and tokenized, concatenated into one (N,) int64 tensor."""

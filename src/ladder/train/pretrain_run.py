@@ -56,6 +56,21 @@ from ladder.train.pretrain import (
 from ladder.train.results import result_json
 from ladder.train.schedule import resolve_mixed_precision
 
+__all__ = [
+    "PRECISION_FILE",
+    "SAMPLES_FILE",
+    "SUMMARY_FILE",
+    "GreedySampler",
+    "check_fresh",
+    "check_memory",
+    "check_unfinished",
+    "choose_precision",
+    "output_dirs",
+    "prepare_run",
+    "resolve",
+    "run_pretrain",
+]
+
 SUMMARY_FILE = "training.json"
 SAMPLES_FILE = "samples.jsonl"
 PRECISION_FILE = "precision.json"  # in the run folder: what ``auto`` chose, and why

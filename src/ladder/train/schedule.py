@@ -9,6 +9,8 @@ import math
 
 from ladder.train.config import MixedPrecision, TrainConfig
 
+__all__ = ["CPU_BF16_MIN_SPEEDUP", "lr_at", "resolve_mixed_precision"]
+
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine decay.

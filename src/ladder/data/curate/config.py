@@ -11,6 +11,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+__all__ = ["CurationConfig", "Language"]
+
 Language = Literal["en", "none"]
 
 

@@ -24,6 +24,14 @@ from datasketch import MinHash
 
 from ladder.data.curate.lsh import BandIndex, band_layout
 
+__all__ = [
+    "CANDIDATE_MARGIN",
+    "ExactDeduplicator",
+    "NearDeduplicator",
+    "shingle_hashes",
+    "shingles",
+]
+
 CANDIDATE_MARGIN = 0.2
 
 

@@ -21,6 +21,20 @@ from functools import cached_property
 
 from ladder.data.curate.config import CurationConfig
 
+__all__ = [
+    "ENGLISH_STOPWORDS",
+    "QUALITY_RULES",
+    "TOP_NGRAM_SIZES",
+    "DocumentView",
+    "alnum_ratio",
+    "duplicate_line_fraction",
+    "failed_rule",
+    "stopword_fraction",
+    "symbol_word_ratio",
+    "top_ngram_counts",
+    "top_ngram_fraction",
+]
+
 # Common English function words (ladder's list): pronouns, articles, auxiliaries,
 # prepositions and conjunctions. English prose has 30-50% of its words in this set;
 # German, French or Spanish text a few percent.

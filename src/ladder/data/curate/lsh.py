@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from datasketch import MinHashLSH
 
+__all__ = ["BLOCK_ROWS", "BandIndex", "band_layout"]
+
 BLOCK_ROWS = 4096  # signatures per numpy block
 
 

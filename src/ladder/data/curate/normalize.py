@@ -11,6 +11,8 @@ from __future__ import annotations
 import unicodedata
 from html.parser import HTMLParser
 
+__all__ = ["html_to_text", "normalize_text"]
+
 # Control characters other than tab and line breaks, zero-width space and the BOM.
 _DROP = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0x200B, 0xFEFF])
 

@@ -8,6 +8,8 @@ from typing import IO
 
 from ladder.errors import ConfigError
 
+__all__ = ["REPORT_NAME", "SHARD_PATTERN", "ShardWriter", "check_out_dir"]
+
 SHARD_PATTERN = "part-{:05d}.jsonl"
 REPORT_NAME = "report.json"
 

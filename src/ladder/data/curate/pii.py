@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = ["EMAIL_PLACEHOLDER", "PHONE_PLACEHOLDER", "PiiCounts", "scrub_pii"]
+
 EMAIL_PLACEHOLDER = "[EMAIL]"
 PHONE_PLACEHOLDER = "[PHONE]"
 

@@ -36,6 +36,8 @@ from ladder.data.curate.sources import read_documents as read_sources
 from ladder.errors import ConfigError, LadderError
 from ladder.fsutil import atomic_dir
 
+__all__ = ["PROGRESS_EVERY", "Curator", "EmptyCorpusError", "Progress", "Verdict", "curate"]
+
 Progress = Callable[[int, int], None]  # (documents read, bytes read)
 PROGRESS_EVERY = 200  # documents between progress calls
 

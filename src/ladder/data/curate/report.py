@@ -7,6 +7,8 @@ from typing import Any
 
 from ladder.data.curate.filters import QUALITY_RULES
 
+__all__ = ["EXAMPLES_PER_RULE", "EXAMPLE_CHARS", "RULES", "CurationReport"]
+
 # Every rule, in the order the pipeline applies them; a document is charged to the first.
 RULES: tuple[str, ...] = ("empty", *QUALITY_RULES, "exact_duplicate", "near_duplicate")
 EXAMPLES_PER_RULE = 3

@@ -22,6 +22,20 @@ from typing import Any
 from ladder.data.curate.normalize import html_to_text
 from ladder.errors import ConfigError
 
+__all__ = [
+    "HTML_SUFFIXES",
+    "PARQUET_BATCH_ROWS",
+    "RECORD_SUFFIXES",
+    "SUFFIXES",
+    "TEXT_SUFFIXES",
+    "WARNINGS_PER_FILE",
+    "RawDocument",
+    "ReadStats",
+    "Warn",
+    "find_files",
+    "read_documents",
+]
+
 Warn = Callable[[str], None]
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")

@@ -9,6 +9,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+__all__ = ["OutputFormat", "SynthConfig"]
+
 OutputFormat = Literal["alpaca", "dolly", "chat"]
 
 

@@ -23,6 +23,15 @@ from ladder.evaluate.registry import References, register_metric
 from ladder.evaluate.score import CISettings, Score, make_signature
 from ladder.evaluate.stats import corpus_bootstrap_ci
 
+__all__ = [
+    "Accuracy",
+    "Average",
+    "ClassificationPRF",
+    "averaged",
+    "confusion_matrix",
+    "prf_from_confusion",
+]
+
 Average = Literal["macro", "micro"]
 _PRF = ("precision", "recall", "f1")
 

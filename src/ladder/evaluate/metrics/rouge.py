@@ -25,6 +25,8 @@ from ladder.evaluate._common import mean_score, reference_lists
 from ladder.evaluate.registry import References, register_metric
 from ladder.evaluate.score import CISettings, Score
 
+__all__ = ["Rouge", "RougeTokenizer", "UnicodeTokenizer"]
+
 RougeTokenizer = Literal["default", "unicode"]
 # One token per CJK ideograph / kana / hangul syllable (no spaces in those scripts), else a
 # run of Unicode letters and digits (``[^\W_]``: word characters without the underscore).

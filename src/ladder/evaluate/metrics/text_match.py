@@ -20,6 +20,17 @@ from ladder.evaluate.normalize import normalize_text, parse_items, squad_normali
 from ladder.evaluate.registry import References, register_metric
 from ladder.evaluate.score import CISettings, Score
 
+__all__ = [
+    "ExactMatch",
+    "SetF1",
+    "SquadExact",
+    "SquadF1",
+    "set_prf",
+    "squad_exact",
+    "squad_golds",
+    "squad_token_f1",
+]
+
 
 @dataclass
 class ExactMatch:

@@ -24,6 +24,8 @@ from ladder.evaluate.registry import References, register_metric
 from ladder.evaluate.score import CISettings, Score, make_signature
 from ladder.evaluate.stats import corpus_bootstrap_ci
 
+__all__ = ["Bleu", "Chrf", "reference_streams"]
+
 
 def reference_streams(refs: list[list[str]]) -> list[list[str | None]]:
     """Per-example reference lists → sacrebleu's streams (``None`` pads a shorter list)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+__all__ = ["Tool", "ToolError"]
+
 
 class ToolError(Exception):
     """A tool refused or failed on its input; the agent shows the message as the observation.

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from ladder.prompts.tools.base import ToolError
 
+__all__ = ["MAX_INPUT_CHARS", "MAX_INT_BITS", "Calculator", "Number", "evaluate", "format_number"]
+
 Number = int | float
 
 MAX_INPUT_CHARS = 500

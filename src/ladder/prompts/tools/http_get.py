@@ -16,6 +16,8 @@ from ladder.prompts.tools.base import ToolError
 if TYPE_CHECKING:
     import httpx
 
+__all__ = ["HttpGetTool"]
+
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml")
 
 

@@ -34,6 +34,8 @@ from typing import IO
 from ladder.procs import die_with_parent
 from ladder.prompts.tools.base import ToolError
 
+__all__ = ["PythonTool", "SandboxLayers", "sandbox_layers"]
+
 _CHILD = Path(__file__).with_name("_sandbox_child.py")
 _EXIT_MEMORY, _EXIT_SETUP = 120, 121  # kept equal to _sandbox_child's constants
 _SYSTEM_READ_PATHS = (

@@ -18,6 +18,17 @@ from typing import Protocol, runtime_checkable
 from ladder.errors import ConfigError
 from ladder.prompts.tools.base import ToolError
 
+__all__ = [
+    "BM25Retriever",
+    "Hit",
+    "Retriever",
+    "SearchTool",
+    "get_retriever",
+    "register_retriever",
+    "retriever_names",
+    "tokenize",
+]
+
 _WORD = re.compile(r"\w+")
 
 

@@ -15,6 +15,22 @@ from typing import Any
 
 from ladder.errors import ModelLoadError
 
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DTYPES",
+    "HFOptions",
+    "check_checkpoint",
+    "check_weights",
+    "context_length",
+    "eos_ids",
+    "load_checkpoint",
+    "pad_id",
+    "parse_options",
+    "read_config",
+    "resolve_device",
+    "resolve_dtype",
+]
+
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_BATCH_SIZE = 8
 

@@ -10,8 +10,15 @@ from typing import Any
 from ladder.errors import ModelLoadError, UnsupportedError
 from ladder.models.base import apply_stop
 
+__all__ = [
+    "approx_token_count",
+    "cut_at_stops",
+    "load_tokenizer",
+    "span_logprob",
+]
 
-def _cut_at_stops(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
+
+def cut_at_stops(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
     """Pass pieces through, ending at the first stop string (not yielded).
 
     Holds back the last ``len(longest stop) - 1`` characters, since a stop string may
@@ -87,7 +94,7 @@ def approx_token_count(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / 4)
 
 
-def _load_tokenizer(path: str) -> Any:
+def load_tokenizer(path: str) -> Any:
     from tokenizers import Tokenizer  # the Rust tokenizers package: no torch import
 
     file = Path(path)

@@ -18,6 +18,18 @@ from transformers.generation.streamers import BaseStreamer
 
 from ladder.models.base import GenerationParams
 
+__all__ = [
+    "StopOnText",
+    "StopWhenSet",
+    "TokenQueue",
+    "check_messages",
+    "decoding_config",
+    "fallback_chat_text",
+    "fit_to_context",
+    "held_back_suffix",
+    "pad_rows",
+]
+
 # Characters a decoder emits for an incomplete multi-byte UTF-8 sequence: the next token
 # usually completes it, so streaming holds them back.
 _REPLACEMENT = "\ufffd"
