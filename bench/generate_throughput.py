@@ -31,9 +31,9 @@ import torch
 
 import ladder
 from _docs import write_section
-from ladder.models._hf_decoding import pad_rows
 from ladder.models.base import GenerationParams
 from ladder.models.hf import HFModel
+from ladder.models.hf_decoding import pad_rows
 
 PROMPTS = 8
 
