@@ -32,7 +32,7 @@ from ladder.track._core import (
     score_fields,
     tracker_schemes,
 )
-from ladder.track._jsonl import JsonlTracker
+from ladder.track._jsonl import JsonlTracker, jsonl_tracker
 from ladder.track._mlflow import EXPERIMENT_ENV, MlflowTracker
 from ladder.track._redact import MASK, MIN_SECRET_CHARS, add_secret, redact, redact_text
 from ladder.track._runs import (
@@ -81,3 +81,8 @@ __all__ = [
     "ui_command",
     "ui_environment",
 ]
+
+# The built-in trackers join like any other (the registry in _core names no plugin).
+register_tracker("jsonl", jsonl_tracker)
+for _scheme in MLFLOW_SCHEMES:
+    register_tracker(_scheme, MlflowTracker)  # mlflow itself is imported on first use

@@ -15,7 +15,6 @@ file in the project folder.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ladder.errors import ConfigError
 from ladder.track._redact import redact
+from ladder.track._scores import score_fields
 
 if TYPE_CHECKING:  # only for annotations: importing ladder.evaluate costs ~0.15 s
     from ladder.evaluate.score import Score
@@ -79,21 +79,6 @@ class Tracker(Protocol):
         ...
 
 
-def score_fields(score: Score, prefix: str = "") -> tuple[dict[str, float], dict[str, str]]:
-    """The metrics and tags a :class:`Score` is logged as.
-
-    ``{prefix}{metric}`` is the value; ``.ci_low`` / ``.ci_high`` are added when there is an
-    interval; the tag ``{prefix}{metric}.signature`` says how the number was made. Non-finite
-    ends are left out.
-    """
-    key = f"{prefix}{score.metric}"
-    metrics = {key: float(score.value)}
-    for end, value in (("ci_low", score.ci_low), ("ci_high", score.ci_high)):
-        if value is not None and math.isfinite(value):
-            metrics[f"{key}.{end}"] = float(value)
-    return metrics, {f"{key}.signature": score.signature}
-
-
 class NullTracker:
     """Records nothing: the default when no tracking URI is set."""
 
@@ -123,27 +108,8 @@ class NullTracker:
 TrackerFactory = Callable[[str], Tracker]
 
 
-def _jsonl_tracker(uri: str) -> Tracker:
-    from ladder.track._jsonl import JsonlTracker
-
-    path = uri.partition(":")[2].strip()
-    if not path:
-        raise ConfigError(f"tracking URI {uri!r}: jsonl needs a file, e.g. jsonl:runs/events.jsonl")
-    return JsonlTracker(Path(path).expanduser())
-
-
-def _mlflow_tracker(uri: str) -> Tracker:
-    # mlflow takes seconds to import: only a run that asks for it pays.
-    from ladder.track._mlflow import MlflowTracker
-
-    return MlflowTracker(uri)
-
-
-_TRACKERS: dict[str, TrackerFactory] = {
-    "none": lambda uri: NullTracker(),
-    "jsonl": _jsonl_tracker,
-    **{scheme: _mlflow_tracker for scheme in MLFLOW_SCHEMES},
-}
+# The built-in JSONL and MLflow trackers join from the package (ladder.track), like any other.
+_TRACKERS: dict[str, TrackerFactory] = {"none": lambda uri: NullTracker()}
 
 
 def register_tracker(scheme: str, factory: TrackerFactory) -> None:

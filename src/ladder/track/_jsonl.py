@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ladder.errors import ConfigError
-from ladder.track._core import score_fields
 from ladder.track._redact import redact, redact_file
+from ladder.track._scores import score_fields
 from ladder.track._spans import activate, deactivate
 
 if TYPE_CHECKING:
     from ladder.evaluate.score import Score
 
-__all__ = ["JsonlTracker"]
+__all__ = ["JsonlTracker", "jsonl_tracker"]
 
 
 class JsonlTracker:
@@ -180,3 +180,11 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float):
         return _finite_or_none(value)
     return str(value)
+
+
+def jsonl_tracker(uri: str) -> JsonlTracker:
+    """The tracker of a ``jsonl:PATH`` URI."""
+    path = uri.partition(":")[2].strip()
+    if not path:
+        raise ConfigError(f"tracking URI {uri!r}: jsonl needs a file, e.g. jsonl:runs/events.jsonl")
+    return JsonlTracker(Path(path).expanduser())

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ladder.errors import ConfigError
-from ladder.track._core import score_fields
 from ladder.track._redact import redact, redact_text, redacted_artifact, secret_values
+from ladder.track._scores import score_fields
 from ladder.track._spans import activate, deactivate
 from ladder.track._store import artifact_location, mlflow_client, prepare_store
 
