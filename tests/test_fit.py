@@ -13,6 +13,7 @@ import pytest
 from ladder.cli import fit as fit_cli
 from ladder.cli.main import main
 from ladder.errors import ConfigError
+from ladder.models.architectures import resolve_model
 from ladder.models.memory import GPUS, Device, FitConfig, estimate_memory, fits
 from ladder.models.shapes import (
     PRESETS,
@@ -20,7 +21,6 @@ from ladder.models.shapes import (
     count_params,
     lora_param_count,
     read_checkpoint,
-    resolve_model,
 )
 
 # h=64, 2 layers, 4 heads (head_dim 16), 2 kv heads, ffn 128, vocab 100, untied.

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ladder.cli._common import build, config_option, console
+from ladder.models.architectures import resolve_model
 from ladder.models.memory import (
     GB,
     GPUS,
@@ -22,7 +23,6 @@ from ladder.models.memory import (
     estimate_memory,
     fits,
 )
-from ladder.models.shapes import resolve_model
 
 __all__ = ["COMPONENT_NAMES", "cuda_device", "fit", "this_machine", "to_json_dict"]
 

@@ -73,7 +73,8 @@ def model_size(spec: str) -> tuple[str, float] | None:
     ("price", $ per million input + output tokens) for API models; None when unknown."""
     prefix, _, rest = spec.partition(":")
     if prefix in ("hf", "builtin"):
-        from ladder.models.shapes import count_params, resolve_model
+        from ladder.models.architectures import resolve_model
+        from ladder.models.shapes import count_params
 
         try:
             return "parameters", float(count_params(resolve_model(spec))[0])

@@ -20,11 +20,14 @@ Python (``ladder fit`` and ``ladder pretrain --list`` use them without torch); o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ladder.errors import ConfigError
-from ladder.models.shapes import ModelShape, count_params
+from ladder.home import home_subdir
+from ladder.models.shapes import PRESETS, ModelShape, count_params, read_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +47,7 @@ __all__ = [
     "get_architecture",
     "hf_config",
     "preset_shape",
+    "resolve_model",
 ]
 
 Arch = Literal["llama", "gpt2", "bert", "t5"]
@@ -291,3 +295,34 @@ def build_model(spec: Architecture, vocab: int, ids: SpecialIds, seed: int) -> t
             **({"decoder_start_token_id": ids.pad} if spec.arch == "t5" else {}),
         )
     return model
+
+
+def resolve_model(spec: str) -> ModelShape:
+    """A size preset, a pretraining architecture (``llama-tiny``, ``bert-small`` ...),
+    ``hf:PATH``, ``builtin:NAME`` or a checkpoint folder, as shapes. A size wins over a
+    folder of the same name (write ``./7b`` or ``hf:7b`` for the folder).
+
+    Raises:
+        ConfigError: an unknown size, a missing folder, or an unusable config.json.
+    """
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix == "hf":
+        return read_checkpoint(Path(rest).expanduser())
+    if sep and prefix == "builtin":
+        folder = home_subdir("models") / f"builtin-{rest}"
+        if not folder.is_dir():
+            raise ConfigError(f"{spec}: no {folder}; `ladder demo` builds builtin:tiny")
+        return read_checkpoint(folder)
+    key, sizes = spec.strip().lower(), ", ".join(PRESETS)
+    if key in PRESETS:
+        return PRESETS[key]
+    if (shape := preset_shape(key)) is not None:  # ARCH-SIZE: llama-tiny, t5-small
+        return shape
+    if Path(spec).expanduser().exists():
+        return read_checkpoint(Path(spec).expanduser())
+    if re.fullmatch(r"\d+(\.\d+)?[kmbt]", key):
+        raise ConfigError(f"no preset for size {spec!r}: use one of {sizes}, or a checkpoint")
+    raise ConfigError(
+        f"{spec!r} is neither a size ({sizes}) nor an existing checkpoint folder; "
+        "pass one of those, a folder holding config.json, hf:PATH or builtin:NAME"
+    )

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ladder.errors import ConfigError
-from ladder.home import home_subdir
 
 __all__ = [
     "PRESETS",
@@ -27,7 +25,6 @@ __all__ = [
     "lora_param_count",
     "model_linears",
     "read_checkpoint",
-    "resolve_model",
 ]
 
 Arch = Literal["llama", "gpt2", "bert", "t5"]
@@ -150,39 +147,6 @@ def lora_param_count(shape: ModelShape, rank: int, targets: str) -> int:
     """LoRA parameters: r*(d_in + d_out) per adapted layer (A: d_in x r, B: r x d_out)."""
     groups = {"attention"} if targets == "attention" else {"attention", "mlp"}
     return sum(rank * (i + o) for g, i, o in model_linears(shape) if g in groups)
-
-
-def resolve_model(spec: str) -> ModelShape:
-    """A size preset, a pretraining architecture (``llama-tiny``, ``bert-small`` ...),
-    ``hf:PATH``, ``builtin:NAME`` or a checkpoint folder, as shapes. A size wins over a
-    folder of the same name (write ``./7b`` or ``hf:7b`` for the folder).
-
-    Raises:
-        ConfigError: an unknown size, a missing folder, or an unusable config.json.
-    """
-    prefix, sep, rest = spec.partition(":")
-    if sep and prefix == "hf":
-        return read_checkpoint(Path(rest).expanduser())
-    if sep and prefix == "builtin":
-        folder = home_subdir("models") / f"builtin-{rest}"
-        if not folder.is_dir():
-            raise ConfigError(f"{spec}: no {folder}; `ladder demo` builds builtin:tiny")
-        return read_checkpoint(folder)
-    key, sizes = spec.strip().lower(), ", ".join(PRESETS)
-    if key in PRESETS:
-        return PRESETS[key]
-    from ladder.models.architectures import preset_shape  # ARCH-SIZE: llama-tiny, t5-small
-
-    if (shape := preset_shape(key)) is not None:
-        return shape
-    if Path(spec).expanduser().exists():
-        return read_checkpoint(Path(spec).expanduser())
-    if re.fullmatch(r"\d+(\.\d+)?[kmbt]", key):
-        raise ConfigError(f"no preset for size {spec!r}: use one of {sizes}, or a checkpoint")
-    raise ConfigError(
-        f"{spec!r} is neither a size ({sizes}) nor an existing checkpoint folder; "
-        "pass one of those, a folder holding config.json, hf:PATH or builtin:NAME"
-    )
 
 
 def read_checkpoint(path: Path) -> ModelShape:
