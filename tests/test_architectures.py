@@ -18,9 +18,10 @@ from ladder.models.architectures import (
     build_model,
     get_architecture,
     hf_config,
+    resolve_model,
 )
 from ladder.models.memory import FitConfig, estimate_memory
-from ladder.models.shapes import count_params, read_checkpoint, resolve_model
+from ladder.models.shapes import count_params, read_checkpoint
 
 IDS = SpecialIds(bos=1, eos=2, pad=0)
 
