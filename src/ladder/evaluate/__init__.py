@@ -5,6 +5,8 @@ score = get_metric("squad_f1").compute(predictions, references)
 score.value, score.ci_low, score.ci_high, score.signature
 """
 
+# The built-in metrics join the registry from here, like any other (the registry names none).
+from ladder.evaluate import metrics, toxicity  # noqa: F401
 from ladder.evaluate.registry import Metric, get_metric, metric_names, register_metric
 from ladder.evaluate.score import CISettings, Score
 from ladder.evaluate.stats import PairedResult, bootstrap_ci, corpus_bootstrap_ci, paired_bootstrap

@@ -60,18 +60,11 @@ def register_metric(name: str, factory: MetricFactory, *, needs_references: bool
 
 def needs_references(name: str) -> bool:
     """Whether metric ``name`` scores predictions against references (most do)."""
-    _load_builtin()
     return name not in _REFERENCE_FREE
-
-
-def _load_builtin() -> None:
-    import ladder.evaluate.metrics  # noqa: F401  (registers the built-in metrics)
-    from ladder.evaluate import toxicity  # noqa: F401  (toxicity, toxicity_classifier)
 
 
 def metric_names() -> list[str]:
     """The registered metric names, sorted."""
-    _load_builtin()
     return sorted(_REGISTRY)
 
 
@@ -95,7 +88,6 @@ def get_metric(
     Raises:
         ConfigError: The name is unknown, or an option is unknown or invalid.
     """
-    _load_builtin()
     factory = _REGISTRY.get(name)
     if factory is None:
         raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(metric_names())}")
