@@ -101,9 +101,9 @@ def test_a_failed_index_leaves_no_knowledge_base_behind(
     tmp_path: Path, docs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run(capsys, "index", str(tmp_path / "missing"), "--kb", "x")
-    assert code == 2 and err.strip() == (
+    assert code == 2 and err == (
         f"ladder: error: {tmp_path / 'missing'}: no such file or folder; give files or "
-        "folders to index"
+        "folders to index\n"
     )
     assert not (tmp_path / "home" / "kb" / "x").exists()
     assert run(capsys, "kb", "ls", "--json")[1].strip() in ("[]", "")

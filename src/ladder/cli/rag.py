@@ -101,7 +101,8 @@ def index(
             progress=step,
         )
     finally:
-        bar.stop()
+        if bar_task:  # a bar never started has nothing to stop (stopping prints a newline)
+            bar.stop()
     if as_json:
         print(json.dumps({"kb": base.name, **report.to_dict()}))
         return
