@@ -473,10 +473,14 @@ def file_hashes(folder: Path) -> dict[str, str]:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """At exit, drop MLflow's id-generator teardown error as ladder's processes do (pytest
-    puts its own unraisable hook back during the run)."""
+    """At exit, drop MLflow's id-generator teardown error as ladder's processes do. pytest
+    puts its own unraisable hook back as it finishes, so ours goes in at exit, after it."""
+    import atexit
     import sys
 
     from ladder.track._store import _without_id_generator_teardown
 
-    sys.unraisablehook = _without_id_generator_teardown(sys.unraisablehook)
+    def quiet() -> None:
+        sys.unraisablehook = _without_id_generator_teardown(sys.unraisablehook)
+
+    atexit.register(quiet)
