@@ -11,6 +11,8 @@ tests), tracking.py (parent and child runs), state.py, report.py + report_tables
 and terminal tables), select.py (model selection on the dev split).
 """
 
+# The built-in rungs join the registry from here, like any other (the registry names none).
+from ladder.climb import chain_rung, finetune_rungs, prompt_rungs, rag_rung  # noqa: F401
 from ladder.climb.climb import ClimbOptions, ClimbResult, climb
 from ladder.climb.rungs import Rung, RungContext, RungResult, register_rung, rung_names
 from ladder.climb.state import Row, Variant

@@ -34,28 +34,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ladder.climb.measure import paired_test
-from ladder.climb.rungs import Rung, RungContext, RungResult, build_rung
+from ladder.climb.rungs import INT8_SUFFIX, Rung, RungContext, RungResult, build_rung
 from ladder.climb.state import Row, Variant, prediction_texts, save_state, slug
 from ladder.climb.task import LoadedTask, RungSpec
-from ladder.errors import ConfigError, UnsupportedError
+from ladder.errors import ConfigError
 from ladder.models import capabilities_of
 
 if TYPE_CHECKING:
-    from ladder.models.base import LanguageModel
+    pass
 
 __all__ = [
-    "INT8_SUFFIX",
     "KINDS",
     "Optimiser",
     "compare",
-    "dynamic_int8_model",
     "enabled_kinds",
     "model_size",
     "smaller_models",
 ]
 
 KINDS = ("model", "shots", "prompt", "quantise")
-INT8_SUFFIX = "#int8"  # a model spec ending in this loads the model with dynamic int8 weights
 
 
 def enabled_kinds(task: LoadedTask) -> tuple[str, ...]:
@@ -99,25 +96,6 @@ def smaller_models(winner: str, models: Sequence[str]) -> list[str]:
     sized = [(m, model_size(m)) for m in models if m != winner]
     found = [(m, s[1]) for m, s in sized if s is not None and s[0] == mine[0] and s[1] < mine[1]]
     return [m for m, _ in sorted(found, key=lambda item: -item[1])]
-
-
-def dynamic_int8_model(lm: LanguageModel, spec: str) -> LanguageModel:
-    """``lm`` with dynamic int8 linear layers (a copy; ``lm`` is left as it is).
-
-    Raises:
-        UnsupportedError: not a local transformers model, or not on the CPU.
-    """
-    from ladder.models.hf import HFModel
-    from ladder.quantize import dynamic_int8
-
-    if not isinstance(lm, HFModel):
-        raise UnsupportedError(f"dynamic int8 quantises local weights; {spec} is not a local model")
-    if lm.device.type != "cpu":
-        raise UnsupportedError(f"dynamic int8 runs on the CPU; {spec} is on {lm.device.type}")
-    quantised = HFModel(
-        dynamic_int8(lm.model), lm.tokenizer, name=f"{lm.name}-int8", batch_size=lm.batch_size
-    )
-    return quantised
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ladder.errors import ConfigError
+from ladder.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
     from ladder.climb.task import LoadedTask
@@ -32,15 +32,20 @@ if TYPE_CHECKING:
     from ladder.rag.embed import Embedder
 
 __all__ = [
+    "INT8_SUFFIX",
     "Rung",
     "RungContext",
     "RungEntry",
     "RungResult",
     "build_rung",
+    "dynamic_int8_model",
     "get_rung_class",
     "register_rung",
     "rung_names",
 ]
+
+
+INT8_SUFFIX = "#int8"  # a model spec ending in this loads the model with dynamic int8 weights
 
 
 @dataclass
@@ -87,11 +92,7 @@ class ModelCache:
         optimisation's quantised variant, :mod:`ladder.climb.optimise`).
         """
         if spec not in self._models:
-            from ladder.climb.optimise import INT8_SUFFIX
-
             if spec.endswith(INT8_SUFFIX):
-                from ladder.climb.optimise import dynamic_int8_model
-
                 base = spec.removesuffix(INT8_SUFFIX)
                 self._models[spec] = dynamic_int8_model(self.get(base), base)
                 self.drop(base)
@@ -199,18 +200,8 @@ def register_rung(
     )
 
 
-def _load_builtin() -> None:
-    from ladder.climb import (  # noqa: F401 (register)
-        chain_rung,
-        finetune_rungs,
-        prompt_rungs,
-        rag_rung,
-    )
-
-
 def rung_names() -> list[str]:
     """The registered rung names, sorted."""
-    _load_builtin()
     return sorted(_RUNGS)
 
 
@@ -220,7 +211,6 @@ def get_rung_class(name: str, *, where: str = "task") -> RungEntry:
     Raises:
         ConfigError: no rung of that name (the message lists the registered ones).
     """
-    _load_builtin()
     if name not in _RUNGS:
         raise ConfigError(f"{where}: unknown rung {name!r}; registered: {', '.join(rung_names())}")
     return _RUNGS[name]
@@ -231,3 +221,22 @@ def build_rung(name: str, options: Mapping[str, Any], *, where: str = "task") ->
     entry = get_rung_class(name, where=where)
     entry.check_options(options, where=where)
     return entry.build(name, options)
+
+
+def dynamic_int8_model(lm: LanguageModel, spec: str) -> LanguageModel:
+    """``lm`` with dynamic int8 linear layers (a copy; ``lm`` is left as it is).
+
+    Raises:
+        UnsupportedError: not a local transformers model, or not on the CPU.
+    """
+    from ladder.models.hf import HFModel
+    from ladder.quantize import dynamic_int8
+
+    if not isinstance(lm, HFModel):
+        raise UnsupportedError(f"dynamic int8 quantises local weights; {spec} is not a local model")
+    if lm.device.type != "cpu":
+        raise UnsupportedError(f"dynamic int8 runs on the CPU; {spec} is on {lm.device.type}")
+    quantised = HFModel(
+        dynamic_int8(lm.model), lm.tokenizer, name=f"{lm.name}-int8", batch_size=lm.batch_size
+    )
+    return quantised
