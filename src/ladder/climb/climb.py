@@ -68,7 +68,7 @@ from ladder.climb.tracking import (
 )
 from ladder.errors import UnsupportedError
 from ladder.fsutil import atomic_write_text
-from ladder.models import capabilities_of
+from ladder.models import capabilities_of, check_model
 
 __all__ = ["LEADERBOARD_FILE", "ClimbOptions", "ClimbResult", "Row", "climb", "leaderboard_rows"]
 
@@ -225,8 +225,6 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
 
 def _check_models(models: Sequence[str]) -> None:
     """Every candidate model must be loadable (as far as that shows without loading it)."""
-    from ladder.models import check_model
-
     for model in models:
         check_model(model)
 
