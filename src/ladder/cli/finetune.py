@@ -17,7 +17,7 @@ from ladder.errors import ConfigError
 from ladder.train.config import TrainConfig
 from ladder.train.finetune_config import FinetuneConfig
 
-__all__ = ["finetune", "merge"]
+__all__ = ["finetune"]
 
 F = FinetuneConfig
 
@@ -143,18 +143,3 @@ def _resolve(config: Path | None, overrides: dict[str, Any]) -> FinetuneConfig:
         err = exc.errors()[0]
         option = "--" + "-".join(str(p) for p in err["loc"]).replace("_", "-")
         raise ConfigError(f"{option}: {err['msg']}") from None
-
-
-def merge(
-    adapter: Path = typer.Argument(..., help="Adapter folder (OUT/adapter of ladder finetune)."),
-    out: Path = typer.Option(..., "--out", help="Where to write the merged HF checkpoint."),
-    base: Path | None = typer.Option(
-        None, "--base", help="Base checkpoint folder; default: the one the adapter names."
-    ),
-) -> None:
-    """Fold LoRA adapters into their base weights: a standard HF checkpoint."""
-    from ladder.train.merge import adapter_base, merge_adapter
-
-    base_dir = base or Path(adapter_base(adapter))
-    path = merge_adapter(base_dir, adapter, out)
-    console.print(f"Merged {adapter} into {base_dir}: {path}")
