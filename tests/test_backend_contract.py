@@ -25,6 +25,7 @@ from ladder.models.base import (
     LanguageModel,
     ModelInfo,
     Prompt,
+    TokenModel,
     apply_stop,
 )
 from openai_server import OpenAITestServer
@@ -181,6 +182,31 @@ def test_count_tokens(lm: tuple[str, Any]) -> None:
     _, model = lm
     short, longer = model.count_tokens("hello"), model.count_tokens("hello there, my friend")
     assert isinstance(short, int) and 1 <= short < longer
+
+
+def test_token_level_models_keep_the_token_contract(lm: tuple[str, Any]) -> None:
+    """Token ids in and out: what the server builds token-id prompts, logprobs and batched
+    streams on. A backend without ``token_level`` is never asked."""
+    spec, model = lm
+    if not capabilities_of(spec).token_level:
+        pytest.skip(f"{spec} has no token-level access")
+    assert isinstance(model, TokenModel)
+    ids = model.encode_text(" sat on the mat")
+    assert ids and all(0 <= i < model.vocab_size for i in ids)
+    assert model.decode(ids) == " sat on the mat"
+    prompt = model.encode_prompt("The cat")
+    logprobs = model.token_logprobs([*prompt, *ids])
+    assert tuple(logprobs.shape) == (len(prompt) + len(ids), model.vocab_size)
+    # The rows predicting the continuation sum to the backend's own log-likelihood.
+    picked = sum(float(logprobs[len(prompt) - 1 + k, t]) for k, t in enumerate(ids))
+    assert picked == pytest.approx(model.loglikelihood("The cat", " sat on the mat"), abs=1e-3)
+    # A batched stream makes, row by row, the tokens generate_ids makes for each prompt.
+    rows = [model.encode_prompt("The cat sat on"), model.encode_prompt("Once upon a time")]
+    steps: list[list[int]] = []
+    model.stream_ids(rows, GREEDY, steps.append, lambda: [False, False])
+    streamed = [model.decode([s[r] for s in steps]) for r in range(2)]
+    alone = [model.generate_ids([row], GREEDY)[0].text for row in rows]
+    assert [text[: len(a)] for text, a in zip(streamed, alone, strict=True)] == alone
 
 
 def test_callers_ask_capabilities_not_prefixes(tmp_path: Path) -> None:

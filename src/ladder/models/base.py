@@ -7,9 +7,11 @@ template when it has one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +25,7 @@ __all__ = [
     "Message",
     "ModelInfo",
     "Prompt",
+    "TokenModel",
     "apply_stop",
 ]
 
@@ -87,6 +90,8 @@ class Capabilities:
         streaming: text pieces as they are generated.
         tokenizer: the tokenizer is at hand (exact token counts and token-id prompts).
         chat_template: chat prompts are rendered by the model's own template here.
+        token_level: token ids in and out (:class:`TokenModel`): token-id prompts,
+            per-token log-probabilities and many streams in one batch on a server.
     """
 
     local_weights: bool = False
@@ -98,6 +103,7 @@ class Capabilities:
     streaming: bool = True
     tokenizer: bool = False
     chat_template: bool = False
+    token_level: bool = False
 
 
 #: What an in-process transformers checkpoint can do (``hf:`` and ``builtin:``).
@@ -110,6 +116,7 @@ LOCAL_CAPABILITIES = Capabilities(
     adapters=True,
     tokenizer=True,
     chat_template=True,
+    token_level=True,
 )
 
 #: What an OpenAI-compatible endpoint can do (log-likelihoods and JSON schemas where the
@@ -157,6 +164,69 @@ class LanguageModel(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes with this model's tokenizer."""
+        ...
+
+
+@runtime_checkable
+class TokenModel(LanguageModel, Protocol):
+    """A language model with its tokens at hand (``capabilities.token_level``).
+
+    What a server needs beyond text: prompts given as token ids, each token's
+    log-probability, and many streams decoded in one batch. Adapters per request
+    (``capabilities.adapters``) are :meth:`load_adapters` and :meth:`adapter`.
+    """
+
+    eos_token_ids: list[int]
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids are ``0 .. vocab_size - 1``."""
+        ...
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Token ids fed to the model for ``prompt`` (special tokens and template included)."""
+        ...
+
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` alone, no special tokens."""
+        ...
+
+    def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
+        """The text of ``ids``."""
+        ...
+
+    def is_special(self, token: int) -> bool:
+        """Whether ``token`` is a special token (BOS, EOS, pad ...), not text."""
+        ...
+
+    def generate_ids(
+        self, encoded: Sequence[Sequence[int]], params: GenerationParams
+    ) -> list[Completion]:
+        """Like ``generate`` for prompts already encoded: the ids reach the model as given."""
+        ...
+
+    def token_logprobs(self, ids: Sequence[int]) -> Any:
+        """Log-probabilities after each prefix of ``ids``: a (len(ids), vocab_size) float
+        tensor whose row ``i`` is the distribution of token ``i + 1``."""
+        ...
+
+    def stream_ids(
+        self,
+        encoded: Sequence[Sequence[int]],
+        params: GenerationParams,
+        on_step: Callable[[list[int]], None],
+        finished: Callable[[], list[bool]],
+    ) -> None:
+        """Decode all rows in one batch, calling ``on_step`` with each row's next token at
+        every step until ``finished()`` is true for every row or ``max_tokens`` is spent."""
+        ...
+
+    def load_adapters(self, adapters: Mapping[str, str | Path]) -> None:
+        """Load LoRA adapters by name beside the base weights."""
+        ...
+
+    def adapter(self, name: str | None) -> AbstractContextManager[None]:
+        """Run with one adapter active (``None``: the base weights alone)."""
         ...
 
 

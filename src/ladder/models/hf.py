@@ -15,15 +15,16 @@ and ``loglikelihood_batch`` does not depend on its batch size.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import LogitsProcessorList, StoppingCriteriaList
 
+from ladder.models import hf_adapters, hf_scoring, hf_streaming
 from ladder.models.base import (
     LOCAL_CAPABILITIES,
     Completion,
@@ -42,13 +43,10 @@ from ladder.models.hf_checkpoint import (
 )
 from ladder.models.hf_decoding import (
     StopOnText,
-    StopWhenSet,
-    TokenQueue,
     check_messages,
     decoding_config,
     fallback_chat_text,
     fit_to_context,
-    held_back_suffix,
     pad_rows,
 )
 
@@ -101,6 +99,7 @@ class HFModel:
         self.pad_token_id = pad_id(model, tokenizer, self.eos_token_ids)
         self.context_length = context_length(model.config)
         self._json_grammar: Any = None  # built on first use by generate_json
+        self._peft: Any = None  # the PeftModel once adapters are loaded
 
     @property
     def device(self) -> torch.device:
@@ -117,7 +116,8 @@ class HFModel:
             context_length=self.context_length,
             dtype=str(self.model.dtype).removeprefix("torch."),
             device=str(self.device),
-            capabilities=LOCAL_CAPABILITIES,
+            # Batched streams and per-token scores run a decoder-only forward pass.
+            capabilities=replace(LOCAL_CAPABILITIES, token_level=not self.is_encoder_decoder),
         )
 
     # -- prompts and tokens -------------------------------------------------------------
@@ -147,9 +147,10 @@ class HFModel:
         add_special = not (templated and bos and text.startswith(bos))
         ids = self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
         # A decoder needs at least one token to condition on (an empty prompt, no BOS).
-        return ids or ([] if self.is_encoder_decoder else [self._start_token_id()])
+        return ids or ([] if self.is_encoder_decoder else [self.start_token_id()])
 
-    def _start_token_id(self) -> int:
+    def start_token_id(self) -> int:
+        """What a decoder conditions on when a prompt has no tokens: BOS, else EOS, else pad."""
         bos = self.tokenizer.bos_token_id
         return bos if bos is not None else (self.eos_token_ids or [self.pad_token_id])[0]
 
@@ -159,8 +160,22 @@ class HFModel:
         # lengths past the model's maximum would only repeat (and alarm) what they check.
         return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` alone, without special tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
+        """The text of ``ids`` (special tokens left out unless ``skip_special`` is False)."""
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=skip_special))
+
+    def is_special(self, token: int) -> bool:
+        """Whether ``token`` is one of the tokenizer's special tokens (BOS, EOS, pad ...)."""
+        return token in set(getattr(self.tokenizer, "all_special_ids", ()))
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids the tokenizer can produce: ``0 .. vocab_size - 1``."""
+        return len(self.tokenizer)
 
     # -- generation ---------------------------------------------------------------------
 
@@ -212,7 +227,7 @@ class HFModel:
         """
         completions: list[Completion] = []
         rows = [list(ids) for ids in encoded]
-        with self._seeded(params):
+        with self.seeded(params):
             for start in range(0, len(rows), self.batch_size):
                 batch = rows[start : start + self.batch_size]
                 completions += self._generate_batch(batch, params, grammar)
@@ -222,13 +237,11 @@ class HFModel:
         self, encoded: list[list[int]], params: GenerationParams, grammar: Any = None
     ) -> list[Completion]:
         started = time.perf_counter()
-        encoded, params = self._fit_context(encoded, params)
+        encoded, params = self.fit_context(encoded, params)
         input_ids, mask = pad_rows(self.pad_token_id, encoded, left=not self.is_encoder_decoder)
         # Generated tokens start after the prompt (decoder-only) or the decoder start token.
         first = 1 if self.is_encoder_decoder else input_ids.shape[1]
-        stopper = (
-            StopOnText(self._decode, params.stop, first, len(encoded)) if params.stop else None
-        )
+        stopper = StopOnText(self.decode, params.stop, first, len(encoded)) if params.stop else None
         processors: list[Any] = []
         if grammar is not None:
             from ladder.models._hf_grammar import JSONConstraint
@@ -239,14 +252,14 @@ class HFModel:
             processors.append(constraint)
             # The constraint picks every token itself; generate only appends its choice.
             params = params.model_copy(update={"temperature": 0.0})
-        output = self._run_generate(
+        output = self.run_generate(
             input_ids, mask, params, [stopper] if stopper else [], processors=processors
         )
         latency = time.perf_counter() - started
         completions = []
         for row, ids in enumerate(output[:, first:].tolist()):
             stopped_at = stopper.finished_at[row] if stopper else None
-            text, length, ended = self._settle(ids, params.stop, stopped_at)
+            text, length, ended = self.settle(ids, params.stop, stopped_at)
             completions.append(
                 Completion(
                     text=text,
@@ -258,7 +271,7 @@ class HFModel:
             )
         return completions
 
-    def _settle(
+    def settle(
         self, ids: list[int], stop: Sequence[str], stopped_at: int | None = None
     ) -> tuple[str, int, bool]:
         """Text, token count and whether the row has ended, from a row's generated ids.
@@ -270,10 +283,10 @@ class HFModel:
         if stopped_at is not None:
             length = min(length, stopped_at)
         hit_eos = length > 0 and ids[length - 1] in self.eos_token_ids
-        text, stopped = apply_stop(self._decode(ids[: length - hit_eos]), stop)
+        text, stopped = apply_stop(self.decode(ids[: length - hit_eos]), stop)
         return text, length, stopped or hit_eos
 
-    def _fit_context(
+    def fit_context(
         self, encoded: list[list[int]], params: GenerationParams
     ) -> tuple[list[list[int]], GenerationParams]:
         """Left-truncate over-long prompts of a decoder and cap new tokens to the context."""
@@ -284,7 +297,7 @@ class HFModel:
             params = params.model_copy(update={"max_tokens": max_new})
         return fitted, params
 
-    def _run_generate(
+    def run_generate(
         self,
         input_ids: torch.Tensor,
         mask: torch.Tensor,
@@ -293,6 +306,7 @@ class HFModel:
         streamer: Any = None,
         processors: Sequence[Any] = (),
     ) -> torch.Tensor:
+        """One ``model.generate`` call on padded rows with ladder's decoding config."""
         with torch.inference_mode():
             return self.model.generate(
                 input_ids=input_ids.to(self.device),
@@ -303,7 +317,7 @@ class HFModel:
                 streamer=streamer,
             )
 
-    def _seeded(self, params: GenerationParams) -> contextlib.AbstractContextManager[Any]:
+    def seeded(self, params: GenerationParams) -> contextlib.AbstractContextManager[Any]:
         """Seed sampling without disturbing the caller's random state (a forked RNG)."""
         if params.greedy or params.seed is None:
             return contextlib.nullcontext()
@@ -323,52 +337,32 @@ class HFModel:
         character, trailing whitespace, the start of a stop string) is held back until the
         next token settles it. Closing the iterator early stops the thread.
         """
-        encoded = self.encode_prompt(prompt)
-        tokens = TokenQueue()
-        cancel = threading.Event()
-        thread = threading.Thread(
-            target=self._stream_worker, args=(encoded, params, tokens, cancel), daemon=True
-        )
-        thread.start()
-        generated: list[int] = []
-        emitted = ""
-        try:
-            for new in tokens:
-                generated += new
-                text, _, finished = self._settle(generated, params.stop)
-                ready = (
-                    text if finished else text[: len(text) - held_back_suffix(text, params.stop)]
-                )
-                if len(ready) > len(emitted) and ready.startswith(emitted):
-                    yield ready[len(emitted) :]
-                    emitted = ready
-                if finished:
-                    break
-            text = self._settle(generated, params.stop)[0]
-            if len(text) > len(emitted) and text.startswith(emitted):
-                yield text[len(emitted) :]
-        finally:
-            cancel.set()
-            thread.join()
+        return hf_streaming.stream_text(self, self.encode_prompt(prompt), params)
 
-    def _stream_worker(
+    def stream_ids(
         self,
-        encoded: list[int],
+        encoded: Sequence[Sequence[int]],
         params: GenerationParams,
-        tokens: TokenQueue,
-        cancel: threading.Event,
+        on_step: Callable[[list[int]], None],
+        finished: Callable[[], list[bool]],
     ) -> None:
-        try:
-            [encoded], params = self._fit_context([encoded], params)
-            input_ids, mask = pad_rows(self.pad_token_id, [encoded], left=True)
-            first = 1 if self.is_encoder_decoder else input_ids.shape[1]
-            criteria: list[Any] = [StopWhenSet(cancel)]
-            if params.stop:
-                criteria.append(StopOnText(self._decode, params.stop, first, 1))
-            with self._seeded(params):
-                self._run_generate(input_ids, mask, params, criteria, streamer=tokens)
-        except BaseException as exc:  # handed to the reading thread, which re-raises it
-            tokens.fail(exc)
+        """Decode prompts already encoded in one left-padded batch (decoder-only), calling
+        ``on_step`` with each row's next token at every step, until ``finished()`` says every
+        row is done or ``max_tokens`` is spent. Seeded and fitted to the context like
+        :meth:`generate`, so a greedy row streams the tokens it would make alone."""
+        hf_streaming.stream_ids(self, encoded, params, on_step, finished)
+
+    # -- adapters -----------------------------------------------------------------------
+
+    def load_adapters(self, adapters: Mapping[str, str | Path]) -> None:
+        """Load LoRA adapters by name beside the base weights (:attr:`model` becomes the
+        PEFT model wrapping it: load a copy of a model you also use elsewhere)."""
+        self._peft = hf_adapters.load_adapters(self.model, adapters)
+        self.model = self._peft
+
+    def adapter(self, name: str | None) -> contextlib.AbstractContextManager[None]:
+        """Run with adapter ``name`` active, or the base weights alone for None."""
+        return hf_adapters.active_adapter(self._peft, name)
 
     # -- log-likelihood -----------------------------------------------------------------
 
@@ -385,106 +379,10 @@ class HFModel:
         right padding; the values do not depend on the batch size (up to float rounding).
         Pairs that give the model the same input (the choices of a multiple-choice question
         whose answers are one token each, e.g. letters) share one forward pass, as
-        lm-evaluation-harness does.
+        lm-evaluation-harness does (:mod:`ladder.models.hf_scoring`).
         """
-        size = batch_size or self.batch_size
-        requests = [self._loglikelihood_request(c, x) for c, x in pairs]
-        groups: dict[Any, list[int]] = {}
-        for i, (tokens, n) in enumerate(requests):
-            if n > 0:  # an empty continuation scores 0
-                groups.setdefault(_model_input(tokens), []).append(i)
-        order = sorted(groups.values(), key=lambda g: -_request_size(requests[g[0]][0]))
-        scores = [0.0] * len(requests)
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            values = self._score([[requests[i] for i in group] for group in chunk])
-            for group, group_values in zip(chunk, values, strict=True):
-                for i, value in zip(group, group_values, strict=True):
-                    scores[i] = value
-        return scores
+        return hf_scoring.loglikelihood_batch(self, pairs, batch_size or self.batch_size)
 
-    def _loglikelihood_request(self, context: str, continuation: str) -> tuple[Any, int]:
-        """Token ids to score and how many of their last tokens are the continuation.
-
-        Decoder-only (lm-eval style): trailing whitespace of the context moves to the
-        continuation; ``context + continuation`` is tokenised whole and the continuation is
-        the tail beyond the context's own token count, so merges across the boundary are
-        tokenised as the model saw them in training. Encoder-decoder: ``(context ids,
-        continuation ids)``, the continuation without special tokens.
-        """
-        if self.is_encoder_decoder:
-            source = self.tokenizer(context)["input_ids"]
-            target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-            return (source, target), len(target)
-        if not continuation:
-            return [], 0
-        stripped = context.rstrip()
-        context, continuation = stripped, context[len(stripped) :] + continuation
-        # Over-long requests are cut to the context below, so no length warning is due.
-        whole = self.tokenizer(context + continuation, verbose=False)["input_ids"]
-        n_context = len(self.tokenizer(context, verbose=False)["input_ids"])  # BOS included
-        if n_context == 0:  # nothing to condition on: start from BOS/EOS like lm-eval
-            whole, n_context = [self._start_token_id(), *whole], 1
-        n_continuation = max(len(whole) - n_context, 1)
-        limit = self.context_length
-        if limit is not None and len(whole) > limit + 1:
-            whole = whole[-(limit + 1) :]  # the model sees at most `limit` positions
-        return whole, min(n_continuation, len(whole) - 1)
-
-    def _score(self, groups: list[list[tuple[Any, int]]]) -> list[list[float]]:
-        """Scores of each group's requests; a group's requests share one model input."""
-        with torch.inference_mode():
-            if self.is_encoder_decoder:  # identical (source, target) pairs: score once
-                values = self._score_seq2seq([group[0][0] for group in groups])
-                return [[v] * len(group) for v, group in zip(values, groups, strict=True)]
-            return self._score_causal(groups)
-
-    def _score_causal(self, groups: list[list[tuple[Any, int]]]) -> list[list[float]]:
-        # Right padding: causal attention keeps real tokens from seeing the padding after
-        # them, and default positions 0..n-1 are right for every row.
-        inputs = [group[0][0][:-1] for group in groups]
-        input_ids, mask = pad_rows(self.pad_token_id, inputs, left=False)
-        logits = self.model(
-            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
-        ).logits
-        scores = []
-        for row, group in enumerate(groups):
-            row_scores = []
-            for ids, n in group:
-                end = len(ids) - 1  # logits at position t predict token t + 1
-                targets = torch.tensor(ids[-n:], device=logits.device)
-                row_scores.append(_sum_logprobs(logits[row, end - n : end], targets))
-            scores.append(row_scores)
-        return scores
-
-    def _score_seq2seq(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        sources, mask = pad_rows(self.pad_token_id, [s for s, _ in pairs], left=False)
-        targets, _ = pad_rows(self.pad_token_id, [t for _, t in pairs], left=False)
-        logits = self.model(
-            input_ids=sources.to(self.device),
-            attention_mask=mask.to(self.device),
-            # The model shifts labels right (behind decoder_start_token_id) itself.
-            labels=targets.to(self.device),
-        ).logits
-        return [
-            _sum_logprobs(logits[row, : len(t)], torch.tensor(t, device=logits.device))
-            for row, (_, t) in enumerate(pairs)
-        ]
-
-
-def _model_input(tokens: Any) -> Any:
-    """What the model is fed for a request, hashable: requests with equal keys share a row."""
-    if isinstance(tokens, tuple):  # encoder-decoder: (source, target)
-        return tuple(tokens[0]), tuple(tokens[1])
-    return tuple(tokens[:-1])
-
-
-def _request_size(tokens: Any) -> int:
-    """Tokens in a scoring request: one id list (decoder-only) or (source, target) lists."""
-    return len(tokens[0]) + len(tokens[1]) if isinstance(tokens, tuple) else len(tokens)
-
-
-def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Sum of log-softmax probabilities of ``targets`` (n,) under ``logits`` (n, vocab), in fp32."""
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    return float(logprobs.gather(-1, targets[:, None]).sum())
+    def token_logprobs(self, ids: Sequence[int]) -> torch.Tensor:
+        """Row ``i``: log-probabilities of token ``i + 1`` after ``ids[: i + 1]`` (fp32)."""
+        return hf_scoring.token_logprobs(self, ids)

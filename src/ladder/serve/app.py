@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ladder.errors import LadderError
+from ladder.models.base import TokenModel
 from ladder.models.openai_text import approx_token_count
 from ladder.serve.engine import Engine
 from ladder.serve.generation import add_generation_routes
@@ -77,14 +78,13 @@ def create_app(
     _add_routes(app, engine, limits, metrics, embedder)
     app.middleware("http")(_observe(metrics))
     app.add_middleware(GuardMiddleware, api_key=api_key, max_body_bytes=limits.max_body_bytes)
-    tokenizer = getattr(engine.lm, "tokenizer", None) if engine.local else None
     finish_document(
         app,
         keyed=api_key is not None,
         models=engine.names,
         embedder=embedder.name if embedder is not None else None,
         max_tokens=limits.max_tokens,
-        vocab=len(tokenizer) if tokenizer is not None else None,
+        vocab=engine.tokens.vocab_size if engine.local else None,
     )
     return app
 
@@ -209,13 +209,13 @@ def _add_info_routes(app: FastAPI, engine: Engine, metrics: ServerMetrics, embed
         responses={200: {"model": TokenizeResponse}, **errors(400, 401, 413)},
     )
     async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
-        lm: Any = engine.lm
-        if body.add_special_tokens and hasattr(lm, "encode_prompt"):
-            ids = list(lm.encode_prompt(body.prompt))
-        elif hasattr(lm, "tokenizer"):
-            ids = list(lm.tokenizer(body.prompt, add_special_tokens=False)["input_ids"])
-        else:
+        lm = engine.lm
+        if not isinstance(lm, TokenModel):
             ids = list(range(lm.count_tokens(body.prompt)))
+        elif body.add_special_tokens:
+            ids = lm.encode_prompt(body.prompt)
+        else:
+            ids = lm.encode_text(body.prompt)
         return {"count": len(ids), "tokens": ids, "max_model_len": lm.info.context_length}
 
 

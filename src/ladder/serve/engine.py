@@ -1,11 +1,10 @@
 """The local model behind the server: a base model, its LoRA adapters, and one batcher.
 
-Adapters (LoRA: Hu et al. 2021) are loaded side by side on the one base with PEFT
-(``PeftModel.from_pretrained`` for the first, ``load_adapter`` for the rest). A request
+Adapters (LoRA: Hu et al. 2021) are loaded side by side on the one base by the model's
+``load_adapters`` (on ``hf:``, with PEFT: :mod:`ladder.models.hf_adapters`). A request
 picks one by its ``model`` field; the batcher groups requests per adapter, and the worker
-activates the adapter (``set_adapter``) or switches all of them off (``disable_adapter``,
-for the base name) around each call. Loading adapters wraps the base model in place: the
-engine loads its own copy for that reason.
+runs each call inside the model's ``adapter(name)`` (None for the base name). Loading
+adapters wraps the base model in place: the engine loads its own copy for that reason.
 """
 
 from __future__ import annotations
@@ -14,18 +13,18 @@ import contextlib
 import functools
 import json
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 from typing import Any
 
-from ladder.errors import ConfigError, ModelLoadError
-from ladder.models.base import Completion, GenerationParams, LanguageModel, Prompt
+from ladder.errors import ConfigError
+from ladder.models.base import Completion, GenerationParams, LanguageModel, Prompt, TokenModel
 from ladder.serve.batching import Batcher
 from ladder.serve.tokens import TokenIds, score_tokens
 
-__all__ = ["Engine", "Work", "load_adapters"]
+__all__ = ["Engine", "Work"]
 
 _unique = count()
 
@@ -49,37 +48,6 @@ class Work:
     cancel: threading.Event = field(default_factory=threading.Event)
     top: int = 0
     echo: bool = True
-
-
-def load_adapters(model: Any, adapters: Mapping[str, str | Path]) -> Any:
-    """Wrap a transformers model with PEFT adapters, one per name; returns the PeftModel.
-
-    Raises:
-        ModelLoadError: a folder is missing or is not a PEFT adapter.
-    """
-    from peft import PeftModel
-
-    from ladder.quiet import peft_quietly
-
-    peft_model: Any = None
-    for name, path in adapters.items():
-        folder = Path(path).expanduser()
-        if not (folder / "adapter_config.json").is_file():
-            raise ModelLoadError(
-                f"--adapter {name}={folder}: no adapter_config.json there; give a folder "
-                "saved by a PEFT model's save_pretrained"
-            )
-        try:
-            with peft_quietly():
-                if peft_model is None:
-                    peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=name)
-                else:
-                    peft_model.load_adapter(str(folder), adapter_name=name)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"--adapter {name}={folder}: cannot load it ({first})") from exc
-    peft_model.eval()
-    return peft_model
 
 
 class Engine:
@@ -111,13 +79,10 @@ class Engine:
         clash = set(self.adapters) & {name}
         if clash:
             raise ConfigError(f"--adapter {name}: the name is the base model's; pick another")
-        self._peft: Any = None
         if self.adapters:
-            if not hasattr(lm, "model"):
-                raise ConfigError("--adapter needs a local hf: or builtin: model")
-            local: Any = lm
-            self._peft = load_adapters(local.model, self.adapters)
-            local.model = self._peft  # HFModel.model: the adapters now ride on it
+            if not lm.info.capabilities.adapters or not isinstance(lm, TokenModel):
+                raise ConfigError("--adapter needs a model that takes LoRA adapters per request")
+            lm.load_adapters(self.adapters)
         self.batcher: Batcher[Work, list[Any]] = Batcher(
             self._execute,
             max_batch_size=max_batch_size,
@@ -133,12 +98,15 @@ class Engine:
 
     @property
     def local(self) -> bool:
-        """Whether the model runs here (so prompt logprobs can be computed)."""
-        return hasattr(self.lm, "model") and hasattr(self.lm, "tokenizer")
+        """Whether the model's tokens are at hand: token-id prompts, per-token logprobs and
+        batched streams (``capabilities.token_level``)."""
+        return self.lm.info.capabilities.token_level and isinstance(self.lm, TokenModel)
 
     @property
-    def _batch_streams(self) -> bool:
-        return self.local and not getattr(self.lm, "is_encoder_decoder", False)
+    def tokens(self) -> TokenModel:
+        """The model as a :class:`TokenModel` (only when :attr:`local`)."""
+        assert isinstance(self.lm, TokenModel), "token-level work needs a local model"
+        return self.lm
 
     def key(self, target: str, work: Work) -> Hashable:
         """Batching key: requests with equal keys share one ``generate`` call.
@@ -147,7 +115,7 @@ class Engine:
         happened to arrive with it. Streams batch with streams (local models only).
         """
         seeded = work.params.seed is not None and not work.params.greedy
-        alone = seeded or (work.kind == "stream" and not self._batch_streams)
+        alone = seeded or (work.kind == "stream" and not self.local)
         schema = json.dumps(work.schema, sort_keys=True) if work.schema is not None else None
         extra = next(_unique) if alone else (work.top, work.echo)
         return (target, work.kind, work.params, schema, extra)
@@ -165,13 +133,13 @@ class Engine:
     def _execute(self, key: Hashable, works: Sequence[Work]) -> list[list[Any]]:
         target, kind = key[0], key[1]  # type: ignore[index]
         with self._active(target):
-            if kind == "stream" and self._batch_streams:
+            if kind == "stream" and self.local:
                 done: Sequence[Any] = self._stream_batch(works)
             elif kind == "stream":
                 return [self._stream(w) for w in works]
             elif kind == "logprobs":
                 return [
-                    [score_tokens(self.lm, p, c, w.top, w.echo) for p, c in w.prompts]
+                    [score_tokens(self.tokens, p, c, w.top, w.echo) for p, c in w.prompts]
                     for w in works
                 ]
             else:
@@ -180,7 +148,7 @@ class Engine:
                 if kind == "json":
                     done = self._json(prompts, works[0].schema or {}, params)
                 elif any(isinstance(p, TokenIds) for p in prompts):
-                    done = generate_from_ids(self.lm, prompts, params)
+                    done = generate_from_ids(self.tokens, prompts, params)
                 else:
                     done = self.lm.generate(prompts, params)
         out, start = [], 0
@@ -212,7 +180,7 @@ class Engine:
                 prompts.append(prompt)
                 sinks.append(functools.partial(work.sink, row))
                 cancels.append(work.cancel)
-        return stream_batch(self.lm, prompts, works[0].params, sinks, cancels)
+        return stream_batch(self.tokens, prompts, works[0].params, sinks, cancels)
 
     def _stream(self, work: Work) -> list[tuple[str, str]]:
         """The work's rows one after another through the model's own ``stream``; each row's
@@ -236,25 +204,19 @@ class Engine:
             texts.append((text, "length" if made >= work.params.max_tokens else "stop"))
         return texts
 
-    @contextlib.contextmanager
-    def _active(self, target: str) -> Iterator[None]:
-        if self._peft is None:
-            yield
-        elif target == self.name:
-            with self._peft.disable_adapter():
-                yield
-        else:
-            self._peft.set_adapter(target)
-            yield
+    def _active(self, target: str) -> contextlib.AbstractContextManager[None]:
+        if not self.adapters:
+            return contextlib.nullcontext()
+        return self.tokens.adapter(None if target == self.name else target)
 
 
 def generate_from_ids(
-    lm: Any, prompts: Sequence[Prompt | TokenIds], params: GenerationParams
+    lm: TokenModel, prompts: Sequence[Prompt | TokenIds], params: GenerationParams
 ) -> list[Completion]:
     """Like ``lm.generate``, but token-id prompts reach the model exactly as given.
 
-    Uses the ``hf:`` backend's :meth:`~ladder.models.hf.HFModel.generate_ids` (padding, stop
-    strings, finish reasons and counts stay the backend's own) on ids encoded here.
+    Uses the model's ``generate_ids`` (padding, stop strings, finish reasons and counts
+    stay the backend's own) on ids encoded here.
     """
     encoded = [list(p.ids) if isinstance(p, TokenIds) else lm.encode_prompt(p) for p in prompts]
     done: list[Completion] = lm.generate_ids(encoded, params)

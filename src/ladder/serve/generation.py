@@ -156,8 +156,7 @@ def _completion_prompts(
     arrays = cast(list[list[int]], [prompt] if isinstance(prompt[0], int) else prompt)
     if not engine.local:
         raise APIError(400, "prompt: token ids need a model served from this machine", "prompt")
-    lm: Any = engine.lm
-    vocab = len(lm.tokenizer)
+    vocab = engine.tokens.vocab_size
     out: list[str | TokenIds] = []
     for ids in arrays:
         if not ids:
@@ -171,8 +170,7 @@ def _completion_prompts(
 def _prompt_text(engine: Engine, prompt: Prompt | TokenIds) -> str:
     """What ``echo`` puts before the answer: the text, or token ids decoded."""
     if isinstance(prompt, TokenIds):
-        lm: Any = engine.lm
-        return str(lm.tokenizer.decode(list(prompt.ids), skip_special_tokens=True))
+        return engine.tokens.decode(prompt.ids)
     return prompt if isinstance(prompt, str) else ""
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ladder.models.base import Prompt
+from ladder.models.base import Prompt, TokenModel
 
 __all__ = [
     "TokenIds",
@@ -47,7 +47,7 @@ def encode(lm: Any, prompt: Prompt | TokenIds) -> list[int]:
 
 def prompt_length(lm: Any, prompt: Prompt | TokenIds) -> int:
     """Tokens ``prompt`` takes: exact for local models, the backend's count otherwise."""
-    if isinstance(prompt, TokenIds) or hasattr(lm, "encode_prompt"):
+    if isinstance(prompt, TokenIds) or isinstance(lm, TokenModel):
         return len(encode(lm, prompt))
     text = prompt if isinstance(prompt, str) else " ".join(m["content"] for m in prompt)
     return int(lm.count_tokens(text))
@@ -64,25 +64,19 @@ class TokenScore:
 
 
 def score_tokens(
-    lm: Any, prompt: Prompt | TokenIds, completion: str, top: int, echo: bool
+    lm: TokenModel, prompt: Prompt | TokenIds, completion: str, top: int, echo: bool
 ) -> list[TokenScore]:
     """Score ``completion`` (and the prompt's tokens too when ``echo``) under ``lm``.
 
     ``prompt + completion`` is scored in one forward pass. Special tokens (BOS) are not
     listed, since they are not in the text; the first listed token is scored given them.
     """
-    import torch
-
     prompt_ids = encode(lm, prompt)
-    completion_ids = lm.tokenizer(completion, add_special_tokens=False)["input_ids"]
-    ids = [*prompt_ids, *completion_ids]
-    with torch.inference_mode():
-        logits = lm.model(input_ids=torch.tensor([ids], device=lm.device)).logits[0]
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    special = set(getattr(lm.tokenizer, "all_special_ids", []))
+    ids = [*prompt_ids, *lm.encode_text(completion)]
+    logprobs = lm.token_logprobs(ids)
     scores: list[TokenScore] = []
     for i in range(0 if echo else len(prompt_ids), len(ids)):
-        if ids[i] in special:
+        if lm.is_special(ids[i]):
             continue
         if i == 0:
             scores.append(TokenScore(_piece(lm, ids, i), None, ()))
@@ -139,13 +133,9 @@ def _finite(logprob: Any) -> float:
     return max(float(logprob), -9999.0)
 
 
-def _piece(lm: Any, ids: Sequence[int], i: int) -> str:
+def _piece(lm: TokenModel, ids: Sequence[int], i: int) -> str:
     """The text token ``i`` adds, decoded in a short window so byte-level merges settle."""
     start = max(0, i - 4)
-    before = lm.tokenizer.decode(ids[start:i], skip_special_tokens=True)
-    after = lm.tokenizer.decode(ids[start : i + 1], skip_special_tokens=True)
-    return (
-        str(after[len(before) :])
-        if after.startswith(before)
-        else str(lm.tokenizer.decode([ids[i]]))
-    )
+    before = lm.decode(ids[start:i])
+    after = lm.decode(ids[start : i + 1])
+    return after[len(before) :] if after.startswith(before) else lm.decode([ids[i]], False)
