@@ -32,14 +32,14 @@ def lm(tiny_causal_lm: Path):  # type: ignore[no-untyped-def]
 
 def test_one_window_equals_a_single_forward_pass(lm) -> None:  # type: ignore[no-untyped-def]
     ids = lm.tokenizer(TEXT)["input_ids"][:20]
-    nll, scored = text_nll(lm.model, ids, window=64, stride=32)
+    nll, scored = text_nll(lm, ids, window=64, stride=32)
     assert scored == len(ids) - 1
     assert nll == pytest.approx(direct_nll(lm.model, ids, 0, 20, 1), rel=1e-5)
 
 
 def test_sliding_windows_score_each_new_token_with_the_overlap_as_context(lm) -> None:  # type: ignore[no-untyped-def]
     ids = lm.tokenizer(TEXT)["input_ids"][:14]
-    nll, scored = text_nll(lm.model, ids, window=8, stride=4)
+    nll, scored = text_nll(lm, ids, window=8, stride=4)
     # windows [0,8) scores 1..7; [4,12) scores 8..11; [8,14) scores 12..13
     expected = (
         direct_nll(lm.model, ids, 0, 8, 1)
@@ -52,7 +52,7 @@ def test_sliding_windows_score_each_new_token_with_the_overlap_as_context(lm) ->
 
 def test_non_overlapping_windows_skip_each_windows_first_token(lm) -> None:  # type: ignore[no-untyped-def]
     ids = lm.tokenizer(TEXT)["input_ids"][:14]
-    nll, scored = text_nll(lm.model, ids, window=5, stride=5)
+    nll, scored = text_nll(lm, ids, window=5, stride=5)
     # windows [0,5) [5,10) [10,14): tokens 0, 5 and 10 have no context in their window
     assert scored == 14 - 3
     expected = sum(direct_nll(lm.model, ids, b, min(b + 5, 14), b + 1) for b in (0, 5, 10))
@@ -61,7 +61,7 @@ def test_non_overlapping_windows_skip_each_windows_first_token(lm) -> None:  # t
 
 def test_bad_stride_is_a_config_error(lm) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="stride"):
-        text_nll(lm.model, [1, 2, 3], window=4, stride=5)
+        text_nll(lm, [1, 2, 3], window=4, stride=5)
 
 
 def test_total_is_token_weighted(lm) -> None:  # type: ignore[no-untyped-def]

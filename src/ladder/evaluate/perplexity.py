@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ladder.errors import ConfigError, UnsupportedError
-from ladder.models.base import LanguageModel
+from ladder.models.base import LanguageModel, TokenModel
 
 __all__ = ["Perplexity", "perplexity_of_texts", "read_texts", "text_nll"]
 
@@ -45,13 +45,11 @@ class Perplexity:
         return {**asdict(self), "perplexity": self.perplexity}
 
 
-def text_nll(
-    model: Any, ids: Sequence[int], window: int, stride: int, device: Any = "cpu"
-) -> tuple[float, int]:
+def text_nll(lm: TokenModel, ids: Sequence[int], window: int, stride: int) -> tuple[float, int]:
     """Summed NLL and number of scored tokens of ``ids`` under a causal LM.
 
     Args:
-        model: a transformers causal LM (returns ``.logits`` of shape (B, T, V)).
+        lm: a model with token-level access (``capabilities.token_level``).
         ids: the text's token ids (BOS first, when the tokenizer adds one).
         window: most tokens the model sees at once (at most its context length).
         stride: tokens between the starts of consecutive windows (1 ≤ stride ≤ window).
@@ -60,17 +58,15 @@ def text_nll(
         raise ConfigError(f"stride must be between 1 and the window ({window}), got {stride}")
     n, total, scored, begin = len(ids), 0.0, 0, 0
     next_target = 1  # token 0 has nothing before it and is never scored
-    with torch.inference_mode():
-        while next_target < n:
-            end = min(begin + window, n)
-            chunk = torch.tensor([ids[begin:end]], device=device)
-            logits = model(input_ids=chunk).logits[0].float()  # (T, V)
-            first = max(next_target - begin, 1)  # index in the chunk of the first new target
-            logprobs = torch.log_softmax(logits[first - 1 : -1], dim=-1)  # predict chunk[first:]
-            targets = chunk[0, first:]
-            total -= logprobs.gather(1, targets[:, None]).sum().item()
-            scored += targets.numel()
-            next_target, begin = end, begin + stride
+    while next_target < n:
+        end = min(begin + window, n)
+        chunk = list(ids[begin:end])
+        first = max(next_target - begin, 1)  # index in the chunk of the first new target
+        logprobs = lm.token_logprobs(chunk)  # row t predicts chunk[t + 1]
+        targets = torch.tensor(chunk[first:], device=logprobs.device)
+        total -= logprobs[first - 1 : -1].gather(1, targets[:, None]).sum().item()
+        scored += targets.numel()
+        next_target, begin = end, begin + stride
     return total, scored
 
 
@@ -84,13 +80,13 @@ def perplexity_of_texts(
     """Perplexity of each ``(name, text)`` and, last, of all of them together.
 
     Args:
-        lm: a local model (``hf:`` or ``builtin:``); endpoints cannot be scored this way.
+        lm: a model with token-level access (``capabilities.token_level``: ``hf:``,
+            ``builtin:``); endpoints cannot be scored this way.
         texts: named texts.
         window: tokens per window; default the model's context length.
         stride: tokens between window starts; default half the window.
     """
-    model, tokenizer = getattr(lm, "model", None), getattr(lm, "tokenizer", None)
-    if model is None or tokenizer is None or getattr(lm, "is_encoder_decoder", False):
+    if not lm.info.capabilities.token_level or not isinstance(lm, TokenModel):
         raise UnsupportedError(
             f"perplexity needs a local causal model (hf: or builtin:), not {lm.info.backend}:"
             f"{lm.info.name}"
@@ -100,10 +96,7 @@ def perplexity_of_texts(
     step = stride or max(1, win // 2)
     results = []
     for name, text in texts:
-        # Texts longer than the model's context are what the windows are for: the
-        # tokenizer's "longer than the maximum ... indexing errors" warning does not apply.
-        ids = tokenizer(text, verbose=False)["input_ids"]
-        nll, scored = text_nll(model, ids, win, step, device=getattr(lm, "device", "cpu"))
+        nll, scored = text_nll(lm, lm.encode_prompt(text), win, step)
         results.append(Perplexity(name, scored, nll, win, step))
     total = Perplexity(
         "all", sum(r.tokens for r in results), sum(r.nll for r in results), win, step

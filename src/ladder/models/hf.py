@@ -145,7 +145,9 @@ class HFModel:
         bos = self.tokenizer.bos_token
         templated = not isinstance(prompt, str) and getattr(self.tokenizer, "chat_template", None)
         add_special = not (templated and bos and text.startswith(bos))
-        ids = self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+        # A prompt past the context is cut to fit before decoding (and a text scored for
+        # perplexity is windowed), so the tokenizer's length warning would only alarm.
+        ids = self.tokenizer(text, add_special_tokens=add_special, verbose=False)["input_ids"]
         # A decoder needs at least one token to condition on (an empty prompt, no BOS).
         return ids or ([] if self.is_encoder_decoder else [self.start_token_id()])
 
