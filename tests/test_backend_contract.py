@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from ladder.errors import UnsupportedError
-from ladder.models import backend_names, capabilities_of, load_model, register_backend
+from ladder.models import (
+    backend_names,
+    capabilities_of,
+    load_model,
+    register_backend,
+    weights_folder,
+)
 from ladder.models.base import (
     Capabilities,
     Completion,
@@ -182,6 +188,16 @@ def test_count_tokens(lm: tuple[str, Any]) -> None:
     _, model = lm
     short, longer = model.count_tokens("hello"), model.count_tokens("hello there, my friend")
     assert isinstance(short, int) and 1 <= short < longer
+
+
+def test_local_weights_name_their_folder(lm: tuple[str, Any]) -> None:
+    """What quantising, merging, exporting and vLLM read: the folder behind the spec."""
+    spec, _ = lm
+    if capabilities_of(spec).local_weights:
+        assert (weights_folder(spec) / "config.json").is_file()
+    else:
+        with pytest.raises(UnsupportedError, match="not a local model"):
+            weights_folder(spec)
 
 
 def test_token_level_models_keep_the_token_contract(lm: tuple[str, Any]) -> None:

@@ -85,17 +85,15 @@ def checkpoint_dir(spec: str, what: str = "MODEL") -> Path:
     Raises:
         ConfigError: an endpoint spec, or a folder without ``config.json``.
     """
-    prefix, sep, rest = spec.partition(":")
-    if sep and prefix == "builtin":
-        from ladder.models.builtin import builtin_path
+    from ladder.models import backend_names, capabilities_of, weights_folder
 
-        folder = builtin_path(rest)
-    elif sep and prefix == "hf":
-        folder = Path(rest).expanduser()
-    elif sep and prefix in ("openai",):
-        raise ConfigError(f"{what} {spec!r}: give local weights (hf:PATH or builtin:NAME)")
+    prefix, sep, _ = spec.partition(":")
+    if not (sep and prefix in backend_names()):
+        folder = Path(spec).expanduser()  # a bare folder
+    elif capabilities_of(spec).local_weights:
+        folder = weights_folder(spec)
     else:
-        folder = Path(spec).expanduser()
+        raise ConfigError(f"{what} {spec!r}: give local weights (hf:PATH or builtin:NAME)")
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{what} {spec!r}: {folder} has no config.json; give a checkpoint folder")
     return folder

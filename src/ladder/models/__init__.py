@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ladder.errors import ModelLoadError
+from ladder.errors import ModelLoadError, UnsupportedError
 from ladder.models.base import (
     LOCAL_CAPABILITIES,
     OPENAI_CAPABILITIES,
@@ -20,9 +21,11 @@ from ladder.models.base import (
 
 BackendFactory = Callable[..., LanguageModel]
 BackendCheck = Callable[[str], None]
+BackendFolder = Callable[[str], Path]
 _BACKENDS: dict[str, BackendFactory] = {}
 _CHECKS: dict[str, BackendCheck] = {}
 _CAPABILITIES: dict[str, Capabilities] = {}
+_FOLDERS: dict[str, BackendFolder] = {}
 _BUILTINS_REGISTERED = False
 
 
@@ -31,6 +34,7 @@ def register_backend(
     factory: BackendFactory,
     check: BackendCheck | None = None,
     capabilities: Capabilities | None = None,
+    folder: BackendFolder | None = None,
 ) -> None:
     """Make ``prefix:REST`` specs load through ``factory(REST, **options)``.
 
@@ -39,8 +43,12 @@ def register_backend(
     it through :func:`check_model` before they change anything on disk. ``capabilities``
     is what the backend's models can do (:func:`capabilities_of` answers it for a spec
     without loading anything); a loaded model says the same in ``info.capabilities``.
+    ``folder(REST)``, for backends with ``local_weights``, is the weights folder the spec
+    names (:func:`weights_folder`): what quantising, merging, exporting and vLLM read.
     """
     _BACKENDS[prefix] = factory
+    if folder is not None:
+        _FOLDERS[prefix] = folder
     if check is not None:
         _CHECKS[prefix] = check
     _CAPABILITIES[prefix] = capabilities or Capabilities()
@@ -54,6 +62,21 @@ def capabilities_of(spec: str) -> Capabilities:
     """
     check_spec(spec)
     return _CAPABILITIES.get(spec.partition(":")[0], Capabilities())
+
+
+def weights_folder(spec: str) -> Path:
+    """The folder of weights ``spec`` names, for a backend with ``local_weights``.
+
+    Raises:
+        ModelLoadError: unknown prefix.
+        UnsupportedError: the backend's weights are not a folder here (an endpoint).
+    """
+    check_spec(spec)
+    prefix, _, rest = spec.partition(":")
+    folder = _FOLDERS.get(prefix)
+    if folder is None:
+        raise UnsupportedError(f"{spec}: not a local model; give local weights (hf:PATH)")
+    return folder(rest)
 
 
 def backend_names() -> list[str]:
@@ -117,12 +140,13 @@ def _register_builtin_backends() -> None:
     # an `openai:` model do not pay for importing torch.
     local = ("ladder.models.hf", "load_hf"), ("ladder.models.hf_checkpoint", "check_checkpoint")
     builtin = ("ladder.models.builtin", "load_builtin"), ("ladder.models.builtin", "check_builtin")
+    folders = {"hf": _hf_folder, "builtin": _lazy_folder("ladder.models.builtin", "builtin_path")}
     for prefix, (load, check), can in (
         ("hf", local, LOCAL_CAPABILITIES),
         ("builtin", builtin, LOCAL_CAPABILITIES),
     ):
         if prefix not in _BACKENDS:  # a caller's own registration wins
-            register_backend(prefix, _lazy(*load), _lazy_check(*check), can)
+            register_backend(prefix, _lazy(*load), _lazy_check(*check), can, folders[prefix])
     if "openai" not in _BACKENDS:
         factory = _lazy("ladder.models.openai_api", "load_openai")
         register_backend("openai", factory, capabilities=OPENAI_CAPABILITIES)
@@ -135,6 +159,17 @@ def _lazy(module: str, name: str) -> BackendFactory:
 
     factory.__qualname__ = factory.__name__ = f"{module}.{name}"
     return factory
+
+
+def _hf_folder(rest: str) -> Path:
+    return Path(rest).expanduser()
+
+
+def _lazy_folder(module: str, name: str) -> BackendFolder:
+    def folder(rest: str) -> Path:
+        return Path(getattr(importlib.import_module(module), name)(rest))
+
+    return folder
 
 
 def _lazy_check(module: str, name: str) -> BackendCheck:

@@ -28,18 +28,16 @@ def checkpoint_path(spec: str) -> Path:
     """The local checkpoint folder a spec names (``hf:PATH`` or ``builtin:NAME``).
 
     Raises:
-        ConfigError: an ``openai:`` spec (vLLM serves weights, not endpoints) or another prefix.
+        ConfigError: a backend without local weights (vLLM serves weights, not endpoints).
+        ModelLoadError: an unknown prefix.
     """
-    prefix, _, rest = spec.partition(":")
-    if prefix == "hf":
-        return Path(rest).expanduser()
-    if prefix == "builtin":
-        from ladder.models.builtin import builtin_path
+    from ladder.models import capabilities_of, weights_folder
 
-        return builtin_path(rest)
-    raise ConfigError(
-        f"MODEL {spec!r}: --engine vllm serves local weights; give hf:PATH or builtin:NAME"
-    )
+    if not capabilities_of(spec).local_weights:
+        raise ConfigError(
+            f"MODEL {spec!r}: --engine vllm serves local weights; give hf:PATH or builtin:NAME"
+        )
+    return weights_folder(spec)
 
 
 def _lora_rank(name: str, folder: Path) -> int:
