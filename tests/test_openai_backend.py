@@ -13,13 +13,8 @@ from ladder.errors import EndpointError, ModelLoadError, UnsupportedError
 from ladder.models import load_model
 from ladder.models._retry import RetryPolicy, parse_retry_after, retry_call
 from ladder.models.base import GenerationParams, LanguageModel
-from ladder.models.openai_api import (
-    OpenAIModel,
-    approx_token_count,
-    cut_at_stops,
-    parse_spec,
-    span_logprob,
-)
+from ladder.models.openai_api import OpenAIModel, parse_spec
+from ladder.models.openai_text import approx_token_count, cut_at_stops, span_logprob
 from openai_server import OpenAITestServer, fake_logprob, reply_for, tokenize
 
 SECRET = "sk-test-DISTINCTIVE-7f3a9c"  # must never show up anywhere

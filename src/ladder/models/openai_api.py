@@ -22,28 +22,17 @@ models such as OpenAI's); ``chat=False`` refuses messages.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ladder.errors import EndpointError, LadderError, ModelLoadError, UnsupportedError
-from ladder.models._retry import (
-    STREAM_ERRORS,
-    RetryPolicy,
-    connection_reason,
-    is_transient,
-    requested_wait,
-    retry_call,
-    server_message,
-)
+from ladder.errors import EndpointError, ModelLoadError, UnsupportedError
+from ladder.models._retry import RetryPolicy
 from ladder.models.base import (
     OPENAI_CAPABILITIES,
     Completion,
@@ -54,21 +43,20 @@ from ladder.models.base import (
 )
 from ladder.models.openai_text import (
     approx_token_count,
+    chat_messages,
     cut_at_stops,
     load_tokenizer,
+    prompt_as_text,
+    sampling_fields,
     span_logprob,
 )
-from ladder.track import MIN_SECRET_CHARS
+from ladder.models.openai_transport import OpenAITransport
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIModel", "OpenAIOptions", "load_openai", "parse_spec"]
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_NO_KEY = "EMPTY"  # vLLM's documented placeholder; the SDK refuses to start without a key
-_MAX_SERVER_STOPS = 4  # the OpenAI API rejects more; the rest are applied here
-_NOT_OFFERED = frozenset({400, 404, 405, 422, 501})  # "this server does not do that"
 
 
 class OpenAIOptions(BaseModel):
@@ -132,36 +120,25 @@ def load_openai(rest: str, **options: Any) -> OpenAIModel:
 class OpenAIModel:
     """A :class:`~ladder.models.base.LanguageModel` served over the OpenAI HTTP API.
 
-    Requests retry with jittered exponential backoff (:mod:`ladder.models._retry`); the
-    SDK's own retries are off so the behaviour is ours and tested. Every failure becomes a
-    one-line :class:`EndpointError` (or :class:`UnsupportedError`).
+    Requests go through an :class:`~ladder.models.openai_transport.OpenAITransport`: they
+    retry with jittered exponential backoff, and every failure becomes a one-line
+    :class:`EndpointError` (or :class:`UnsupportedError`).
     """
 
     def __init__(self, model: str, base_url: str, options: OpenAIOptions | None = None) -> None:
         self._model = model
         self._opts = options or OpenAIOptions()
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ModelLoadError(f"openai:{model}: {base_url!r} is not an http(s) URL")
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
-        self._host = host + (f":{parts.port}" if parts.port else "")
-        # Shown in messages: without user:password@ and without the query.
-        self._url = urlunsplit((parts.scheme, self._host, parts.path.rstrip("/"), "", ""))
-        # The SDK appends request paths to the base URL's raw path, after any '?', so a query
-        # (Azure's api-version) has to travel as default_query.
-        query = dict(parse_qsl(parts.query)) or None
-        key = os.environ.get(self._opts.api_key_env, "")
-        self._key_set = bool(key)
-        self._client = openai.OpenAI(
-            base_url=urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
-            api_key=key or _NO_KEY,
-            timeout=self._opts.timeout,
-            max_retries=0,
-            default_query=query,
-        )
-        self._policy = RetryPolicy(
+        policy = RetryPolicy(
             max_retries=self._opts.max_retries, base_delay=self._opts.retry_base_delay
         )
+        self._http = OpenAITransport(
+            model,
+            base_url,
+            api_key_env=self._opts.api_key_env,
+            timeout=self._opts.timeout,
+            policy=policy,
+        )
+        self._url = self._http.url
         self._tokenizer = load_tokenizer(self._opts.tokenizer) if self._opts.tokenizer else None
         root = self._url.removesuffix("/v1")
         self._tokenize_url = f"{root}/tokenize"  # vLLM's route, beside /v1, not under it
@@ -180,13 +157,13 @@ class OpenAIModel:
             name=self._model,
             backend="openai",
             context_length=self._opts.context_length,
-            device=self._host,
+            device=self._http.host,
             capabilities=replace(OPENAI_CAPABILITIES, tokenizer=self._opts.tokenizer is not None),
         )
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
-        self._client.close()
+        self._http.close()
 
     def generate(
         self,
@@ -222,7 +199,7 @@ class OpenAIModel:
     def _generate_one(
         self, prompt: Prompt, params: GenerationParams, response_format: Mapping[str, Any] | None
     ) -> Completion:
-        kwargs, local_stops = _sampling(params)
+        kwargs, local_stops = sampling_fields(params)
         unsupported = None
         if response_format is None:
             chat = self._wants_chat(prompt)
@@ -238,7 +215,7 @@ class OpenAIModel:
                 f"{self._url} does not accept response_format "
                 f"{response_format.get('type')!r} for {self._model!r}"
             )
-        response, latency = self._call(
+        response, latency = self._http.call(
             _timed(lambda: self._create(chat, prompt, kwargs)), unsupported=unsupported
         )
         choice = self._first_choice(response)
@@ -246,7 +223,9 @@ class OpenAIModel:
         usage = response.usage
         return Completion(
             text=text,
-            prompt_tokens=usage.prompt_tokens if usage else self.count_tokens(_as_text(prompt)),
+            prompt_tokens=usage.prompt_tokens
+            if usage
+            else self.count_tokens(prompt_as_text(prompt)),
             completion_tokens=usage.completion_tokens if usage else self.count_tokens(text),
             finish_reason="stop" if hit else choice.finish_reason or "stop",
             latency_s=latency,
@@ -259,34 +238,25 @@ class OpenAIModel:
         yielded cannot be replayed and raises :class:`EndpointError`.
         """
         chat = self._wants_chat(prompt)
-        kwargs, local_stops = _sampling(params)
-        chunks = self._call(lambda: self._create(chat, prompt, {**kwargs, "stream": True}))
+        kwargs, local_stops = sampling_fields(params)
+        chunks = self._http.call(lambda: self._create(chat, prompt, {**kwargs, "stream": True}))
         pieces = (
             (c.choices[0].delta.content if chat else c.choices[0].text) or ""
             for c in chunks
             if c.choices
         )
         try:
-            yield from cut_at_stops(self._guarded(pieces), local_stops)
+            yield from cut_at_stops(self._http.guarded(pieces), local_stops)
         finally:
             chunks.close()  # also when the caller stops early: frees the connection
 
     def _create(self, chat: bool, prompt: Prompt, kwargs: dict[str, Any]) -> Any:
         if chat:
-            messages: Any = _messages(prompt)
-            return self._client.chat.completions.create(
+            messages: Any = chat_messages(prompt)
+            return self._http.client.chat.completions.create(
                 model=self._model, messages=messages, **kwargs
             )
-        return self._client.completions.create(model=self._model, prompt=str(prompt), **kwargs)
-
-    def _guarded(self, pieces: Iterable[str]) -> Iterator[str]:
-        try:
-            yield from (p for p in pieces if p)
-            return
-        except STREAM_ERRORS as exc:
-            reason = self._scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
-        # Raised outside the handler: no __context__ links to text that may quote the key.
-        raise EndpointError(f"{self._url}: the stream broke off: {reason}")
+        return self._http.client.completions.create(model=self._model, prompt=str(prompt), **kwargs)
 
     def loglikelihood(self, context: str, continuation: str) -> float:
         """Sum of the continuation's token logprobs, from ``/completions`` with ``echo=True``.
@@ -305,8 +275,8 @@ class OpenAIModel:
             f"endpoint {self._url} does not return prompt logprobs for {self._model!r}; "
             "use an hf: model or a vLLM server"
         )
-        response = self._call(
-            lambda: self._client.completions.create(
+        response = self._http.call(
+            lambda: self._http.client.completions.create(
                 model=self._model,
                 prompt=context + continuation,
                 echo=True,
@@ -348,8 +318,8 @@ class OpenAIModel:
     def _tokenize_on_server(self, text: str) -> int | None:
         body = {"model": self._model, "prompt": text, "add_special_tokens": False}
         try:
-            payload = self._call(
-                lambda: self._client.post(self._tokenize_url, cast_to=object, body=body),
+            payload = self._http.call(
+                lambda: self._http.client.post(self._tokenize_url, cast_to=object, body=body),
                 unsupported="no /tokenize",
             )
         except UnsupportedError:
@@ -374,73 +344,6 @@ class OpenAIModel:
             raise EndpointError(f"{self._url} answered with no choices for {self._model!r}")
         return response.choices[0]
 
-    def _call(self, call: Callable[[], T], unsupported: str | None = None) -> T:
-        """Run one request with retries; map SDK errors to one-line ladder errors."""
-        try:
-            return retry_call(
-                call,
-                self._policy,
-                should_retry=is_transient,
-                retry_after=requested_wait,
-                on_retry=self._log_retry,
-            )
-        except openai.APIError as exc:
-            error = self._ladder_error(exc, unsupported)
-        # Raised outside the handler so that no __context__ links to the SDK's exception,
-        # whose text may quote the API key back (OpenAI's 401 does).
-        raise error
-
-    def _log_retry(self, exc: Exception, retry: int, delay: float) -> None:
-        if isinstance(exc, openai.APITimeoutError):
-            reason = "no answer in time"
-        elif isinstance(exc, openai.APIConnectionError):
-            reason = connection_reason(exc)
-        else:
-            reason = f"HTTP {getattr(exc, 'status_code', '?')}"
-        total = self._policy.max_retries
-        logger.warning("%s: %s; retry %d of %d in %.2f s", self._url, reason, retry, total, delay)
-
-    def _ladder_error(self, exc: openai.APIError, unsupported: str | None) -> LadderError:
-        url, attempts, env = self._url, self._policy.attempts, self._opts.api_key_env
-        if isinstance(exc, openai.APITimeoutError):
-            return EndpointError(
-                f"{url} did not answer within {self._opts.timeout:g} s ({attempts} attempts) "
-                "— raise the timeout option or check the server's load"
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            return EndpointError(
-                f"cannot reach {url}: {connection_reason(exc)} — is the server running?"
-            )
-        if not isinstance(exc, openai.APIStatusError):
-            return EndpointError(f"{url} answered with an error: {self._scrub(exc.message)}")
-        status, said = exc.status_code, self._scrub(server_message(exc))
-        if status in (401, 403):
-            unset = "" if self._key_set else f" (${env} is not set)"
-            return EndpointError(
-                f"{url} rejected the API key from ${env}{unset} (HTTP {status}) "
-                f"— set {env} to a valid key, or name another variable with api_key_env"
-            )
-        if unsupported is not None and status in _NOT_OFFERED:
-            return UnsupportedError(f"{unsupported} (HTTP {status}: {said})")
-        if status == 404:
-            return EndpointError(
-                f"{url}: HTTP 404 for model {self._model!r}: {said} — check the model name "
-                f"(GET {url}/models lists the served ones)"
-            )
-        if is_transient(exc):
-            return EndpointError(
-                f"{url} failed with HTTP {status} after {attempts} attempts: {said}"
-            )
-        return EndpointError(f"{url} refused the request (HTTP {status}): {said}")
-
-    def _scrub(self, text: str) -> str:
-        key = self._client.api_key
-        # A key shorter than a real one ("x" in a local setup) is not masked: replacing it
-        # would garble words ("does not e***ist") and hide nothing.
-        if self._key_set and key and len(key) >= MIN_SECRET_CHARS:
-            text = text.replace(key, "***")
-        return " ".join(text.split())[:300]
-
 
 def _timed(call: Callable[[], T]) -> Callable[[], tuple[T, float]]:
     # Timed per attempt, so the latency is the server's, not our retry waits.
@@ -450,28 +353,3 @@ def _timed(call: Callable[[], T]) -> Callable[[], tuple[T, float]]:
         return result, time.perf_counter() - start
 
     return run
-
-
-def _sampling(params: GenerationParams) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Request fields for ``params``, and the stop strings left for the client to apply."""
-    kwargs: dict[str, Any] = {
-        "max_tokens": params.max_tokens,  # not max_completion_tokens: vLLM/Ollama/llama.cpp
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-    }
-    stops = [s for s in params.stop if s]
-    if stops:
-        kwargs["stop"] = stops[:_MAX_SERVER_STOPS]
-    if params.seed is not None:
-        kwargs["seed"] = params.seed
-    return kwargs, tuple(stops[_MAX_SERVER_STOPS:])
-
-
-def _messages(prompt: Prompt) -> list[dict[str, str]]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [dict(m) for m in prompt]
-
-
-def _as_text(prompt: Prompt) -> str:
-    return prompt if isinstance(prompt, str) else "\n".join(m.get("content", "") for m in prompt)

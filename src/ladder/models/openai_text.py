@@ -1,4 +1,10 @@
-"""Text helpers of the ``openai:`` backend: client-side stops, logprob spans, token counts."""
+"""Request text of the ``openai:`` backend and what it reads back from the answers.
+
+Building a request: the sampling fields for :class:`~ladder.models.base.GenerationParams`
+(with the stop strings past the API's limit left to the client), chat messages for a prompt.
+Reading an answer: client-side stops on a stream, a span's summed logprobs, token counts
+(exact from a ``tokenizer.json``, else approximate).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,48 @@ from pathlib import Path
 from typing import Any
 
 from ladder.errors import ModelLoadError, UnsupportedError
-from ladder.models.base import apply_stop
+from ladder.models.base import GenerationParams, Prompt, apply_stop
 
 __all__ = [
+    "MAX_SERVER_STOPS",
     "approx_token_count",
+    "chat_messages",
     "cut_at_stops",
     "load_tokenizer",
+    "prompt_as_text",
+    "sampling_fields",
     "span_logprob",
 ]
+
+MAX_SERVER_STOPS = 4
+"""Stop strings the OpenAI API accepts in one request; the rest are applied by the client."""
+
+
+def sampling_fields(params: GenerationParams) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Request fields for ``params``, and the stop strings left for the client to apply."""
+    kwargs: dict[str, Any] = {
+        "max_tokens": params.max_tokens,  # not max_completion_tokens: vLLM/Ollama/llama.cpp
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+    }
+    stops = [s for s in params.stop if s]
+    if stops:
+        kwargs["stop"] = stops[:MAX_SERVER_STOPS]
+    if params.seed is not None:
+        kwargs["seed"] = params.seed
+    return kwargs, tuple(stops[MAX_SERVER_STOPS:])
+
+
+def chat_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """``prompt`` as chat messages: plain text becomes one user message."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [dict(m) for m in prompt]
+
+
+def prompt_as_text(prompt: Prompt) -> str:
+    """``prompt`` as one text (messages' contents joined by newlines), for token counts."""
+    return prompt if isinstance(prompt, str) else "\n".join(m.get("content", "") for m in prompt)
 
 
 def cut_at_stops(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
@@ -95,6 +135,11 @@ def approx_token_count(text: str) -> int:
 
 
 def load_tokenizer(path: str) -> Any:
+    """A ``tokenizers.Tokenizer`` from a ``tokenizer.json`` file or the folder holding one.
+
+    Raises:
+        ModelLoadError: no such file, or not a tokenizers JSON file.
+    """
     from tokenizers import Tokenizer  # the Rust tokenizers package: no torch import
 
     file = Path(path)
