@@ -31,6 +31,7 @@ from ladder.export.families import (
     rope_dims,
     rope_theta,
 )
+from ladder.export.modelfile import modelfile as render_modelfile
 from ladder.export.vocab import write_vocab
 from ladder.fsutil import atomic_dir
 
@@ -88,7 +89,7 @@ def export_gguf(spec: str, out: str | Path, *, quant: str = "f16") -> ExportResu
         count = _write(source, config, family, target, name, quant)
         size = target.stat().st_size
         modelfile = tmp / "Modelfile"
-        modelfile.write_text(_modelfile(target.name, source), encoding="utf-8")
+        modelfile.write_text(render_modelfile(target.name, source), encoding="utf-8")
     folder = Path(out)
     return ExportResult(folder / target.name, folder / "Modelfile", count, size)
 
@@ -189,19 +190,3 @@ def _encode(array: np.ndarray, quant: str) -> tuple[np.ndarray, Any]:
             gguf.GGMLQuantizationType.Q8_0
         )
     return array.astype(np.float16), None
-
-
-def _modelfile(gguf_file: str, source: Path) -> str:
-    eos = None
-    config_file = source / "tokenizer_config.json"
-    if config_file.is_file():
-        token = json.loads(config_file.read_text(encoding="utf-8")).get("eos_token")
-        eos = token.get("content") if isinstance(token, dict) else token
-    lines = [
-        "# Ollama: ollama create NAME -f Modelfile && ollama run NAME",
-        "# The chat template travels inside the GGUF file (tokenizer.chat_template).",
-        f"FROM ./{gguf_file}",
-    ]
-    if isinstance(eos, str):
-        lines.append(f'PARAMETER stop "{eos}"')
-    return "\n".join(lines) + "\n"
