@@ -32,7 +32,8 @@ import torch
 import ladder
 from _docs import write_section
 from generate_throughput import build_checkpoint
-from ladder.cache import CachedModel, ResponseCache
+from ladder.cache import CachedModel
+from ladder.cache_store import ResponseCache
 from ladder.models.base import GenerationParams
 
 T = TypeVar("T")

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from ladder.cache import CachedModel, ResponseCache, cacheable, model_fingerprint
+from ladder.cache import CachedModel
+from ladder.cache_keys import cacheable, model_fingerprint, request_key
+from ladder.cache_store import ResponseCache
 from ladder.errors import ConfigError, EndpointError, UnsupportedError
 from ladder.models import load_model
 from ladder.models.base import GenerationParams, LanguageModel
@@ -178,10 +180,8 @@ def test_waiters_retry_when_the_shared_call_fails(server: OpenAITestServer, cach
 
 
 def _only_key(lm: CachedModel, prompt: str) -> str:
-    from ladder.cache import _key
-
     request = {"params": GREEDY.model_dump(mode="json"), "prompt": prompt}
-    return _key("generate", lm.fingerprint, request)
+    return request_key("generate", lm.fingerprint, request)
 
 
 def test_loglikelihoods_are_cached(hf_lm: LanguageModel, cache: Any) -> None:
@@ -225,7 +225,8 @@ def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path: Path) -> Non
 _WORKER = textwrap.dedent(
     """
     import json, sys
-    from ladder.cache import CachedModel, ResponseCache
+    from ladder.cache import CachedModel
+    from ladder.cache_store import ResponseCache
     from ladder.models import load_model
     from ladder.models.base import GenerationParams
 

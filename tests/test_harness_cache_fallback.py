@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ladder.cache import ResponseCache
+from ladder.cache_store import ResponseCache
 from ladder.cli.main import main
 from ladder.errors import ConfigError, UnsupportedError
 from ladder.evaluate.harness import evaluate_task

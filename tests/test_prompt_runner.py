@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from ladder.cache import CachedModel, ResponseCache
+from ladder.cache import CachedModel
+from ladder.cache_store import ResponseCache
 from ladder.cli.main import main
 from ladder.cost import Price, PriceTable
 from ladder.errors import ConfigError

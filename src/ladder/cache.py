@@ -1,8 +1,9 @@
 """A response cache for any :class:`~ladder.models.base.LanguageModel`.
 
-Answers are kept in one SQLite file (WAL mode, so readers never wait for a writer and
-several processes can share it), keyed by a fingerprint of the model, the decoding
-parameters and the prompt (text or chat messages, as canonical JSON):
+Answers are kept in one SQLite file (:class:`~ladder.cache_store.ResponseCache`, WAL mode,
+so readers never wait for a writer and several processes can share it), keyed by a
+fingerprint of the model, the decoding parameters and the prompt (text or chat messages, as
+canonical JSON; see :mod:`ladder.cache_keys`):
 
 - errors are never cached (a failed call stores nothing);
 - sampled output (``temperature > 0``) is cached only with an explicit ``seed``;
@@ -11,7 +12,8 @@ parameters and the prompt (text or chat messages, as canonical JSON):
 - identical requests in flight at the same time in one process make one inner call
   (single flight); the others wait for its answer.
 
-    from ladder.cache import CachedModel, ResponseCache
+    from ladder.cache import CachedModel
+    from ladder.cache_store import ResponseCache
     lm = CachedModel(load_model("hf:./ckpt"), ResponseCache())
     lm.generate(prompts, params)   # cold: runs the model, stores the answers
     lm.generate(prompts, params)   # warm: served from $LADDER_HOME/cache/responses.sqlite
@@ -20,235 +22,28 @@ parameters and the prompt (text or chat messages, as canonical JSON):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ladder.errors import ConfigError
+from ladder.cache_keys import (
+    cacheable,
+    canonical_json,
+    model_fingerprint,
+    prompt_json,
+    request_key,
+)
+from ladder.cache_store import ResponseCache
 from ladder.models.base import Completion, GenerationParams, LanguageModel, ModelInfo, Prompt
 
-__all__ = ["CachedModel", "ResponseCache", "cacheable", "model_fingerprint"]
+__all__ = ["CachedModel"]
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-_SQL_VARS = 500  # keys per SELECT ... IN (...): below SQLite's host-parameter limit
-
-
-def default_cache_path() -> Path:
-    """``$LADDER_HOME/cache/responses.sqlite``."""
-    from ladder.home import home_subdir
-
-    return home_subdir("cache") / "responses.sqlite"
-
-
-class ResponseCache:
-    """A key → JSON value store in one SQLite file, safe across threads and processes.
-
-    One connection, guarded by a lock, serves all threads of a process (every operation is
-    a short statement); other processes open their own connection to the same file, and
-    WAL mode with a busy timeout lets them read and write side by side.
-
-    Args:
-        path: The SQLite file; default ``$LADDER_HOME/cache/responses.sqlite``.
-        timeout_s: How long a write waits for another process's write lock.
-
-    Raises:
-        ConfigError: ``path`` exists but is not an SQLite database.
-    """
-
-    def __init__(self, path: str | Path | None = None, *, timeout_s: float = 30.0) -> None:
-        self.path = Path(path) if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._inflight: dict[str, Future[Any]] = {}
-        self._inflight_lock = threading.Lock()
-        try:
-            self._db = self._open(timeout_s)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"{self.path}: not a usable response cache ({exc}); delete the file, "
-                "point the cache elsewhere, or run with --no-cache"
-            ) from None
-
-    def _open(self, timeout_s: float) -> sqlite3.Connection:
-        """Connect, switch to WAL and create the table.
-
-        Two processes opening a new file at once can get "database is locked" at once, not
-        after the busy timeout: SQLite skips the busy handler where waiting could deadlock
-        (one connection changing the journal mode while another creates the table). Such a
-        start is tried again, with a short random pause, until ``timeout_s`` has passed.
-        """
-        import random
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while True:
-            db = sqlite3.connect(
-                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-            )
-            try:
-                db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = NORMAL")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS responses ("
-                    "key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL, "
-                    "value TEXT NOT NULL, created REAL NOT NULL)"
-                )
-                return db
-            except sqlite3.OperationalError as exc:
-                db.close()
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(random.uniform(0.01, 0.1))
-
-    def __repr__(self) -> str:
-        return f"ResponseCache({str(self.path)!r})"
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
-        """The stored values of those ``keys`` that are present."""
-        found: dict[str, Any] = {}
-        unique = list(dict.fromkeys(keys))
-        with self._lock:
-            for start in range(0, len(unique), _SQL_VARS):
-                chunk = unique[start : start + _SQL_VARS]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk
-                ).fetchall()
-                found.update((key, json.loads(value)) for key, value in rows)
-        return found
-
-    def put_many(self, kind: str, model: str, items: Iterable[tuple[str, Any]]) -> None:
-        """Store ``(key, JSON-ready value)`` pairs in one transaction (replacing old ones)."""
-        now = time.time()
-        rows = [(key, kind, model, json.dumps(value), now) for key, value in items]
-        if not rows:
-            return
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", rows
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-
-    def clear(self) -> None:
-        """Delete every stored answer."""
-        with self._lock:
-            self._db.execute("DELETE FROM responses")
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
-
-    def single_flight(
-        self, keys: Sequence[str]
-    ) -> tuple[list[str], dict[str, Future[Any]], dict[str, Future[Any]]]:
-        """Claim ``keys`` for computing: (keys now owned, their futures, futures to wait on).
-
-        A key already being computed by another thread of this process is not owned; its
-        future is returned to wait on. The owner must :meth:`settle` every owned key.
-        """
-        owned: list[str] = []
-        mine: dict[str, Future[Any]] = {}
-        theirs: dict[str, Future[Any]] = {}
-        with self._inflight_lock:
-            for key in dict.fromkeys(keys):
-                if key in self._inflight:
-                    theirs[key] = self._inflight[key]
-                else:
-                    self._inflight[key] = mine[key] = Future()
-                    owned.append(key)
-        return owned, mine, theirs
-
-    def settle(self, futures: dict[str, Future[Any]], values: dict[str, Any] | None) -> None:
-        """Release owned keys: hand ``values`` to waiters, or ``None`` when the call failed."""
-        with self._inflight_lock:
-            for key in futures:
-                self._inflight.pop(key, None)
-        for key, future in futures.items():
-            future.set_result(None if values is None else values.get(key))
-
-
-# -- keys ------------------------------------------------------------------------------
-
-
-def model_fingerprint(
-    model: LanguageModel, weights_dir: str | Path | None = None
-) -> dict[str, Any]:
-    """What identifies a model's answers: its info, and its weight files when local.
-
-    For a local checkpoint the name, size and modification time of every file in its
-    folder (weights, config, tokenizer, chat template) are included, so re-training or
-    replacing the checkpoint changes the key. The folder is ``weights_dir`` when given,
-    else ``info.name`` when that is a folder, else the transformers model's
-    ``name_or_path`` (``hf:`` and ``builtin:`` models). A model changed in memory after
-    loading is not noticed: build a new :class:`CachedModel` with ``read=False``.
-    """
-    info = model.info
-    fingerprint: dict[str, Any] = {
-        "name": info.name,
-        "backend": info.backend,
-        "parameters": info.parameters,
-        "dtype": info.dtype,
-        "device": info.device,
-    }
-    folder = _weights_folder(model, info, weights_dir)
-    if folder is not None:
-        fingerprint["files"] = sorted(
-            [p.name, p.stat().st_size, p.stat().st_mtime_ns]
-            for p in folder.iterdir()
-            if p.is_file()
-        )
-    return fingerprint
-
-
-def _weights_folder(model: Any, info: ModelInfo, weights_dir: str | Path | None) -> Path | None:
-    candidates = [weights_dir, info.name]
-    inner = getattr(model, "model", None)  # HFModel keeps the transformers model here
-    candidates.append(getattr(inner, "name_or_path", None))
-    for candidate in candidates:
-        if candidate and Path(candidate).expanduser().is_dir():
-            return Path(candidate).expanduser().resolve()
-    return None
-
-
-def cacheable(params: GenerationParams) -> bool:
-    """Greedy decoding, or sampling with an explicit seed."""
-    return params.greedy or params.seed is not None
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _prompt_json(prompt: Prompt) -> Any:
-    return prompt if isinstance(prompt, str) else [dict(m) for m in prompt]
-
-
-def _key(kind: str, model: str, request: Any) -> str:
-    text = _canonical({"v": SCHEMA_VERSION, "kind": kind, "model": model, "request": request})
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# -- the wrapper -----------------------------------------------------------------------
 
 
 class CachedModel:
@@ -283,7 +78,7 @@ class CachedModel:
         self.cache = cache
         self.read = read
         self.write = write
-        self.fingerprint = _canonical(model_fingerprint(model, weights_dir))
+        self.fingerprint = canonical_json(model_fingerprint(model, weights_dir))
         self.hits = 0
         self.misses = 0
         self._count_lock = threading.Lock()
@@ -308,7 +103,7 @@ class CachedModel:
             raise TypeError("generate() takes a list of prompts; wrap a single prompt in [...]")
         request = params.model_dump(mode="json")
         keys = [
-            _key("generate", self.fingerprint, {"params": request, "prompt": _prompt_json(p)})
+            request_key("generate", self.fingerprint, {"params": request, "prompt": prompt_json(p)})
             if cacheable(params)
             else None
             for p in prompts
@@ -340,7 +135,7 @@ class CachedModel:
         passed on), else its ``loglikelihood`` one pair at a time.
         """
         keys: list[str | None] = [
-            _key("loglikelihood", self.fingerprint, {"context": c, "continuation": x})
+            request_key("loglikelihood", self.fingerprint, {"context": c, "continuation": x})
             for c, x in pairs
         ]
         batched: Callable[..., Sequence[float]] | None = getattr(

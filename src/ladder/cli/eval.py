@@ -77,7 +77,7 @@ def eval_task(
     track: str | None = typer.Option(None, "--track", help=TRACK_HELP),
 ) -> None:
     """Evaluate a model on a task: multiple choice by log-likelihood, or generation."""
-    from ladder.cache import ResponseCache
+    from ladder.cache_store import ResponseCache
     from ladder.evaluate.harness import evaluate_task, write_outputs
     from ladder.evaluate.score import CISettings
     from ladder.evaluate.tasks import load_task

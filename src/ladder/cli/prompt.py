@@ -51,7 +51,8 @@ class PromptRunOptions(BaseModel):
 
 def _open_model(cache: bool, options: ModelOptions) -> Callable[[str], LanguageModel]:
     def open_model(spec: str) -> LanguageModel:
-        from ladder.cache import CachedModel, ResponseCache
+        from ladder.cache import CachedModel
+        from ladder.cache_store import ResponseCache
         from ladder.models import load_model
 
         model = load_model(spec, **options.for_backend(spec))

@@ -19,7 +19,7 @@ with ``multiple_choice.mode: auto`` (the default), or always with ``mode: genera
 only ``acc`` is scored; the signature says ``mode:generate`` and ``acc_norm`` is reported as
 not defined. Log-likelihood scores say ``mode:loglikelihood``.
 
-With a :class:`~ladder.cache.ResponseCache`, every request goes through a
+With a :class:`~ladder.cache_store.ResponseCache`, every request goes through a
 :class:`~ladder.cache.CachedModel`: re-running the same evaluation is answered from the
 cache, with the same scores.
 
@@ -42,7 +42,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ladder.cache import CachedModel, ResponseCache
+from ladder.cache import CachedModel
+from ladder.cache_store import ResponseCache
 from ladder.errors import ConfigError, UnsupportedError
 from ladder.evaluate._common import mean_score
 from ladder.evaluate.mc_generate import ACC_NORM_UNDEFINED, run_generated_choice

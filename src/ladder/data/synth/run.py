@@ -149,7 +149,8 @@ def _load_generator(cfg: SynthConfig) -> LanguageModel:
     lm = load_model(cfg.model)
     if not cfg.cache:
         return lm
-    from ladder.cache import CachedModel, ResponseCache
+    from ladder.cache import CachedModel
+    from ladder.cache_store import ResponseCache
 
     return CachedModel(lm, ResponseCache())
 
