@@ -21,11 +21,11 @@ from ladder.evaluate.judge import (
     PairwiseVerdict,
     compare_pairwise,
     grade_single,
-    parse_verdict,
     single_verdict_model,
 )
 from ladder.evaluate.rubric import BUILTIN_RUBRICS, load_rubric
 from ladder.evaluate.score import CISettings
+from ladder.evaluate.verdicts import parse_verdict
 from ladder.models import load_model
 from ladder.models.base import LanguageModel
 from openai_server import OpenAITestServer

@@ -1,7 +1,7 @@
 """Faithfulness of an answer to its context: the share of the answer's claims it supports.
 
 Each answer is split into claims, a judge says for each claim whether the context supports
-it (a validated JSON verdict, see :func:`ladder.evaluate.judge.ask_json`), and the row's
+it (a validated JSON verdict, see :func:`ladder.evaluate.verdicts.ask_json`), and the row's
 value is supported / total. The score is the mean over rows with a bootstrap CI. The
 approach follows FActScore (Min et al. 2023, "FActScore: Fine-grained Atomic Evaluation of
 Factual Precision") and RAGAS faithfulness (Es et al. 2023), with the context as the source.
@@ -31,8 +31,9 @@ from typing import Any, Literal
 import jinja2
 from pydantic import BaseModel, Field
 
-from ladder.evaluate.judge import Asked, JudgeResult, JudgeSettings, ask_json, judged_score
+from ladder.evaluate.judge import JudgeResult, JudgeSettings, judged_score
 from ladder.evaluate.rubric import DEFAULT_SYSTEM
+from ladder.evaluate.verdicts import Asked, ask_json
 from ladder.models.base import LanguageModel
 
 __all__ = [
