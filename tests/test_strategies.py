@@ -20,8 +20,8 @@ from ladder.errors import ConfigError
 from ladder.models import load_model
 from ladder.models.base import Completion, GenerationParams, LanguageModel, Prompt
 from ladder.prompts.answers import majority_vote, make_extractor
+from ladder.prompts.builtin_strategies import DEFAULT_COT_TRIGGER
 from ladder.prompts.strategies import (
-    DEFAULT_COT_TRIGGER,
     build_strategy,
     describe,
     example_pool,

@@ -20,8 +20,9 @@ from ladder import track
 from ladder.models import load_model
 from ladder.models.base import GenerationParams, LanguageModel
 from ladder.prompts.agent import AgentConfig, run_agent
+from ladder.prompts.builtin_strategies import ZeroShot
 from ladder.prompts.chain import Chain, Step
-from ladder.prompts.strategies import ZeroShot, run_strategy
+from ladder.prompts.strategies import run_strategy
 from ladder.prompts.template import template_from_spec
 from ladder.track import JsonlTracker, MlflowTracker, get_tracker
 from openai_server import OpenAITestServer
