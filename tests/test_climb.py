@@ -162,14 +162,16 @@ def test_climb_stops_at_the_first_good_enough_rung(
     result = climb(task, ClimbOptions(out=tmp_path / "out"))
     assert [r.rung for r in result.rows] == ["zero_shot"]  # few_shot and lora never ran
     row = result.rows[0]
-    assert row.value == 1.0 and row.ci_low == 1.0 and row.good_enough
-    assert "first rung on the model" in row.reason
+    assert row.score.value == 1.0 and row.score.ci_low == 1.0 and row.verdict.good_enough
+    assert "first rung on the model" in row.verdict.reason
     assert result.recommendation is row
     # 30 prompts of 18 words + a 1-word answer at $1 / $2 per million tokens
-    assert row.prompt_tokens == 30 * 18 and row.completion_tokens == 30
-    assert row.cost == pytest.approx((30 * 18 * 1.0 + 30 * 2.0) / 1e6)
-    assert row.latency_p50 is not None and row.latency_p95 >= row.latency_p50
-    assert row.peak_memory > 10 * 2**20
+    assert row.cost.prompt_tokens == 30 * 18 and row.cost.completion_tokens == 30
+    assert row.cost.usd == pytest.approx((30 * 18 * 1.0 + 30 * 2.0) / 1e6)
+    t = row.timing
+    assert t.latency_p50 is not None and t.latency_p95 is not None
+    assert t.latency_p95 >= t.latency_p50
+    assert row.memory.peak_bytes > 10 * 2**20
 
 
 def test_all_rungs_and_json_leaderboard(
@@ -198,15 +200,18 @@ def test_all_rungs_and_json_leaderboard(
     assert rows[2]["status"] == "skipped"  # lora cannot train an API model
     assert "Recommendation: zero_shot" in capsys.readouterr().out
     state = load_state(tmp_path / "o")
-    assert "not significantly better than zero_shot (paired bootstrap p=1.000)" in state[1].reason
-    assert "is not a local model" in state[2].reason
+    assert (
+        "not significantly better than zero_shot (paired bootstrap p=1.000)"
+        in state[1].verdict.reason
+    )
+    assert "is not a local model" in state[2].verdict.reason
 
 
 def test_a_wrong_model_is_never_good_enough(tmp_path: Path, server: OpenAITestServer) -> None:
     server.responder = lambda body: "purple"
     task = write_climb_task(tmp_path / "t", [api(server)], "  - zero_shot\n  - cot\n")
     result = climb(task, ClimbOptions(out=tmp_path / "out"))
-    assert [r.value for r in result.rows] == [0.0, 0.0]
+    assert [r.score.value for r in result.rows] == [0.0, 0.0]
     assert result.recommendation is None and "no rung is good enough" in result.why
 
 
@@ -305,7 +310,7 @@ def test_a_new_rung_is_one_registry_call(tmp_path: Path, server: OpenAITestServe
     commonest = max(sorted(set(train)), key=train.count)
     expected = [truth.count(commonest) / len(truth), truth.count("green") / len(truth)]
     assert [r.rung for r in result.rows] == ["majority", "biased"]
-    assert [r.value for r in result.rows] == pytest.approx(expected)
+    assert [r.score.value for r in result.rows] == pytest.approx(expected)
     assert expected == pytest.approx([0.3, 0.4])  # train's commonest is red; green is biased
 
 
@@ -326,7 +331,9 @@ def test_resume_after_an_interrupt_does_not_redo_finished_rungs(
     assert CALLS == ["00-first", "01-crash_once", "01-crash_once", "02-last"]
     assert [r.rung for r in result.rows] == ["first", "crash_once", "last"]
     assert first.stat().st_mtime_ns == stamp  # the finished rung's results were kept as they were
-    assert result.rows[0].value == result.rows[2].value  # same prompt, same greedy model
+    assert (
+        result.rows[0].score.value == result.rows[2].score.value
+    )  # same prompt, same greedy model
 
 
 def test_ctrl_c_says_what_is_kept_and_how_to_resume(
@@ -399,7 +406,7 @@ def test_resume_after_sigkill_of_the_cli(tmp_path: Path, server: OpenAITestServe
     result = climb(task, ClimbOptions(out=out, all_rungs=True, resume=True, optimise=False))
     assert _zero_shot_calls(server, start) == 30  # rung 1 was not run again
     assert [r.rung for r in result.rows] == ["zero_shot", "few_shot"]
-    assert result.rows[1].value == 1.0
+    assert result.rows[1].score.value == 1.0
 
 
 def _zero_shot_calls(server: OpenAITestServer, start: int) -> int:

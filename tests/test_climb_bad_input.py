@@ -91,7 +91,7 @@ def test_task_mistakes_are_one_line_and_keep_the_earlier_climb(
     assert re.search(message, line) and line.startswith("ladder: error: ")
     assert captured.out == ""
     assert snapshot(out) == before  # the finished climb's results are untouched
-    assert [r.value for r in load_state(out)] == [1.0]
+    assert [r.score.value for r in load_state(out)] == [1.0]
 
 
 def test_budget_exceeded_mid_climb_stops_keeps_rows_and_resumes(
@@ -110,7 +110,7 @@ def test_budget_exceeded_mid_climb_stops_keeps_rows_and_resumes(
     assert [r["rung"] for r in data["leaderboard"]] == ["zero_shot", "cot"]  # few_shot never ran
     assert data["stopped"].startswith("budget:") and data["variants"] == []
     for row in load_state(out):
-        assert (Path(row.folder) / "predictions.jsonl").is_file()
+        assert (Path(row.provenance.folder) / "predictions.jsonl").is_file()
     # a higher budget: --resume keeps both finished rows and runs only few_shot
     task.write_text(task.read_text().replace("max_cost_usd: 0.001", "max_cost_usd: 1.0"))
     asked = len(server.requests)

@@ -60,19 +60,21 @@ def test_dpo_on_top_of_the_sft_checkpoint_raises_margin_and_score(
 ) -> None:
     full, dpo = climbed.rows
     assert dpo.status == "done" and dpo.answered_by.endswith("01-dpo/ft/model")
-    summary = json.loads((Path(dpo.folder) / "finetune.json").read_text())
+    summary = json.loads((Path(dpo.provenance.folder) / "finetune.json").read_text())
     assert summary["start"] == full.answered_by  # LoRA on top of the full rung's checkpoint
-    metrics = dpo.train_metrics
+    metrics = dpo.training.metrics
     # before training the policy is its own reference: log 2 per held-out pair, margin 0
     assert metrics["base_validation_loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert metrics["validation_loss"] == pytest.approx(0.400, abs=0.02)  # the margin rose
     assert metrics["preference_accuracy"] == 1.0
     # its cost carries the SFT training it started from, as well as its own
-    assert dpo.train_seconds == pytest.approx(full.train_seconds + summary["train_seconds"])
-    assert dpo.compute_seconds > dpo.train_seconds
-    assert full.value == pytest.approx(25 / 30)  # as in test_climb_finetune
-    assert dpo.value == pytest.approx(28 / 30)  # measured: preference tuning fixed 3 answers
-    assert dpo.below == "full" and len(dpo.train_losses) == 20
+    seconds = dpo.training.seconds
+    assert seconds == pytest.approx(full.training.seconds + summary["train_seconds"])
+    assert dpo.cost.compute_seconds > seconds
+    assert full.score.value == pytest.approx(25 / 30)  # as in test_climb_finetune
+    assert dpo.score.value == pytest.approx(28 / 30)  # measured: preference tuning fixed 3 answers
+    assert dpo.below is not None and dpo.below.rung == "full"
+    assert len(dpo.training.losses) == 20
 
 
 @pytest.mark.slow
@@ -82,12 +84,14 @@ def test_dpo_from_the_base_raises_the_margin_only(tiny_causal_lm: Path, tmp_path
         tmp_path / "t", [f"hf:{tiny_causal_lm}"], rungs, extra="optimise: false\n"
     )
     [row] = climb(with_pairs(task), ClimbOptions(out=tmp_path / "out")).rows
-    summary = json.loads((Path(row.folder) / "finetune.json").read_text())
+    summary = json.loads((Path(row.provenance.folder) / "finetune.json").read_text())
     assert summary["start"] == f"hf:{tiny_causal_lm}"
-    assert row.train_metrics["base_validation_loss"] == pytest.approx(math.log(2), abs=1e-5)
-    assert row.train_metrics["validation_loss"] == pytest.approx(0.449, abs=0.02)
-    assert row.train_metrics["preference_accuracy"] == 1.0
-    assert row.value == 0.0  # measured: margins alone do not teach the random model the answer
+    metrics = row.training.metrics
+    assert metrics["base_validation_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert metrics["validation_loss"] == pytest.approx(0.449, abs=0.02)
+    assert metrics["preference_accuracy"] == 1.0
+    # measured: margins alone do not teach the random model the answer
+    assert row.score.value == 0.0
 
 
 def test_dpo_listed_without_pairs_is_one_line_exit_2(

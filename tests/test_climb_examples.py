@@ -195,12 +195,13 @@ def test_quick_climb_of_each_example(
     )
     result = climb(task, options)
     assert [r.status for r in result.rows] == ["done"] * len(rungs)
-    assert [r.n for r in result.rows] == [6] * len(rungs)
+    assert [r.score.n for r in result.rows] == [6] * len(rungs)
     metric = load_task(task).spec.metric_name()
-    assert all(r.metric == metric and 0.0 <= (r.value or 0.0) <= 1.0 for r in result.rows)
+    scores = [r.score for r in result.rows]
+    assert all(s.metric == metric and 0.0 <= (s.value or 0.0) <= 1.0 for s in scores)
     assert result.report is not None and result.report.is_file()
     for row in result.rows:
-        lines = (Path(row.folder) / "predictions.jsonl").read_text().splitlines()
+        lines = (Path(row.provenance.folder) / "predictions.jsonl").read_text().splitlines()
         assert len(lines) == 6 and all("prediction" in json.loads(x) for x in lines)
 
 
@@ -238,8 +239,8 @@ def test_chain_rung_feeds_each_step_the_one_before(
     task = riddles_task(tmp_path, INLINE)
     result = climb(task, ClimbOptions(out=tmp_path / "out", models=[api(server)]))
     [row] = result.rows
-    assert row.status == "done" and row.n == 5
-    raw_file = Path(row.folder) / "predictions.raw.jsonl"
+    assert row.status == "done" and row.score.n == 5
+    raw_file = Path(row.provenance.folder) / "predictions.raw.jsonl"
     raw = [json.loads(x) for x in raw_file.read_text().splitlines()]
     tests = load_task(task).test
     for item, record in zip(raw, tests, strict=True):
@@ -248,7 +249,7 @@ def test_chain_rung_feeds_each_step_the_one_before(
         assert item["output"] == item["steps"]["riddle"] == f"RIDDLE about {last_word}"
         assert item["prompts"]["riddle"][-1]["content"].endswith(f"\nSUMMARY OF {last_word}")
     assert server.count("/v1/chat/completions") == 10  # two steps x five records
-    assert row.prompt_tokens > 0 and row.cost > 0  # priced per token (prices.yaml)
+    assert row.cost.prompt_tokens > 0 and row.cost.usd > 0  # priced per token (prices.yaml)
     # max_tokens: the step's own 8 for the summary, the task's 40 for the riddle
     sent = sorted({r.body.get("max_tokens") for r in server.requests})
     assert sent == [8, 40]
@@ -306,7 +307,7 @@ def test_chain_rung_resumes_after_the_rows_it_finished(
     server.responder = lambda body: "fine"
     result = climb(task, ClimbOptions(out=out, models=[api(server)], resume=True))
     assert server.count() == 4  # records 5 and 6, two steps each
-    assert result.rows[0].n == 6 and len(rows_file.read_text().splitlines()) == 6
+    assert result.rows[0].score.n == 6 and len(rows_file.read_text().splitlines()) == 6
 
 
 def test_riddles_judge_grades_the_predictions_a_climb_wrote(
@@ -316,7 +317,7 @@ def test_riddles_judge_grades_the_predictions_a_climb_wrote(
     server.responder = lambda body: "I fall on the town. What am I? Rain."
     task = riddles_task(tmp_path, INLINE)
     result = climb(task, ClimbOptions(out=tmp_path / "out", models=[api(server)]))
-    predictions = Path(result.rows[0].folder) / "predictions.jsonl"
+    predictions = Path(result.rows[0].provenance.folder) / "predictions.jsonl"
     server.responder = lambda body: (
         '{"rationale": "a riddle, but the facts are missing", "score": 2}'
     )

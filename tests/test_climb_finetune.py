@@ -35,40 +35,41 @@ def climbs(tiny_causal_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> li
 
 def test_finetuning_beats_zero_shot_with_pinned_numbers(climbs: list[ClimbResult]) -> None:
     zero, few, full = climbs[0].rows
-    assert (zero.value, few.value) == (0.0, 0.0)  # a random model does not know the colours
-    assert full.value == pytest.approx(25 / 30)  # measured: 25 of 30 right after 30 steps
-    assert full.ci_low == pytest.approx(0.667, abs=1e-3) and full.ci_high == pytest.approx(
-        0.967, abs=1e-3
-    )
-    assert full.good_enough and full.below == "few_shot" and full.p_value_vs_below == 0.0
+    assert (zero.score.value, few.score.value) == (0.0, 0.0)  # a random model does not know
+    assert full.score.value == pytest.approx(25 / 30)  # measured: 25 of 30 right after 30 steps
+    assert full.score.ci_low == pytest.approx(0.667, abs=1e-3)
+    assert full.score.ci_high == pytest.approx(0.967, abs=1e-3)
+    assert full.verdict.good_enough and full.below is not None
+    assert (full.below.rung, full.below.p_value) == ("few_shot", 0.0)
     assert (
         climbs[0].recommendation is full and "significantly better than few_shot" in climbs[0].why
     )
-    assert len(full.train_losses) == 30 and full.train_losses[-1] < full.train_losses[0] / 4
-    assert full.answered_by.endswith("02-full/ft/model") and full.compute_seconds > 0
+    losses = full.training.losses
+    assert len(losses) == 30 and losses[-1] < losses[0] / 4
+    assert full.answered_by.endswith("02-full/ft/model") and full.cost.compute_seconds > 0
 
 
 def test_int8_variant_of_the_fine_tuned_checkpoint(climbs: list[ClimbResult]) -> None:
     full = climbs[0].rows[2]
     [variant] = climbs[0].variants
     assert variant.name == "dynamic int8" and variant.model == full.answered_by + "#int8"
-    assert variant.value == pytest.approx(25 / 30)  # measured: the same 25 right as full
-    assert variant.verdict == "keeps quality"
-    assert variant.delta == 0.0 and variant.delta_ci_low <= 0.0 <= (variant.delta_ci_high or 0)
+    assert variant.score.value == pytest.approx(25 / 30)  # measured: the same 25 right as full
+    assert variant.verdict == "keeps quality" and variant.difference is not None
+    d = variant.difference
+    assert d.delta == 0.0 and d.ci_low <= 0.0 <= d.ci_high
     # it keeps the training cost of the checkpoint it quantised
-    assert variant.cost > full.train_seconds / 3600 > 0 and variant.cost_saving is not None
+    assert variant.cost.usd > full.training.seconds / 3600 > 0
+    assert variant.savings.cost is not None
 
 
 def test_the_same_climb_twice_gives_identical_scores(climbs: list[ClimbResult]) -> None:
-    first, second = (
-        [(r.rung, r.value, r.ci_low, r.ci_high, r.p_value_vs_below) for r in c.rows] for c in climbs
-    )
+    first, second = ([(r.rung, r.score, r.below) for r in c.rows] for c in climbs)
     assert first == second
-    assert [
-        (v.name, v.value, v.delta, v.delta_ci_low, v.delta_ci_high) for v in climbs[0].variants
-    ] == [(v.name, v.value, v.delta, v.delta_ci_low, v.delta_ci_high) for v in climbs[1].variants]
-    assert climbs[0].rows[2].train_losses == climbs[1].rows[2].train_losses
-    preds = [(Path(c.rows[2].folder) / "predictions.jsonl").read_text() for c in climbs]
+    assert [(v.name, v.score, v.difference) for v in climbs[0].variants] == [
+        (v.name, v.score, v.difference) for v in climbs[1].variants
+    ]
+    assert climbs[0].rows[2].training.losses == climbs[1].rows[2].training.losses
+    preds = [(Path(c.rows[2].provenance.folder) / "predictions.jsonl").read_text() for c in climbs]
     assert [json.loads(x)["prediction"] for x in preds[0].splitlines()] == [
         json.loads(x)["prediction"] for x in preds[1].splitlines()
     ]
@@ -104,10 +105,9 @@ def test_rag_rung_puts_retrieved_sources_in_the_prompt(
     task_file.write_text(text)
     result = climb(task_file, ClimbOptions(out=tmp_path / "out", embedder=TableEmbedder()))
     [row] = result.rows
-    assert row.status == "done" and row.n == 6
-    raw = [
-        json.loads(x) for x in (Path(row.folder) / "predictions.raw.jsonl").read_text().splitlines()
-    ]
+    assert row.status == "done" and row.score.n == 6
+    folder = Path(row.provenance.folder)
+    raw = [json.loads(x) for x in (folder / "predictions.raw.jsonl").read_text().splitlines()]
     for item in raw:
         prompt = item["prompt"][-1]["content"]
         animal = (
@@ -120,7 +120,7 @@ def test_rag_rung_puts_retrieved_sources_in_the_prompt(
         assert "[1] A " in prompt
         if animal is not None:  # the letter-count embedder ranks the matching fact first
             assert f"[1] A {animal} is always" in prompt
-    assert (Path(row.folder) / "kb" / "knowledge").is_dir()
+    assert (folder / "kb" / "knowledge").is_dir()
 
 
 def test_tagger_example_generates_its_data_and_loads(tmp_path: Path) -> None:
@@ -149,6 +149,6 @@ def test_adapter_rungs_merge_and_answer(tiny_causal_lm: Path, tmp_path: Path) ->
     task = write_climb_task(tmp_path / "t", [f"hf:{tiny_causal_lm}"], f"  - {lora}\n  - {qlora}\n")
     result = climb(task, ClimbOptions(out=tmp_path / "out", all_rungs=True))
     for row in result.rows:
-        assert row.status == "done" and len(row.train_losses) == 30
+        assert row.status == "done" and len(row.training.losses) == 30
         assert (Path(row.answered_by.removeprefix("hf:")) / "model.safetensors").is_file()
-        assert row.train_losses[-1] < row.train_losses[0]
+        assert row.training.losses[-1] < row.training.losses[0]

@@ -81,20 +81,21 @@ def test_judge_column_grades_every_answer_with_a_ci(
     asked = _asked(judge)
     result = climb(task, ClimbOptions(out=tmp_path / "out"))
     row = result.rows[0]
-    assert row.value is not None and 0.0 < row.value < 1.0  # birds are wrong
+    assert row.score.value is not None and 0.0 < row.score.value < 1.0  # birds are wrong
     # The judge saw every answer and its reference: grade 5 when right, 1 when wrong.
     assert _asked(judge) - asked == 20
-    assert row.judge_value == pytest.approx(1.0 + 4.0 * row.value)
-    assert row.judge_ci_low is not None and row.judge_ci_high is not None
-    assert row.judge_ci_low < row.judge_value < row.judge_ci_high
-    assert row.judge_valid == "20/20" and "rubric:correctness-" in row.judge_signature
-    verdicts = [json.loads(x) for x in (Path(row.folder) / "judgments.jsonl").open()]
+    judged = row.judge
+    assert judged is not None and judged.value == pytest.approx(1.0 + 4.0 * row.score.value)
+    assert judged.ci_low is not None and judged.ci_high is not None
+    assert judged.ci_low < judged.value < judged.ci_high
+    assert judged.valid == "20/20" and "rubric:correctness-" in judged.signature
+    verdicts = [json.loads(x) for x in (Path(row.provenance.folder) / "judgments.jsonl").open()]
     assert len(verdicts) == 20 and {v["rationale"] for v in verdicts} == {"matches", "differs"}
     board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
     assert board["judge"]["model"] == spec
-    assert board["leaderboard"][0]["judge_value"] == pytest.approx(row.judge_value)
+    assert board["leaderboard"][0]["judge_value"] == pytest.approx(judged.value)
     html = (tmp_path / "out" / "report.html").read_text()
-    assert "judge [95% CI]" in html and f"{row.judge_value:.2f} [" in html
+    assert "judge [95% CI]" in html and f"{judged.value:.2f} [" in html
 
 
 def test_min_score_makes_the_judge_part_of_the_stop_rule(
@@ -107,9 +108,9 @@ def test_min_score_makes_the_judge_part_of_the_stop_rule(
     task = _task(tmp_path, model, f"judge: {{model: '{spec}', min_score: 3}}\ngood_enough: 0.1\n")
     task.write_text(task.read_text().replace("good_enough: 0.8\n", ""))
     row = climb(task, ClimbOptions(out=tmp_path / "out")).rows[0]
-    assert row.value is not None and row.value >= 0.1  # the metric alone would pass
-    assert not row.good_enough
-    assert row.reason == "judge 2.000 is below judge.min_score 3.0"
+    assert row.score.value is not None and row.score.value >= 0.1  # the metric alone would pass
+    assert not row.verdict.good_enough
+    assert row.verdict.reason == "judge 2.000 is below judge.min_score 3.0"
 
 
 def test_resume_with_a_judge_grades_finished_rungs_without_rerunning_them(
@@ -120,16 +121,17 @@ def test_resume_with_a_judge_grades_finished_rungs_without_rerunning_them(
     task = _task(tmp_path, model, rungs="  - zero_shot\n  - {rung: few_shot, k: 2}\n")
     out = tmp_path / "out"
     first = climb(task, ClimbOptions(out=out, all_rungs=True))
-    assert all(not r.judge_key for r in first.rows)
+    assert all(r.judge is None for r in first.rows)
     answered = _asked(model)
     options = ClimbOptions(
         out=out, all_rungs=True, resume=True, judge=f"openai:nologprobs@{judge.base_url}"
     )
     again = climb(task, options)
     assert _asked(model) == answered  # the finished rungs were not asked again
-    assert [r.value for r in again.rows] == [r.value for r in first.rows]
+    assert [r.score.value for r in again.rows] == [r.score.value for r in first.rows]
     for row in again.rows:
-        assert row.judge_value == pytest.approx(1.0 + 4.0 * (row.value or 0.0))
+        assert row.judge is not None
+        assert row.judge.value == pytest.approx(1.0 + 4.0 * (row.score.value or 0.0))
     # Graded once: a second resume with the same judge asks it nothing.
     graded = _asked(judge)
     climb(task, options)
@@ -145,9 +147,10 @@ def test_a_judge_that_never_gives_a_valid_verdict_leaves_the_column_empty(
     spec = f"openai:nologprobs@{judge.base_url}"
     task = _task(tmp_path, model, f"judge: {{model: '{spec}', attempts: 1}}\n")
     row = climb(task, ClimbOptions(out=tmp_path / "out")).rows[0]
-    assert row.value is not None  # the metric is still there
-    assert row.judge_value is None and row.judge_valid == "0/20"
-    errors = [json.loads(x)["error"] for x in (Path(row.folder) / "judgments.jsonl").open()]
+    assert row.score.value is not None  # the metric is still there
+    assert row.judge is not None and row.judge.value is None and row.judge.valid == "0/20"
+    judgments = Path(row.provenance.folder) / "judgments.jsonl"
+    errors = [json.loads(x)["error"] for x in judgments.open()]
     assert all(errors)
 
 
@@ -159,7 +162,7 @@ def test_judge_section_without_a_model_judges_nothing_and_says_so(
     task = _task(tmp_path, model, "judge: {rubric: helpfulness}\n")
     said: list[str] = []
     result = climb(task, ClimbOptions(out=tmp_path / "out", log=said.append))
-    assert result.judge is None and not result.rows[0].judge_key
+    assert result.judge is None and result.rows[0].judge is None
     assert any("no judge model" in line and "--judge" in line for line in said)
 
 
@@ -226,7 +229,8 @@ def test_riddles_example_is_judged_on_its_own_rubric(
         judge=f"openai:nologprobs@{judge.base_url}",
     )
     row = climb(folder / "task.yaml", options).rows[0]
-    assert row.judge_value == 3.0 and "rubric:riddle-" in row.judge_signature
+    assert row.judge is not None and row.judge.value == 3.0
+    assert "rubric:riddle-" in row.judge.signature
     assert len(prompts) == 4 and all('ends with "What am I?"' in p for p in prompts)
     tests = [json.loads(x) for x in (folder / "data" / "test.jsonl").open()][:4]
     for record in tests:  # each judge prompt: the article, then its reference riddle

@@ -24,6 +24,7 @@ from conftest import CLIMB_LABELS, write_climb_task
 from ladder.cli.main import main
 from ladder.climb import ClimbOptions, ClimbResult, climb
 from ladder.climb.optimise import model_size, smaller_models
+from ladder.climb.parts import Difference
 from ladder.climb.state import load_variants
 from openai_server import OpenAITestServer
 
@@ -96,17 +97,18 @@ def test_variants_keep_or_drop_quality(climbed: tuple[ClimbResult, Path, int]) -
     ]
     by = {v.name.split("@")[0]: v for v in result.variants}
     keep, drop = by["k=2"], by["k=1"]
-    assert (keep.value, keep.delta, keep.delta_ci_low, keep.delta_ci_high) == (1.0, 0.0, 0.0, 0.0)
-    assert (drop.value, drop.delta, drop.delta_ci_high) == (0.0, -1.0, -1.0)
+    assert (keep.score.value, keep.difference) == (1.0, Difference(0.0, 0.0, 0.0))
+    assert drop.difference is not None
+    assert (drop.score.value, drop.difference.delta, drop.difference.ci_high) == (0.0, -1.0, -1.0)
     assert "significantly worse" in drop.reason and "reaches 0" in keep.reason
     assert by["dynamic int8"].reason.endswith("is an API model")
     # savings against few_shot k=4: measured from the server's token counts
-    assert keep.cost < result.recommendation.cost and keep.cost_saving == pytest.approx(
-        1 - keep.cost / rec.cost
-    )
+    assert keep.cost.usd < rec.cost.usd
+    assert keep.savings.cost == pytest.approx(1 - keep.cost.usd / rec.cost.usd)
     # "You label animals." is 3 tokens of the server's count, in each of 30 prompts at $1/M
-    assert by["no system message"].cost_saving == pytest.approx(3 * 30 / 1e6 / rec.cost)
-    assert by["model openai:echo"].run_id == result.rows[2 + 1].run_id  # the climb's own row
+    assert by["no system message"].savings.cost == pytest.approx(3 * 30 / 1e6 / rec.cost.usd)
+    # the climb's own row
+    assert by["model openai:echo"].provenance.run_id == result.rows[2 + 1].provenance.run_id
 
 
 def test_smaller_model_row_is_reused_not_rerun(
@@ -156,20 +158,22 @@ def test_every_number_traces_to_a_run_with_config_and_data_hashes(
     assert resolved["data_sha256"] == digests and resolved["task"]["good_enough"] == 0.8
     page = result.report.read_text() if result.report else ""
     for row in result.rows:
-        run = row.run_id
+        run = row.provenance.run_id
         assert starts[run]["name"] == f"rung {row.rung}" and starts[run]["parent"] == result.run_id
         assert {f"data_sha256.{s}": d for s, d in digests.items()}.items() <= params[run].items()
-        assert params[run]["template_version"] == row.template_version != ""
+        assert params[run]["template_version"] == row.provenance.template_version != ""
         assert {"predictions.jsonl", "predictions.raw.jsonl", "task.resolved.yaml"} <= stored[run]
         assert f"title='{run}'" in page
     few = result.rows[1]
-    assert params[few.run_id]["option.k"] == 4 and params[few.run_id]["option.selector"] == "random"
+    few_run = few.provenance.run_id
+    assert params[few_run]["option.k"] == 4 and params[few_run]["option.selector"] == "random"
     ran = [v for v in result.variants if v.status == "done" and v.kind != "model"]
     for v in ran:
-        assert starts[v.run_id]["name"] == f"variant {v.name}" and f"title='{v.run_id}'" in page
-        assert "predictions.jsonl" in stored[v.run_id]
-    versions = {v.name: v.template_version for v in ran}
-    assert versions["no system message"] != few.template_version == versions["k=2"]
+        run = v.provenance.run_id
+        assert starts[run]["name"] == f"variant {v.name}" and f"title='{run}'" in page
+        assert "predictions.jsonl" in stored[run]
+    versions = {v.name: v.provenance.template_version for v in ran}
+    assert versions["no system message"] != few.provenance.template_version == versions["k=2"]
     assert {"report.html", "climb.json", "leaderboard.json", "task.resolved.yaml"} <= stored[
         result.run_id
     ]
@@ -182,9 +186,7 @@ def test_resume_keeps_finished_rows_and_variants(
     result, _, requests = climbed
     again = climb(result.task.path, ClimbOptions(out=result.out, resume=True))
     assert len(server.requests) == requests  # nothing was asked again
-    assert [(v.name, v.value, v.run_id) for v in again.variants] == [
-        (v.name, v.value, v.run_id) for v in result.variants
-    ]
+    assert [v.to_record() for v in again.variants] == [v.to_record() for v in result.variants]
 
 
 # -- switching it off, choosing kinds, local models ------------------------------------------
@@ -231,11 +233,10 @@ def test_quantised_variant_of_a_local_model(tiny_causal_lm: Path, tmp_path: Path
     result = climb(task, ClimbOptions(out=tmp_path / "out"))
     [variant] = result.variants
     assert variant.status == "done" and variant.model == f"hf:{tiny_causal_lm}#int8"
-    assert variant.verdict == "keeps quality" and variant.value == 0.0
-    preds = [
-        json.loads(x) for x in (Path(variant.folder) / "predictions.jsonl").read_text().splitlines()
-    ]
-    assert len(preds) == 12 and variant.latency_p50 is not None
+    assert variant.verdict == "keeps quality" and variant.score.value == 0.0
+    predictions = Path(variant.provenance.folder) / "predictions.jsonl"
+    preds = [json.loads(x) for x in predictions.read_text().splitlines()]
+    assert len(preds) == 12 and variant.timing.latency_p50 is not None
 
 
 def test_smaller_models_by_parameters_and_price(

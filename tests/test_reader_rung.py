@@ -20,7 +20,7 @@ from conftest import CLIMB_LABELS, TableEmbedder, write_climb_task
 from ladder.climb import ClimbOptions, ClimbResult, climb, load_task
 from ladder.climb.finetune_rungs import TunedAnswerRung
 from ladder.climb.rag_rung import SOURCES_FIELD, TaskRetrieval
-from ladder.climb.rungs import RungContext, get_rung_class
+from ladder.climb.rungs import Retrieved, RungContext, get_rung_class
 from ladder.errors import ConfigError
 
 READER = (
@@ -62,7 +62,8 @@ def test_training_records_carry_the_sources_retrieved_for_their_input(
     climbed: ClimbResult,
 ) -> None:
     row = climbed.rows[1]
-    rows = [json.loads(x) for x in (Path(row.folder) / "train.jsonl").read_text().splitlines()]
+    train = Path(row.provenance.folder) / "train.jsonl"
+    rows = [json.loads(x) for x in train.read_text().splitlines()]
     assert len(rows) == 80
     for item in rows:
         user, answer = item["messages"][-2]["content"], item["messages"][-1]["content"]
@@ -81,19 +82,21 @@ def raw_rows(folder: str) -> list[dict[str, Any]]:
 
 def test_reader_learns_and_is_asked_with_the_rag_rungs_prompt(climbed: ClimbResult) -> None:
     rag, row = climbed.rows
-    assert row.status == "done" and row.n == 12
-    for mine, theirs in zip(raw_rows(row.folder), raw_rows(rag.folder), strict=True):
+    assert row.status == "done" and row.score.n == 12
+    folder = row.provenance.folder
+    for mine, theirs in zip(raw_rows(folder), raw_rows(rag.provenance.folder), strict=True):
         assert mine["prompt"] == theirs["prompt"]  # asked exactly as the rag rung asks
         animal = animal_of(mine["input"]["input"])
         assert f"[1] the {animal} is {CLIMB_LABELS[animal]} ." in mine["prompt"][-1]["content"]
     # the same prompts: the random model cannot read them, 30 steps of training can
-    assert (rag.value, row.value) == (0.0, 1.0)  # measured: 0 and 12 of 12 right
-    assert row.good_enough and row.p_value_vs_below == 0.0
-    assert len(row.train_losses) == 30 and row.train_losses[-1] < row.train_losses[0] / 4
+    assert (rag.score.value, row.score.value) == (0.0, 1.0)  # measured: 0 and 12 of 12 right
+    assert row.verdict.good_enough and row.below is not None and row.below.p_value == 0.0
+    losses = row.training.losses
+    assert len(losses) == 30 and losses[-1] < losses[0] / 4
     assert row.answered_by.endswith("01-reader/ft/model")
-    summary = json.loads((Path(row.folder) / "finetune.json").read_text())
+    summary = json.loads((Path(folder) / "finetune.json").read_text())
     assert summary["retrieval_seconds"] > 0.0  # train-side retrieval, charged as training
-    assert row.train_seconds >= summary["train_seconds"] and row.compute_seconds > 0
+    assert row.training.seconds >= summary["train_seconds"] and row.cost.compute_seconds > 0
 
 
 def test_resume_reuses_the_finished_training(
@@ -113,7 +116,7 @@ def test_resume_reuses_the_finished_training(
     )
     again = climb(task.path, options)
     assert any("reusing the finished training" in line for line in lines)
-    assert weights.stat().st_mtime_ns == stamp and again.rows[1].value == row.value
+    assert weights.stat().st_mtime_ns == stamp and again.rows[1].score.value == row.score.value
 
 
 @pytest.mark.parametrize(
@@ -158,7 +161,7 @@ def test_task_retrieval_ranks_the_matching_fact_first(tmp_path: Path) -> None:
     ctx = RungContext(tmp_path / "rung", embedder=TableEmbedder())
     retrieval = TaskRetrieval.index(task, {"k": 2, "mode": "text"}, ctx)  # BM25: the animal
     records, seconds = retrieval.with_sources(task.test)
-    assert len(records) == len(seconds) == 12 and retrieval.details()["chunks"] == 3
+    assert len(records) == len(seconds) == 12 and retrieval.settings().chunks == 3
     for record in records:
         animal = animal_of(record["input"])
         first, *rest = record[SOURCES_FIELD].split("\n")  # BM25 drops chunks with no match
@@ -175,6 +178,6 @@ def test_tuned_answer_rung_asks_the_checkpoint_as_its_rung_did(
     ctx = RungContext(tmp_path / "answer", embedder=TableEmbedder())
     result = rung.run(climbed.task, row.answered_by, ctx)
     again = raw_rows(str(ctx.out))
-    assert [r["prompt"] for r in again] == [r["prompt"] for r in raw_rows(row.folder)]
-    assert result.outputs == [r["output"] for r in raw_rows(row.folder)]
-    assert result.details["retrieval"] == {"k": 1, "mode": "text", "chunks": 3}
+    assert [r["prompt"] for r in again] == [r["prompt"] for r in raw_rows(row.provenance.folder)]
+    assert result.outputs == [r["output"] for r in raw_rows(row.provenance.folder)]
+    assert result.retrieval == Retrieved(k=1, mode="text", chunks=3)

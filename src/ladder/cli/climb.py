@@ -131,7 +131,7 @@ def print_result(result: ClimbResult, *, times: bool = False) -> None:
 
     console.print(terminal_table(result))
     if times:
-        seconds = ", ".join(f"{r.rung} {r.wall_s:.0f}s" for r in result.rows)
+        seconds = ", ".join(f"{r.rung} {r.timing.wall_s:.0f}s" for r in result.rows)
         console.print(f"Time per rung: {seconds}", markup=False)
     rec = result.recommendation
     headline = f"Recommendation: {rec.rung} on {rec.model}" if rec else "Nothing good enough yet"

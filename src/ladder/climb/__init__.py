@@ -4,18 +4,21 @@
     result = climb("examples/tagger/task.yaml", ClimbOptions(out=Path("runs/tagger")))
     result.recommendation, result.why, result.report
 
-Modules: task.py (the task file), rungs.py (the registry), prompt_rungs.py,
-finetune_rungs.py (incl. dpo), rag_rung.py, climb.py (the loop, stop rule and resume),
-optimise.py (cheaper variants of the recommendation), measure.py (memory, latency, paired
-tests), tracking.py (parent and child runs), state.py, report.py + report_tables.py (HTML
-and terminal tables), select.py (model selection on the dev split).
+Modules: task/ (the task file: schema, validation, data, output parsing), rungs.py (the
+registry), prompt_rungs.py, chain_rung.py, finetune_rungs.py (incl. dpo), rag_rung.py,
+climb.py (the loop and resume), record.py (a row and a variant, of typed parts),
+scoring.py (metric, CI, cost, paired test), stop_rule.py (verdict, recommendation, budget),
+optimise.py (cheaper variants of the recommendation), judging.py (the judge column),
+measure.py (memory, latency, paired tests), tracking.py (parent and child runs), state.py
+(climb.json, predictions), report.py + report_plots.py + report_tables.py (HTML, SVG and
+terminal tables), select.py (model selection on the dev split).
 """
 
 # The built-in rungs join the registry from here, like any other (the registry names none).
 from ladder.climb import chain_rung, finetune_rungs, prompt_rungs, rag_rung  # noqa: F401
 from ladder.climb.climb import ClimbOptions, ClimbResult, climb
+from ladder.climb.record import Row, Variant
 from ladder.climb.rungs import Rung, RungContext, RungResult, register_rung, rung_names
-from ladder.climb.state import Row, Variant
 from ladder.climb.task import LoadedTask, TaskSpec, load_task
 
 __all__ = [

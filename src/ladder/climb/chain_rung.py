@@ -138,7 +138,6 @@ class ChainRung:
             completion_tokens=sum(int(r["completion_tokens"]) for r in rows),
             token_cost_usd=sum(float(r["cost_usd"]) for r in rows),
             compute_seconds=sum(float(r["latency_s"]) for r in rows) if local else 0.0,
-            details={"chain": chain.name, "steps": versions},
         )
 
 

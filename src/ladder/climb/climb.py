@@ -41,24 +41,24 @@ from pathlib import Path
 from typing import Any
 
 from ladder.climb.judging import Judge, make_judge, needs_judging
-from ladder.climb.measure import PeakMemory, paired_test, percentile
-from ladder.climb.rungs import ModelCache, Rung, RungContext, RungResult, build_rung
+from ladder.climb.measure import PeakMemory
+from ladder.climb.parts import Memory, Provenance, Score, Verdict
+from ladder.climb.record import Row, Variant
+from ladder.climb.rungs import ModelCache, RungContext, build_rung
+from ladder.climb.scoring import RungJob, score_rung
 from ladder.climb.state import (
     RESOLVED_TASK_FILE,
     STATE_FILE,
-    Row,
-    Variant,
     check_out,
     load_variants,
     model_folder,
-    prediction_texts,
     resolved_task,
     resumable_rows,
     save_state,
     slug,
-    write_predictions,
 )
-from ladder.climb.task import LoadedTask, RungSpec, load_task, parse_output
+from ladder.climb.stop_rule import over_budget, recommend, verdict
+from ladder.climb.task import LoadedTask, RungSpec, load_task
 from ladder.climb.tracking import (
     log_parent,
     record_judge,
@@ -85,6 +85,19 @@ LEADERBOARD_KEYS = (
     "latency_p50",
     "peak_memory",
     "good_enough",
+)
+# Also in each leaderboard row: the p95, status, timings, run id and the judge column.
+_LEADERBOARD_EXTRA = (
+    "latency_p95",
+    "status",
+    "reason",
+    "wall_s",
+    "compute_seconds",
+    "run_id",
+    "judge_value",
+    "judge_ci_low",
+    "judge_ci_high",
+    "judge_valid",
 )
 
 
@@ -140,25 +153,14 @@ class ClimbResult:
             "why": self.why,
             "stopped": self.stopped,
             "leaderboard": self.leaderboard(),
-            "variants": [dataclasses.asdict(v) for v in self.variants],
+            "variants": [v.to_record() for v in self.variants],
         }
 
 
 def leaderboard_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
     """Rows with the leaderboard keys (plus p95, status, timings and run id), in climb order."""
-    extra = (
-        "latency_p95",
-        "status",
-        "reason",
-        "wall_s",
-        "compute_seconds",
-        "run_id",
-        "judge_value",
-        "judge_ci_low",
-        "judge_ci_high",
-        "judge_valid",
-    )
-    return [{k: getattr(r, k) for k in (*LEADERBOARD_KEYS, *extra)} for r in rows]
+    keys = (*LEADERBOARD_KEYS, *_LEADERBOARD_EXTRA)
+    return [{k: record[k] for k in keys} for record in (r.to_record() for r in rows)]
 
 
 def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
@@ -181,8 +183,6 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
     kept = {v.key: v for v in load_variants(out) if v.status == "done"} if options.resume else {}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RESOLVED_TASK_FILE, resolved_task(task))
-    cache = ModelCache(options.model_loader)
-    rows: list[Row] = []
     stopped = "all rungs climbed" if options.all_rungs else ""
     tracker = get_tracker(options.tracking_uri)
     if judge is None and task.spec.judge is not None:
@@ -192,35 +192,40 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
         )
     with tracker.run(f"climb {task.spec.name}", tags={"task": task.spec.name}) as parent:
         log_parent(parent, task, models)
-        run_id = run_id_of(parent)
-        budget_hit = ""
-        for model in models:
-            budget_hit = _climb_model(task, model, options, cache, done, rows, parent, judge)
-            if budget_hit:
-                stopped = budget_hit
-                break
+        climber = _Climber(task, options, ModelCache(options.model_loader), judge, parent, done)
+        budget_hit = climber.climb_models(models)
+        rows = climber.rows
         recommendation, why = recommend(rows, task)
         variants: list[Variant] = []
         if recommendation is not None and options.optimise and not budget_hit:
-            variants = _optimise(task, recommendation, rows, models, options, cache, parent, kept)
+            variants = climber.optimise(recommendation, models, kept)
         save_state(out, task, rows, finished=True, variants=variants)
-        from ladder.climb.report import write_report
-
         result = ClimbResult(
-            task, rows, recommendation, why, stopped, out, None, variants, run_id, judge
+            task=task,
+            rows=rows,
+            recommendation=recommendation,
+            why=why,
+            stopped=budget_hit or stopped,
+            out=out,
+            variants=variants,
+            run_id=run_id_of(parent),
+            judge=judge,
         )
-        atomic_write_text(out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2) + "\n")
-        result.report = write_report(result, out / "report.html")
-        for name in ("report.html", STATE_FILE, LEADERBOARD_FILE, RESOLVED_TASK_FILE):
-            parent.log_artifact(out / name)
-        if recommendation is not None:
-            parent.set_tags(
-                {
-                    "recommendation": recommendation.key,
-                    "recommendation.run_id": recommendation.run_id,
-                }
-            )
+        _publish(result, parent)
     return result
+
+
+def _publish(result: ClimbResult, parent: Any) -> None:
+    """Write the leaderboard and the report, and log them with the state into ``parent``."""
+    from ladder.climb.report import write_report
+
+    out, rec = result.out, result.recommendation
+    atomic_write_text(out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2) + "\n")
+    result.report = write_report(result, out / "report.html")
+    for name in ("report.html", STATE_FILE, LEADERBOARD_FILE, RESOLVED_TASK_FILE):
+        parent.log_artifact(out / name)
+    if rec is not None:
+        parent.set_tags({"recommendation": rec.key, "recommendation.run_id": rec.provenance.run_id})
 
 
 def _check_models(models: Sequence[str]) -> None:
@@ -229,245 +234,137 @@ def _check_models(models: Sequence[str]) -> None:
         check_model(model)
 
 
-def _optimise(
-    task: LoadedTask,
-    winner: Row,
-    rows: list[Row],
-    models: list[str],
-    options: ClimbOptions,
-    cache: ModelCache,
-    tracker: Any,
-    kept: dict[str, Variant],
-) -> list[Variant]:
-    from ladder.climb.optimise import Optimiser
+@dataclass
+class _Climber:
+    """One climb under way: what every rung run needs, and the rows so far.
 
-    out = Path(options.out)
+    ``parent`` is the tracker's open parent run; ``done`` the finished rows of an earlier
+    climb of the same task (``--resume``), by key.
+    """
 
-    def run(vtask: LoadedTask, model: str, spec: RungSpec, rung: Rung, folder: Path) -> Row:
+    task: LoadedTask
+    options: ClimbOptions
+    cache: ModelCache
+    judge: Judge | None
+    parent: Any
+    done: dict[str, Row]
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.options.out)
+
+    def climb_models(self, models: Sequence[str]) -> str:
+        """Climb each model in turn; returns why the climb stopped early (budget), or ""."""
+        for model in models:
+            reason = self.climb_model(model)
+            if reason:
+                return reason
+        return ""
+
+    def climb_model(self, model: str) -> str:
+        """Climb one model; returns a reason when the whole climb must stop (budget)."""
+        below: Row | None = None
+        tuned: Row | None = None  # the last rung below that fine-tuned a checkpoint (for dpo)
+        for index, spec in enumerate(self.task.spec.rung_specs()):
+            row = self.done.get(f"{model}|{spec.name}")
+            if row is None:
+                folder = self.out / "rungs" / model_folder(model) / f"{index:02d}-{slug(spec.name)}"
+                row = self._climb_rung(spec, model, folder, below, tuned)
+            else:
+                self._keep(row, spec, below)
+            self.rows.append(row)
+            save_state(self.out, self.task, self.rows, finished=False)
+            if row.done:
+                below = row
+                if row.answered_by != model and capabilities_of(row.answered_by).trainable:
+                    tuned = row
+            spent = over_budget(self.task, self.rows)
+            if spent is not None:
+                limit = self.task.spec.max_cost_usd
+                return f"budget: the climb cost ${spent:.4f}, over max_cost_usd ${limit}"
+            if row.verdict.good_enough and not self.options.all_rungs:
+                break
+        self.cache.drop(model)
+        return ""
+
+    def _climb_rung(
+        self, spec: RungSpec, model: str, folder: Path, below: Row | None, tuned: Row | None
+    ) -> Row:
+        """Run, score and (with a judge) grade one rung of the ladder in its child run."""
+        # The rung runs inside its child run, so its LLM-call traces land there.
+        with self.parent.run(f"rung {spec.name}", tags={"rung": spec.name, "model": model}) as run:
+            self.options.log(f"{spec.name} on {model}: running")
+            rung = build_rung(spec.rung, spec.options, where=str(self.task.path))
+            row = self.run(RungJob(self.task, spec.name, model, rung, folder, below, tuned))
+            if needs_judging(self.judge, row):
+                self._grade(row, below)
+            record_row(run, self.task, row, spec, self.out)
+        return row
+
+    def _keep(self, row: Row, spec: RungSpec, below: Row | None) -> None:
+        """A row finished by an earlier climb: kept, and graded when its grades are missing."""
+        self.options.log(f"{spec.name} on {row.model}: finished before, kept")
+        if needs_judging(self.judge, row):
+            tags = {"rung": spec.name, "model": row.model, "of": row.provenance.run_id}
+            with self.parent.run(f"judge {spec.name}", tags=tags) as run:
+                self._grade(row, below)
+                record_judge(run, row)
+
+    def run(self, job: RungJob) -> Row:
+        """Run ``job`` into its folder and score it (a rung, or a cheaper variant)."""
+        o = self.options
+        ctx = RungContext(job.folder, o.resume, self.cache, o.embedder, o.log)
+        if job.tuned is not None:
+            ctx.tuned, ctx.tuned_seconds = job.tuned.answered_by, job.tuned.training.seconds
+        if not o.resume:  # --overwrite: this rung's earlier outputs go only as it re-runs
+            shutil.rmtree(job.folder, ignore_errors=True)
+        job.folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
         try:
-            return _run_rung(vtask, model, spec, folder, options, cache, None, rung=rung)
-        finally:
-            cache.drop(model)
+            with PeakMemory() as memory:
+                result = job.rung.run(job.task, job.model, ctx)
+        except UnsupportedError as exc:
+            return Row(
+                job.name,
+                job.model,
+                Score(job.task.spec.metric_name()),
+                status="skipped",
+                verdict=Verdict(False, str(exc)),
+                provenance=Provenance(str(job.folder)),
+            )
+        row = score_rung(job, result)
+        row.memory = Memory(max(memory.peak_bytes, memory.gpu_peak_bytes))
+        row.timing = dataclasses.replace(row.timing, wall_s=round(time.perf_counter() - started, 3))
+        return row
 
-    optimiser = Optimiser(
-        task,
-        out,
-        rows,
-        models,
-        run,
-        lambda variant, handle: record_variant(handle, task, variant, out),
-        lambda name: tracker.run(name, tags={"of": winner.key}),
-        done=kept,
-        say=options.log,
-    )
-    return optimiser.variants(winner)
+    def _grade(self, row: Row, below: Row | None) -> None:
+        """Grade ``row``'s answers with the judge; the stop rule then sees the grade too."""
+        assert self.judge is not None  # needs_judging said so
+        n, name = row.score.n, self.judge.model
+        self.options.log(f"{row.rung} on {row.model}: judging {n} answers with {name}")
+        row.judge = self.judge.grade(self.task, row, self.cache)
+        row.verdict = verdict(row, self.task, below)
 
+    def optimise(self, winner: Row, models: list[str], kept: dict[str, Variant]) -> list[Variant]:
+        """Try the cheaper variants of ``winner`` (:mod:`ladder.climb.optimise`)."""
+        from ladder.climb.optimise import Optimiser
 
-def _climb_model(
-    task: LoadedTask,
-    model: str,
-    options: ClimbOptions,
-    cache: ModelCache,
-    done: dict[str, Row],
-    rows: list[Row],
-    tracker: Any,
-    judge: Judge | None,
-) -> str:
-    """Climb one model; returns a reason when the whole climb must stop (budget)."""
-    out = Path(options.out)
-    below: Row | None = None
-    tuned: Row | None = None  # the last rung below that fine-tuned a checkpoint (for dpo)
-    for index, spec in enumerate(task.spec.rung_specs()):
-        key = f"{model}|{spec.name}"
-        row = done.get(key)
-        tags = {"rung": spec.name, "model": model}
-        if row is None:
-            folder = out / "rungs" / model_folder(model) / f"{index:02d}-{slug(spec.name)}"
-            # The rung runs inside its child run, so its LLM-call traces land there.
-            with tracker.run(f"rung {spec.name}", tags=tags) as run:
-                row = _run_rung(task, model, spec, folder, options, cache, below, tuned=tuned)
-                if judge is not None and needs_judging(judge, row):
-                    _judge(task, row, judge, cache, below, options)
-                record_row(run, task, row, spec, out)
-        else:
-            options.log(f"{spec.name} on {model}: finished before, kept")
-            if judge is not None and needs_judging(judge, row):
-                with tracker.run(f"judge {spec.name}", tags={**tags, "of": row.run_id}) as run:
-                    _judge(task, row, judge, cache, below, options)
-                    record_judge(run, row)
-        rows.append(row)
-        save_state(out, task, rows, finished=False)
-        if row.status == "done":
-            below = row
-            if row.answered_by != model and capabilities_of(row.answered_by).trainable:
-                tuned = row
-        spent = sum(r.cost for r in rows)
-        limit = task.spec.max_cost_usd
-        if limit is not None and spent > limit:
-            return f"budget: the climb cost ${spent:.4f}, over max_cost_usd ${limit}"
-        if row.good_enough and not options.all_rungs:
-            break
-    cache.drop(model)
-    return ""
+        def run(job: RungJob) -> Row:
+            try:
+                return self.run(job)
+            finally:
+                self.cache.drop(job.model)
 
-
-def _judge(
-    task: LoadedTask,
-    row: Row,
-    judge: Judge,
-    cache: ModelCache,
-    below: Row | None,
-    options: ClimbOptions,
-) -> None:
-    """Grade ``row``'s answers with the judge; the stop rule then sees the grade too."""
-    options.log(f"{row.rung} on {row.model}: judging {row.n} answers with {judge.model}")
-    judge.grade(task, row, cache)
-    row.good_enough, row.reason = verdict(row, task, below)
-
-
-def _run_rung(
-    task: LoadedTask,
-    model: str,
-    spec: RungSpec,
-    folder: Path,
-    options: ClimbOptions,
-    cache: ModelCache,
-    below: Row | None,
-    *,
-    tuned: Row | None = None,
-    rung: Rung | None = None,
-) -> Row:
-    """Run one rung (``rung``, or the one ``spec`` names) into ``folder`` and score it."""
-    metric = task.spec.metric_name()
-    if rung is None:  # a variant's runner says what it runs itself
-        options.log(f"{spec.name} on {model}: running")
-        rung = build_rung(spec.rung, spec.options, where=str(task.path))
-    ctx = RungContext(folder, options.resume, cache, options.embedder, options.log)
-    if tuned is not None:
-        ctx.tuned, ctx.tuned_seconds = tuned.answered_by, tuned.train_seconds
-    if not options.resume:  # --overwrite: this rung's earlier outputs go only as it re-runs
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    try:
-        with PeakMemory() as memory:
-            result = rung.run(task, model, ctx)
-    except UnsupportedError as exc:
-        return Row(spec.name, model, metric, status="skipped", reason=str(exc), folder=str(folder))
-    row = _score(task, spec, model, result, folder, below)
-    row.peak_memory = max(memory.peak_bytes, memory.gpu_peak_bytes)
-    row.wall_s = round(time.perf_counter() - started, 3)
-    return row
-
-
-def _score(
-    task: LoadedTask,
-    spec: RungSpec,
-    model: str,
-    result: RungResult,
-    folder: Path,
-    below: Row | None,
-) -> Row:
-    from ladder.evaluate import get_metric
-
-    s = task.spec
-    metric = s.metric_name()
-    predictions = [
-        parse_output(a if a is not None else o, s.output)
-        for a, o in zip(result.answers, result.outputs, strict=True)
-    ]
-    refs = task.references()
-    score = get_metric(
-        metric, resamples=s.resamples, confidence=s.confidence, seed=s.seed, **s.metric_options
-    ).compute(predictions, refs)
-    write_predictions(folder, task, result, predictions, score.per_example)
-    cost = result.token_cost_usd + result.compute_seconds * s.compute_hour_usd / 3600.0
-    row = Row(
-        spec.name,
-        model,
-        metric,
-        value=score.value,
-        ci_low=score.ci_low,
-        ci_high=score.ci_high,
-        n=score.n,
-        signature=score.signature,
-        cost=cost,
-        latency_p50=percentile(result.latencies, 0.5),
-        latency_p95=percentile(result.latencies, 0.95),
-        answered_by=result.model,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        compute_seconds=round(result.compute_seconds, 3),
-        train_losses=result.train_losses,
-        folder=str(folder),
-        template_version=str(result.details.get("template_version", "")),
-        train_seconds=float(result.details.get("training_seconds", 0.0)),
-        train_metrics=dict(result.details.get("train_metrics", {})),
-    )
-    if below is not None:
-        outcome = paired_test(
-            metric,
-            s.metric_options,
-            predictions,
-            prediction_texts(below),
-            refs,
-            resamples=s.resamples,
-            confidence=s.confidence,
-            seed=s.seed,
+        optimiser = Optimiser(
+            task=self.task,
+            out=self.out,
+            rows=self.rows,
+            models=models,
+            run=run,
+            log=lambda variant, handle: record_variant(handle, self.task, variant, self.out),
+            scope=lambda name: self.parent.run(name, tags={"of": winner.key}),
+            done=kept,
+            say=self.options.log,
         )
-        row.below, row.delta_vs_below, row.p_value_vs_below = (
-            below.rung,
-            outcome.delta,
-            outcome.p_value,
-        )
-    row.good_enough, row.reason = verdict(row, task, below)
-    return row
-
-
-def verdict(row: Row, task: LoadedTask, below: Row | None) -> tuple[bool, str]:
-    """The stop rule (module docstring): whether ``row`` is good enough, and why (not)."""
-    s = task.spec
-    if row.value is None or row.value < s.good_enough:
-        return False, f"{row.metric} {_num(row.value)} is below good_enough {s.good_enough}"
-    if s.max_latency_s is not None and (row.latency_p95 or 0.0) > s.max_latency_s:
-        return False, f"p95 latency {row.latency_p95:.3f}s is over max_latency_s {s.max_latency_s}"
-    least = s.judge.min_score if s.judge is not None else None
-    if least is not None and row.judge_key and (row.judge_value is None or row.judge_value < least):
-        return False, f"judge {_num(row.judge_value)} is below judge.min_score {least}"
-    if below is None:
-        return True, f"{row.metric} {_num(row.value)} >= {s.good_enough}; first rung on the model"
-    p = row.p_value_vs_below if row.p_value_vs_below is not None else 1.0
-    if (row.delta_vs_below or 0.0) > 0 and p < 1.0 - s.confidence:
-        return True, (
-            f"{row.metric} {_num(row.value)} >= {s.good_enough} and significantly better than "
-            f"{below.rung} (delta {row.delta_vs_below:+.3f}, paired bootstrap p={p:.3f})"
-        )
-    return False, (
-        f"{row.metric} {_num(row.value)} >= {s.good_enough} but not significantly better than "
-        f"{below.rung} (paired bootstrap p={p:.3f}); the cheaper rung does as well"
-    )
-
-
-def recommend(rows: Sequence[Row], task: LoadedTask) -> tuple[Row | None, str]:
-    """The cheapest good-enough row and why; else the best row and what is missing."""
-    good = [r for r in rows if r.good_enough]
-    if good:
-        order = {id(r): i for i, r in enumerate(rows)}  # ties: the lower rung (climbed first)
-        best = min(good, key=lambda r: (r.cost, order[id(r)]))
-        return best, (
-            f"{best.rung} on {best.model} is the cheapest good-enough rung "
-            f"(${best.cost:.6f} for the test split): {best.reason}."
-        )
-    scored = [r for r in rows if r.value is not None]
-    if not scored:
-        return None, "no rung produced a score"
-    top = max(scored, key=lambda r: r.value or 0.0)
-    return None, (
-        f"no rung is good enough (good_enough {task.spec.good_enough}); the best is {top.rung} "
-        f"on {top.model} with {top.metric} {_num(top.value)}. Try more training data or steps, "
-        "a larger model, or a lower threshold if it is acceptable."
-    )
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+        return optimiser.variants(winner)

@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ladder.climb.parts import Training
 from ladder.climb.prompt_rungs import (
     answer_with_prompts,
     prompt_params,
@@ -207,7 +208,7 @@ def _ask(
         ctx.models.drop(tuned)
     if retrieval is not None:
         charge_retrieval(result, seconds, tuned)
-        result.details["retrieval"] = retrieval.details()
+        result.retrieval = retrieval.settings()
     return result
 
 
@@ -226,11 +227,12 @@ def _answer(
         + float(summary.get("retrieval_seconds", 0.0))
     )
     result.compute_seconds += training
-    result.train_losses = list(summary["train_losses"])
-    result.details.update({k: v for k, v in summary.items() if k != "train_losses"})
-    result.details["training_seconds"] = training
     keys = ("validation_loss", "base_validation_loss", "preference_accuracy")
-    result.details["train_metrics"] = {k: summary[k] for k in keys if summary.get(k) is not None}
+    result.training = Training(
+        list(summary["train_losses"]),
+        training,
+        {k: summary[k] for k in keys if summary.get(k) is not None},
+    )
     return result
 
 

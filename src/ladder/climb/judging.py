@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ladder.climb.parts import JudgeColumn
+from ladder.climb.record import Row
 from ladder.climb.rungs import ModelCache
-from ladder.climb.state import Row, predictions_of
+from ladder.climb.state import predictions_of
 from ladder.climb.task import LoadedTask, judge_rubric
 from ladder.errors import ConfigError
 from ladder.evaluate.judge import JudgeSettings, grade_single
@@ -57,8 +59,9 @@ class Judge:
             f"|attempts={s.attempts}|seed={s.seed}"
         )
 
-    def grade(self, task: LoadedTask, row: Row, models: ModelCache) -> None:
-        """Grade ``row``'s saved answers; sets its ``judge_*`` fields and writes the verdicts.
+    def grade(self, task: LoadedTask, row: Row, models: ModelCache) -> JudgeColumn:
+        """Grade ``row``'s saved answers; writes the verdicts into its folder and returns the
+        judge column (the caller puts it on the row).
 
         A verdict the judge could not give (invalid JSON after every attempt, or an
         unreachable judge) is recorded on its record and left out of the mean; with no valid
@@ -74,17 +77,19 @@ class Judge:
             references=[str(r["reference"]) for r in records],
         )
         score = result.score
-        valid = not math.isnan(score.value)
-        row.judge_value = score.value if valid else None
-        row.judge_ci_low, row.judge_ci_high = score.ci_low, score.ci_high
-        row.judge_valid = f"{len(result.rows) - result.errors}/{len(result.rows)}"
-        row.judge_signature = score.signature
-        row.judge_key = self.key
-        folder = Path(row.folder)
+        folder = Path(row.provenance.folder)
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.rows)
         atomic_write_text(folder / JUDGMENTS_FILE, lines)
         summary: dict[str, Any] = {**result.summary(), "judge": self.model, "key": self.key}
         atomic_write_text(folder / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+        return JudgeColumn(
+            key=self.key,
+            value=None if math.isnan(score.value) else score.value,
+            ci_low=score.ci_low,
+            ci_high=score.ci_high,
+            valid=f"{len(result.rows) - result.errors}/{len(result.rows)}",
+            signature=score.signature,
+        )
 
 
 def make_judge(task: LoadedTask, model: str | None = None) -> Judge | None:
@@ -120,4 +125,5 @@ def make_judge(task: LoadedTask, model: str | None = None) -> Judge | None:
 
 def needs_judging(judge: Judge | None, row: Row) -> bool:
     """Whether ``row`` is a finished rung whose grades are missing or from another judge."""
-    return judge is not None and row.status == "done" and row.judge_key != judge.key
+    graded_by = row.judge.key if row.judge is not None else ""
+    return judge is not None and row.done and graded_by != judge.key

@@ -31,17 +31,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ladder.climb.measure import paired_test
+from ladder.climb.parts import Difference, Savings, Score, Training
+from ladder.climb.record import DROPS, KEEPS, Row, Variant
 from ladder.climb.rungs import INT8_SUFFIX, Rung, RungContext, RungResult, build_rung
-from ladder.climb.state import Row, Variant, prediction_texts, save_state, slug
+from ladder.climb.scoring import RungJob, paired_on_task
+from ladder.climb.state import prediction_texts, save_state, slug
+from ladder.climb.stop_rule import over_budget
 from ladder.climb.task import LoadedTask, RungSpec
 from ladder.errors import ConfigError
 from ladder.models import capabilities_of
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "KINDS",
@@ -119,7 +119,7 @@ class _TunedAnswer:
     def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
         result = self.answer.run(task, model, ctx)
         result.compute_seconds += self.train_seconds
-        result.details["training_seconds"] = self.train_seconds
+        result.training = Training(seconds=self.train_seconds)
         return result
 
 
@@ -137,7 +137,7 @@ def plans(
     kinds = enabled_kinds(task)
     build = lambda s: build_rung(s.rung, s.options, where=str(task.path))  # noqa: E731
     if "model" in kinds:
-        done = {r.key: r for r in rows if r.status == "done"}
+        done = {r.key: r for r in rows if r.done}
         for other in smaller_models(winner.model, models):
             reuse = done.get(f"{other}|{winner.rung}")
             yield _Plan("model", f"model {other}", task, other, build(spec), reuse=reuse)
@@ -169,7 +169,7 @@ def plans(
         elif winner.answered_by and winner.answered_by != winner.model:  # a fine-tuned model
             # asked the way its rung trained it (a reader: with the retrieved sources)
             answer = TunedAnswerRung.build("answer", spec.options)
-            tuned = _TunedAnswer(answer, winner.train_seconds)
+            tuned = _TunedAnswer(answer, winner.training.seconds)
             model = winner.answered_by + INT8_SUFFIX
             yield _Plan("quantise", "dynamic int8", task, model, tuned)
         else:
@@ -179,19 +179,13 @@ def plans(
 def compare(task: LoadedTask, winner: Row, row: Row, kind: str, name: str) -> Variant:
     """A finished variant ``row`` against the ``winner`` on the same test records."""
     s = task.spec
-    outcome = paired_test(
-        s.metric_name(),
-        s.metric_options,
-        prediction_texts(row),
-        prediction_texts(winner),
-        task.references(),
-        resamples=s.resamples,
-        confidence=s.confidence,
-        seed=s.seed,
-    )
-    value, best = row.value or 0.0, winner.value or 0.0
+    outcome = paired_on_task(task, prediction_texts(row), prediction_texts(winner))
+    value, best = row.score.value or 0.0, winner.score.value or 0.0
     interval = f"{s.confidence:.0%} CI [{outcome.ci_low:+.3f}, {outcome.ci_high:+.3f}]"
-    head = f"{row.metric} {value:.3f} vs {best:.3f}, difference {outcome.delta:+.3f} ({interval})"
+    head = (
+        f"{row.score.metric} {value:.3f} vs {best:.3f}, difference {outcome.delta:+.3f} "
+        f"({interval})"
+    )
     keeps = outcome.ci_high >= -1e-12 and value >= s.good_enough
     if keeps:
         reason = f"{head}: the interval reaches 0, so no significant loss"
@@ -209,37 +203,30 @@ def compare(task: LoadedTask, winner: Row, row: Row, kind: str, name: str) -> Va
         of=winner.key,
         rung=winner.rung,
         model=row.model,
-        metric=row.metric,
+        score=row.score,
         reason=reason,
-        value=row.value,
-        ci_low=row.ci_low,
-        ci_high=row.ci_high,
-        delta=outcome.delta,
-        delta_ci_low=outcome.ci_low,
-        delta_ci_high=outcome.ci_high,
-        keeps_quality=keeps,
-        verdict="keeps quality" if keeps else "drops quality",
+        difference=Difference(outcome.delta, outcome.ci_low, outcome.ci_high),
+        verdict=KEEPS if keeps else DROPS,
         cost=row.cost,
-        cost_saving=saving(row.cost, winner.cost),
-        latency_p50=row.latency_p50,
-        latency_saving=saving(row.latency_p50, winner.latency_p50),
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        peak_memory=row.peak_memory,
-        template_version=row.template_version,
-        folder=row.folder,
-        run_id=row.run_id,
+        savings=Savings(
+            saving(row.cost.usd, winner.cost.usd),
+            saving(row.timing.latency_p50, winner.timing.latency_p50),
+        ),
+        # A reused row's wall time was spent by the climb, not by this variant.
+        timing=dataclasses.replace(row.timing, wall_s=0.0),
+        memory=row.memory,
+        provenance=row.provenance,
     )
 
 
-RunVariant = Callable[[LoadedTask, str, RungSpec, Rung, Path], Row]
+RunVariant = Callable[[RungJob], Row]
 
 
 @dataclass
 class Optimiser:
     """Runs the variants of one winner: state after each, budget, resume, tracking.
 
-    ``run`` runs one rung into a folder and scores it (the climb's own rung runner);
+    ``run`` runs one job and scores it (the climb's own rung runner);
     ``scope`` opens the variant's child run (the variant runs inside it, so its LLM-call
     traces land there) and ``log`` records the finished variant into it.
     """
@@ -258,17 +245,16 @@ class Optimiser:
         """Try every allowed variant of ``winner``; returns them in the order tried."""
         spec = next(s for s in self.task.spec.rung_specs() if s.name == winner.rung)
         found: list[Variant] = []
-        limit = self.task.spec.max_cost_usd
         dropped_shots = False
         for i, plan in enumerate(plans(self.task, winner, spec, self.models, self.rows)):
             if plan.kind == "shots" and dropped_shots:
                 continue  # fewer shots than a k that already lost quality: not worth a try
-            spent = sum(r.cost for r in self.rows) + sum(v.cost for v in found)
-            if limit is not None and spent > limit:
+            spent = over_budget(self.task, self.rows, found)
+            if spent is not None:
                 found.append(self._skipped(plan, winner, f"budget: ${spent:.4f} spent"))
                 break
             variant = self._one(i, plan, winner, spec)
-            dropped_shots |= plan.kind == "shots" and variant.verdict == "drops quality"
+            dropped_shots |= plan.kind == "shots" and variant.verdict == DROPS
             found.append(variant)
             save_state(self.out, self.task, self.rows, finished=False, variants=found)
         return found
@@ -286,17 +272,23 @@ class Optimiser:
         self.say(f"variant {plan.name} of {winner.rung} on {winner.model}: running")
         folder = self.out / "variants" / f"{i:02d}-{slug(plan.kind + '-' + plan.name)}"
         with self.scope(f"variant {plan.name}") as run:
-            row = self.run(plan.task, plan.model, spec, plan.rung, folder)
-            if row.status != "done":
-                return self._skipped(plan, winner, row.reason)
+            row = self.run(RungJob(plan.task, spec.name, plan.model, plan.rung, folder))
+            if not row.done:
+                return self._skipped(plan, winner, row.verdict.reason)
             variant = compare(self.task, winner, row, plan.kind, plan.name)
-            variant.wall_s = row.wall_s
+            variant.timing = row.timing
             self.log(variant, run)
         return variant
 
     @staticmethod
     def _skipped(plan: _Plan, winner: Row, reason: str) -> Variant:
         return Variant(
-            plan.kind, plan.name, winner.key, winner.rung, plan.model, winner.metric,
-            status="skipped", reason=reason,
-        )  # fmt: skip
+            kind=plan.kind,
+            name=plan.name,
+            of=winner.key,
+            rung=winner.rung,
+            model=plan.model,
+            score=Score(winner.score.metric),
+            status="skipped",
+            reason=reason,
+        )

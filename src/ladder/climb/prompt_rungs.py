@@ -117,7 +117,7 @@ def answer_with_prompts(
         completion_tokens=summary.completion_tokens,
         token_cost_usd=summary.cost_usd,
         compute_seconds=sum(latencies) if local else 0.0,
-        details={"run": run.name, "template_version": template.version},
+        template_version=template.version,
     )
 
 
@@ -199,7 +199,7 @@ class StructuredRung:
             completion_tokens=tokens_out,
             token_cost_usd=cost,
             compute_seconds=sum(latencies) if local else 0.0,
-            details={"schema": schema, "template_version": template.version},
+            template_version=template.version,
         )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ladder.climb.prompt_rungs import answer_with_prompts, prompt_params, task_template
-from ladder.climb.rungs import RungContext, RungResult, register_rung
+from ladder.climb.rungs import Retrieved, RungContext, RungResult, register_rung
 from ladder.climb.task import LoadedTask, TaskSpec
 from ladder.errors import ConfigError
 from ladder.prompts.template import PromptTemplate
@@ -124,9 +124,9 @@ class TaskRetrieval:
             out.append({**record, SOURCES_FIELD: sources})
         return out, seconds
 
-    def details(self) -> dict[str, Any]:
-        """The settings a leaderboard row keeps."""
-        return {"k": self.k, "mode": self.mode, "chunks": self.kb.store.count()}
+    def settings(self) -> Retrieved:
+        """How this retrieval picks sources, and how many chunks it picks from."""
+        return Retrieved(self.k, self.mode, self.kb.store.count())
 
 
 def charge_retrieval(result: RungResult, seconds: Sequence[float], model: str) -> None:
@@ -166,7 +166,7 @@ class RagRung:
             model_spec=model,
         )
         charge_retrieval(result, seconds, model)
-        result.details.update(retrieval.details())
+        result.retrieval = retrieval.settings()
         return result
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ladder.climb.report_plots import frontier_plot, loss_plot, pareto_front, score_plot
 from ladder.climb.report_tables import e as _e
 from ladder.climb.report_tables import fmt as _fmt
 from ladder.climb.report_tables import (
     judge_cell,
     run_cell,
-    short,
     terminal_table,
     variants_html,
     variants_table,
@@ -32,12 +32,9 @@ from ladder.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
     from ladder.climb.climb import ClimbResult
-    from ladder.climb.state import Row, Variant
+    from ladder.climb.record import Row
 
 __all__ = ["pareto_front", "render_html", "terminal_table", "variants_table", "write_report"]
-
-W, H, PAD = 640, 300, 48
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
 
 def write_report(result: ClimbResult, path: Path) -> Path:
@@ -49,7 +46,7 @@ def write_report(result: ClimbResult, path: Path) -> Path:
 def render_html(result: ClimbResult) -> str:
     """The whole page as one string."""
     spec = result.task.spec
-    rows = [r for r in result.rows if r.status == "done"]
+    rows = [r for r in result.rows if r.done]
     rec = result.recommendation
     head = f"Recommendation: {rec.rung} on {rec.model}" if rec else "No rung is good enough yet"
     parts = [
@@ -65,13 +62,13 @@ def render_html(result: ClimbResult) -> str:
     variants = [v for v in result.variants if v.status == "done"]
     parts += [
         "<h2>Score per rung</h2>",
-        _score_plot(rows, spec.good_enough, spec.metric_name()),
+        score_plot(rows, spec.good_enough, spec.metric_name()),
         "<h2>Quality against cost</h2>",
-        _frontier_plot(rows, spec.metric_name(), variants),
+        frontier_plot(rows, spec.metric_name(), variants),
     ]
-    losses = [r for r in rows if r.train_losses]
+    losses = [r for r in rows if r.training.losses]
     if losses:
-        parts += ["<h2>Training loss of the fine-tuning rungs</h2>", _loss_plot(losses)]
+        parts += ["<h2>Training loss of the fine-tuning rungs</h2>", loss_plot(losses)]
     parts += ["<h2>Example predictions</h2>", _examples(rows)]
     runs = (
         f"climb run {_e(result.run_id)}; each row's run holds its params (rung settings, "
@@ -94,14 +91,8 @@ def render_html(result: ClimbResult) -> str:
     return _PAGE.format(title=_e(f"ladder climb: {spec.name}"), body="\n".join(parts))
 
 
-def _el(tag: str, text: str = "", **attrs: Any) -> str:
-    """An SVG/HTML element with every attribute quoted and escaped (``class_`` → class)."""
-    names = " ".join(f'{k.rstrip("_").replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
-    return f"<{tag} {names}>{text}</{tag}>"
-
-
 def _leaderboard(rows: Sequence[Row]) -> str:
-    judged = any(r.judge_key for r in rows)
+    judged = any(r.judge is not None for r in rows)
     cells = [
         "rung",
         "model",
@@ -119,239 +110,37 @@ def _leaderboard(rows: Sequence[Row]) -> str:
     ]
     out = ["<table class='board'><tr>" + "".join(f"<th>{c}</th>" for c in cells) + "</tr>"]
     for r in rows:
-        if r.status != "done":
+        run = run_cell(r.provenance.run_id)
+        if not r.done:
             out.append(
                 f"<tr class='skipped'><td>{_e(r.rung)}</td><td>{_e(r.model)}</td>"
-                f"<td colspan='{len(cells) - 3}'>skipped: {_e(r.reason)}</td>"
-                f"{run_cell(r.run_id)}</tr>"
+                f"<td colspan='{len(cells) - 3}'>skipped: {_e(r.verdict.reason)}</td>{run}</tr>"
             )
             continue
-        vs = "–"
-        if r.p_value_vs_below is not None and r.delta_vs_below is not None:
-            vs = f"{r.delta_vs_below:+.3f} (p={r.p_value_vs_below:.3f})"
+        s, t = r.score, r.timing
+        vs = "–" if r.below is None else f"{r.below.delta:+.3f} (p={r.below.p_value:.3f})"
         values = [
             r.rung,
             r.model,
-            r.metric,
-            _fmt(r.value),
-            f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+            s.metric,
+            _fmt(s.value),
+            f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]",
             *([judge_cell(r)] if judged else []),
             vs,
-            f"{r.cost:.6f}",
-            _fmt(r.latency_p50, 4),
-            _fmt(r.latency_p95, 4),
-            _mib(r.peak_memory),
-            "yes" if r.good_enough else "no",
+            f"{r.cost.usd:.6f}",
+            _fmt(t.latency_p50, 4),
+            _fmt(t.latency_p95, 4),
+            _mib(r.memory.peak_bytes),
+            "yes" if r.verdict.good_enough else "no",
         ]
-        css = "good" if r.good_enough else "plain"
+        css = "good" if r.verdict.good_enough else "plain"
         out.append(
-            f"<tr class='{css}' title='{_e(r.reason)}'>"
+            f"<tr class='{css}' title='{_e(r.verdict.reason)}'>"
             + "".join(f"<td>{_e(v)}</td>" for v in values)
-            + run_cell(r.run_id)
+            + run
             + "</tr>"
         )
     return "\n".join(out) + "</table>"
-
-
-def _svg(plot_id: str, body: list[str], marks: int, height: int = H) -> str:
-    return _el(
-        "svg",
-        "".join(body),
-        id=plot_id,
-        class_="plot",
-        xmlns="http://www.w3.org/2000/svg",
-        width=W,
-        height=height,
-        viewBox=f"0 0 {W} {height}",
-        role="img",
-        data_marks=marks,
-    )
-
-
-def _score_plot(rows: Sequence[Row], good_enough: float, metric: str) -> str:
-    if not rows:
-        return "<p>No scored rung.</p>"
-    top = max([1.0, good_enough, *[(r.ci_high or r.value or 0.0) for r in rows]])
-    bar_h, left = 22, 200
-    height = PAD + len(rows) * (bar_h + 8) + 20
-    scale = (W - left - 20) / top
-    body = []
-    for i, r in enumerate(rows):
-        y = PAD // 2 + i * (bar_h + 8)
-        body.append(
-            _el(
-                "text",
-                f"{_e(r.rung)} · {_e(short(r.model, 18))}",
-                x=left - 6,
-                y=y + 15,
-                text_anchor="end",
-                font_size=12,
-            )
-        )
-        title = _el("title", f"{_e(r.rung)}: {_fmt(r.value)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]")
-        body.append(
-            _el(
-                "rect",
-                title,
-                class_="mark",
-                x=left,
-                y=y,
-                height=bar_h,
-                width=f"{max(1.0, (r.value or 0) * scale):.1f}",
-                fill="#2ca02c" if r.good_enough else "#1f77b4",
-            )
-        )
-        if r.ci_low is not None and r.ci_high is not None:
-            x0, x1, ym = left + r.ci_low * scale, left + r.ci_high * scale, y + bar_h / 2
-            d = (
-                f"M{x0:.1f},{ym} H{x1:.1f} M{x0:.1f},{y + 4} V{y + bar_h - 4} "
-                f"M{x1:.1f},{y + 4} V{y + bar_h - 4}"
-            )
-            body.append(_el("path", d=d, class_="ci", stroke="#111", stroke_width=2, fill="none"))
-    gx = left + good_enough * scale
-    body.append(
-        _el(
-            "line",
-            x1=f"{gx:.1f}",
-            x2=f"{gx:.1f}",
-            y1=8,
-            y2=height - 24,
-            stroke="#d62728",
-            stroke_dasharray="5,4",
-        )
-    )
-    body.append(
-        _el(
-            "text",
-            f"good enough {good_enough}",
-            x=f"{gx:.1f}",
-            y=height - 8,
-            font_size=11,
-            text_anchor="middle",
-            fill="#d62728",
-        )
-    )
-    body.append(_el("text", _e(metric), x=left, y=height - 8, font_size=11))
-    return _svg("plot-score", body, len(rows), height)
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats (cost no higher and value no lower, one
-    of them strictly), sorted by cost: the quality-vs-cost frontier."""
-    keep = []
-    for i, (c, v) in enumerate(points):
-        beaten = any((c2 <= c and v2 >= v) and (c2 < c or v2 > v) for c2, v2 in points)
-        if not beaten:
-            keep.append(i)
-    return sorted(keep, key=lambda i: (points[i][0], points[i][1]))
-
-
-def _frontier_plot(rows: Sequence[Row], metric: str, variants: Sequence[Variant] = ()) -> str:
-    if not rows:
-        return "<p>No scored rung.</p>"
-    points = [(r.cost, r.value or 0.0) for r in rows]
-    extra = [(v.cost, v.value or 0.0) for v in variants]
-    max_cost = max(c for c, _ in points + extra) or 1.0
-    top = max(1.0, *[v for _, v in points])
-
-    def xy(c: float, v: float) -> tuple[float, float]:
-        return PAD + c / max_cost * (W - 2 * PAD), H - PAD - v / top * (H - 2 * PAD)
-
-    label = f"cost of the test split (US$, axis up to {max_cost:.6f})"
-    if not any(c for c, _ in points):
-        label = "cost: every rung cost $0 (set compute_hour_usd to price your own hardware)"
-    body = [_axes(label, metric)]
-    front = [xy(*points[i]) for i in pareto_front(points)]
-    if len(front) > 1:
-        d = " ".join(f"{'M' if k == 0 else 'L'}{x:.1f},{y:.1f}" for k, (x, y) in enumerate(front))
-        body.append(
-            _el("path", d=d, class_="frontier", fill="none", stroke="#ff7f0e", stroke_width=2)
-        )
-    for i, r in enumerate(rows):
-        x, y = xy(*points[i])
-        title = _el("title", f"{_e(r.rung)} on {_e(r.model)}: {_fmt(r.value)} at ${r.cost:.6f}")
-        body.append(
-            _el(
-                "circle",
-                title,
-                class_="mark",
-                cx=f"{x:.1f}",
-                cy=f"{y:.1f}",
-                r=6,
-                fill=COLORS[i % len(COLORS)],
-            )
-        )
-        body.append(_el("text", _e(r.rung), x=f"{x + 8:.1f}", y=f"{y - 8:.1f}", font_size=11))
-    for v, (c, value) in zip(variants, extra, strict=True):
-        x, y = xy(c, value)
-        title = _el("title", f"variant {_e(v.name)}: {_fmt(v.value)} at ${v.cost:.6f}, {v.verdict}")
-        body.append(
-            _el(
-                "path",
-                title,
-                class_="mark variant",
-                d=f"M{x:.1f},{y - 7:.1f} l7,7 l-7,7 l-7,-7 Z",
-                fill="none",
-                stroke="#2ca02c" if v.keeps_quality else "#d62728",
-                stroke_width=2,
-            )
-        )
-    return _svg("plot-frontier", body, len(rows) + len(variants))
-
-
-def _axes(x_label: str, y_label: str) -> str:
-    return (
-        _el("path", d=f"M{PAD},{PAD / 2} V{H - PAD} H{W - PAD / 2}", stroke="#444", fill="none")
-        + _el("text", _e(x_label), x=W / 2, y=H - 12, font_size=12, text_anchor="middle")
-        + _el(
-            "text",
-            _e(y_label),
-            x=14,
-            y=H / 2,
-            font_size=12,
-            text_anchor="middle",
-            transform=f"rotate(-90 14 {H / 2})",
-        )
-    )
-
-
-def _loss_plot(rows: Sequence[Row]) -> str:
-    longest = max(len(r.train_losses) for r in rows)
-    top = max(max(r.train_losses) for r in rows) or 1.0
-    body = [_axes("training step", "training loss (nats/token)")]
-    for i, r in enumerate(rows):
-        pts = " ".join(
-            f"{PAD + k / max(1, longest - 1) * (W - 2 * PAD):.1f},"
-            f"{H - PAD - loss / top * (H - 2 * PAD):.1f}"
-            for k, loss in enumerate(r.train_losses)
-        )
-        color = COLORS[i % len(COLORS)]
-        title = _el(
-            "title", f"{_e(r.rung)}: {len(r.train_losses)} steps, last {r.train_losses[-1]:.3f}"
-        )
-        body.append(
-            _el(
-                "polyline",
-                title,
-                class_="mark",
-                points=pts,
-                fill="none",
-                stroke=color,
-                stroke_width=2,
-            )
-        )
-        body.append(
-            _el(
-                "text",
-                f"{_e(r.rung)} · {_e(short(r.model))}",
-                x=W - PAD,
-                y=PAD / 2 + 14 * (i + 1),
-                font_size=11,
-                text_anchor="end",
-                fill=color,
-            )
-        )
-    return _svg("plot-loss", body, len(rows))
 
 
 def _examples(rows: Sequence[Row], per_kind: int = 3) -> str:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ladder.climb.climb import ClimbResult
-    from ladder.climb.state import Row, Variant
+    from ladder.climb.record import Row, Variant
 
 __all__ = [
     "cheapest_keeper",
@@ -63,23 +63,24 @@ def run_cell(run_id: str) -> str:
 
 def cheapest_keeper(variants: list[Variant]) -> Variant | None:
     """The cheapest variant that keeps quality, when one is cheaper than the winner."""
-    keepers = [v for v in variants if v.keeps_quality and (v.cost_saving or 0.0) > 0]
-    return min(keepers, key=lambda v: v.cost) if keepers else None
+    keepers = [v for v in variants if v.keeps_quality and (v.savings.cost or 0.0) > 0]
+    return min(keepers, key=lambda v: v.cost.usd) if keepers else None
 
 
 def _delta(v: Variant) -> str:
-    if v.delta is None:
+    d = v.difference
+    if d is None:
         return "–"
-    return f"{v.delta:+.3f} [{fmt(v.delta_ci_low)}, {fmt(v.delta_ci_high)}]"
+    return f"{d.delta:+.3f} [{fmt(d.ci_low)}, {fmt(d.ci_high)}]"
 
 
 def variants_html(result: ClimbResult) -> str:
     """The "Cheaper variants" section: what was tried on the recommended row, and verdicts."""
     rec = result.recommendation
     head = (
-        f"<p>Variants of {e(rec.rung)} on {e(rec.model)} ({e(rec.metric)} {fmt(rec.value)}, "
-        f"${rec.cost:.6f}), each compared with it on the same test records by a paired "
-        f"bootstrap; the difference is variant − recommended with its "
+        f"<p>Variants of {e(rec.rung)} on {e(rec.model)} ({e(rec.score.metric)} "
+        f"{fmt(rec.score.value)}, ${rec.cost.usd:.6f}), each compared with it on the same "
+        f"test records by a paired bootstrap; the difference is variant − recommended with its "
         f"{e(result.task.spec.confidence)} CI.</p>"
         if rec
         else ""
@@ -88,7 +89,7 @@ def variants_html(result: ClimbResult) -> str:
     if best is not None:
         head += (
             f"<p id='cheapest-variant'>Cheapest that keeps quality: <b>{e(best.name)}</b> "
-            f"(saves {pct(best.cost_saving)} of the cost, {pct(best.latency_saving)} of the "
+            f"(saves {pct(best.savings.cost)} of the cost, {pct(best.savings.latency)} of the "
             "p50 latency).</p>"
         )
     cells = ["variant", "kind", "model", "value", "95% CI", "difference [CI]", "verdict"]
@@ -106,20 +107,20 @@ def variants_html(result: ClimbResult) -> str:
             v.name,
             v.kind,
             v.model,
-            fmt(v.value),
-            f"[{fmt(v.ci_low)}, {fmt(v.ci_high)}]",
+            fmt(v.score.value),
+            f"[{fmt(v.score.ci_low)}, {fmt(v.score.ci_high)}]",
             _delta(v),
             v.verdict,
-            f"{v.cost:.6f}",
-            pct(v.cost_saving),
-            fmt(v.latency_p50, 4),
-            pct(v.latency_saving),
+            f"{v.cost.usd:.6f}",
+            pct(v.savings.cost),
+            fmt(v.timing.latency_p50, 4),
+            pct(v.savings.latency),
         ]
         css = "keeps" if v.keeps_quality else "drops"
         out.append(
             f"<tr class='{css}' title='{e(v.reason)}'>"
             + "".join(f"<td>{e(x)}</td>" for x in values)
-            + run_cell(v.run_id)
+            + run_cell(v.provenance.run_id)
             + "</tr>"
         )
     return "\n".join(out) + "</table>"
@@ -130,7 +131,7 @@ def terminal_table(result: ClimbResult) -> Table:
     from rich.table import Table
 
     table = Table(title=f"ladder climb: {result.task.spec.name}")
-    judged = any(r.judge_key for r in result.rows)
+    judged = any(r.judge is not None for r in result.rows)
     cols = ["rung", "model", "metric", "value", "95% CI", *(["judge"] if judged else [])]
     for col in (*cols, "cost $", "p50 s", "peak mem"):
         left = col in ("rung", "model", "metric")
@@ -141,35 +142,36 @@ def terminal_table(result: ClimbResult) -> Table:
         )
     table.add_column("good", justify="right")
     for r in result.rows:
-        if r.status != "done":
-            skipped = f"skipped: {r.reason}" if r.reason else "skipped"
+        if not r.done:
+            reason = r.verdict.reason
+            skipped = f"skipped: {reason}" if reason else "skipped"
             table.add_row(r.rung, r.model, skipped, *[""] * (len(cols) + 1))
             continue
+        s = r.score
         table.add_row(
             r.rung,
             r.model,
-            r.metric,
-            fmt(r.value),
-            f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
+            s.metric,
+            fmt(s.value),
+            f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]",
             *([judge_cell(r)] if judged else []),
-            f"{r.cost:.6f}",
-            fmt(r.latency_p50, 4),
-            mib(r.peak_memory),
-            "[green]yes[/green]" if r.good_enough else "no",
+            f"{r.cost.usd:.6f}",
+            fmt(r.timing.latency_p50, 4),
+            mib(r.memory.peak_bytes),
+            "[green]yes[/green]" if r.verdict.good_enough else "no",
         )
     return table
 
 
 def judge_cell(r: Row) -> str:
     """The judge column of a row: mean grade [CI] (valid verdicts), or why there is none."""
-    if not r.judge_key:
+    j = r.judge
+    if j is None:
         return "–"
-    if r.judge_value is None:
-        return f"no valid verdict ({r.judge_valid})"
-    valid = (
-        "" if r.judge_valid.split("/")[0] == r.judge_valid.split("/")[-1] else f" {r.judge_valid}"
-    )
-    return f"{r.judge_value:.2f} [{fmt(r.judge_ci_low, 2)}, {fmt(r.judge_ci_high, 2)}]{valid}"
+    if j.value is None:
+        return f"no valid verdict ({j.valid})"
+    valid = "" if j.valid.split("/")[0] == j.valid.split("/")[-1] else f" {j.valid}"
+    return f"{j.value:.2f} [{fmt(j.ci_low, 2)}, {fmt(j.ci_high, 2)}]{valid}"
 
 
 def variants_table(result: ClimbResult) -> Table | None:
@@ -195,11 +197,11 @@ def variants_table(result: ClimbResult) -> Table | None:
         colour = "green" if v.keeps_quality else "red"
         table.add_row(
             v.name,
-            fmt(v.value),
+            fmt(v.score.value),
             _delta(v),
             f"[{colour}]{v.verdict}[/{colour}]",
-            f"{v.cost:.6f}",
-            pct(v.cost_saving),
-            fmt(v.latency_p50, 4),
+            f"{v.cost.usd:.6f}",
+            pct(v.savings.cost),
+            fmt(v.timing.latency_p50, 4),
         )
     return table

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ladder.climb.parts import Training
 from ladder.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INT8_SUFFIX",
+    "Retrieved",
     "Rung",
     "RungContext",
     "RungEntry",
@@ -46,6 +48,16 @@ __all__ = [
 
 
 INT8_SUFFIX = "#int8"  # a model spec ending in this loads the model with dynamic int8 weights
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """How a rung retrieved its sources: the ``k`` best chunks by ``mode`` (hybrid, dense,
+    text) from a knowledge base of ``chunks`` chunks."""
+
+    k: int
+    mode: str
+    chunks: int
 
 
 @dataclass
@@ -62,8 +74,11 @@ class RungResult:
         token_cost_usd: cost from the price table (API models: tokens x price).
         compute_seconds: time on your own hardware (local inference + training), charged
             at the task's ``compute_hour_usd``.
-        train_losses: the training loss per step (fine-tuning rungs).
-        details: anything else worth keeping (settings, notices, the checkpoint folder).
+        template_version: content hash of the prompt template the answers came from ("":
+            no single template, as a chain's several).
+        training: the training behind the answering checkpoint (fine-tuning rungs): loss
+            per step, seconds (also in ``compute_seconds``), validation metrics.
+        retrieval: how the sources in the prompts were retrieved (None: no retrieval).
     """
 
     model: str
@@ -74,8 +89,9 @@ class RungResult:
     completion_tokens: int = 0
     token_cost_usd: float = 0.0
     compute_seconds: float = 0.0
-    train_losses: list[float] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+    template_version: str = ""
+    training: Training = field(default_factory=Training)
+    retrieval: Retrieved | None = None
 
 
 class ModelCache:

@@ -13,10 +13,10 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ladder.climb.record import Row, Variant
 from ladder.climb.rungs import RungResult
 from ladder.climb.task import LoadedTask
 from ladder.errors import ConfigError
@@ -25,110 +25,22 @@ from ladder.fsutil import atomic_write_text
 __all__ = [
     "RESOLVED_TASK_FILE",
     "STATE_FILE",
-    "Row",
-    "Variant",
     "check_out",
     "load_state",
     "load_variants",
     "model_folder",
+    "prediction_texts",
     "predictions_of",
+    "resolved_task",
     "resumable_rows",
     "save_state",
+    "slug",
+    "write_predictions",
 ]
 
 STATE_FILE = "climb.json"
 _PLAIN_SPEC = re.compile(r"[a-z]+:[A-Za-z0-9_.][A-Za-z0-9_.-]{0,47}")
 RESOLVED_TASK_FILE = "task.resolved.yaml"
-
-
-@dataclass
-class Row:
-    """One rung on one model: its score, what it cost, and the verdict."""
-
-    rung: str
-    model: str
-    metric: str
-    status: str = "done"  # done | skipped
-    value: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int = 0
-    signature: str = ""
-    cost: float = 0.0
-    latency_p50: float | None = None
-    latency_p95: float | None = None
-    peak_memory: int = 0
-    good_enough: bool = False
-    below: str | None = None
-    delta_vs_below: float | None = None
-    p_value_vs_below: float | None = None
-    answered_by: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    compute_seconds: float = 0.0
-    wall_s: float = 0.0
-    reason: str = ""
-    train_losses: list[float] = field(default_factory=list)
-    folder: str = ""
-    run_id: str = ""  # the tracker's child run that holds this row's params and artifacts
-    template_version: str = ""  # content hash of the prompt template the rung answered with
-    train_seconds: float = 0.0  # training behind the answering checkpoint (in compute_seconds)
-    train_metrics: dict[str, float] = field(default_factory=dict)
-    # The judge column (ladder.climb.judging): mean grade, its CI, valid verdicts "K/N".
-    judge_value: float | None = None
-    judge_ci_low: float | None = None
-    judge_ci_high: float | None = None
-    judge_valid: str = ""
-    judge_signature: str = ""
-    judge_key: str = ""  # the judge model, rubric and settings the grades came from
-
-    @property
-    def key(self) -> str:
-        """``model|rung``: identifies a row across resumes."""
-        return f"{self.model}|{self.rung}"
-
-
-@dataclass
-class Variant:
-    """A cheaper variant of the recommended row, compared with it on the same test records.
-
-    ``delta`` is the variant's metric minus the recommended row's, ``delta_ci_low`` /
-    ``delta_ci_high`` its paired-bootstrap CI; ``cost_saving`` and ``latency_saving`` are
-    the share of the recommended row's cost and p50 latency saved (negative: dearer).
-    """
-
-    kind: str  # model | shots | prompt | quantise
-    name: str
-    of: str  # the recommended row's key
-    rung: str
-    model: str
-    metric: str
-    status: str = "done"  # done | skipped
-    reason: str = ""
-    value: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    delta: float | None = None
-    delta_ci_low: float | None = None
-    delta_ci_high: float | None = None
-    keeps_quality: bool = False
-    verdict: str = "skipped"  # keeps quality | drops quality | skipped
-    cost: float = 0.0
-    cost_saving: float | None = None
-    latency_p50: float | None = None
-    latency_saving: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    peak_memory: int = 0
-    wall_s: float = 0.0  # seconds this variant took (0.0: reused, skipped)
-    template_version: str = ""
-    folder: str = ""
-    run_id: str = ""
-
-    @property
-    def key(self) -> str:
-        """``kind:name``: identifies a variant across resumes."""
-        return f"{self.kind}:{self.name}"
 
 
 def write_predictions(
@@ -138,6 +50,8 @@ def write_predictions(
     predictions: list[str],
     per_example: list[float] | None,
 ) -> None:
+    """Write ``folder/predictions.jsonl``: one line per test record (module docstring);
+    without per-example scores a record scores 1.0 when its prediction is the reference."""
     lines = []
     for i, (record, pred) in enumerate(zip(task.test, predictions, strict=True)):
         item = {
@@ -154,14 +68,15 @@ def write_predictions(
 
 
 def prediction_texts(row: Row) -> list[str]:
-    path = Path(row.folder) / "predictions.jsonl"
+    """The parsed predictions a finished row wrote, in test order (for paired tests)."""
+    path = Path(row.provenance.folder) / "predictions.jsonl"
     return [json.loads(line)["prediction"] for line in path.read_text("utf-8").splitlines()]
 
 
 def predictions_of(row: Row) -> list[dict[str, Any]]:
     """The per-record predictions a finished row wrote (empty for a skipped row)."""
-    path = Path(row.folder) / "predictions.jsonl"
-    if row.status != "done" or not path.is_file():
+    path = Path(row.provenance.folder) / "predictions.jsonl"
+    if not row.done or not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
@@ -174,12 +89,14 @@ def save_state(
     finished: bool,
     variants: Sequence[Variant] = (),
 ) -> None:
+    """Write ``out/climb.json`` (atomically): the task, its fingerprint, whether the climb
+    finished, and the rows and variants as flat records (:mod:`ladder.climb.record`)."""
     state = {
         "task": task.spec.name,
         "fingerprint": task.fingerprint(),
         "finished": finished,
-        "rows": [asdict(r) for r in rows],
-        "variants": [asdict(v) for v in variants],
+        "rows": [r.to_record() for r in rows],
+        "variants": [v.to_record() for v in variants],
     }
     atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
@@ -222,8 +139,8 @@ def resumable_rows(out: Path, task: LoadedTask) -> dict[str, Row]:
     if not path.is_file():
         return {}
     check_out(out, task, resume=True, overwrite=False)
-    rows = [Row(**r) for r in _read_state(path).get("rows", [])]
-    return {r.key: r for r in rows if r.status == "done"}
+    rows = [Row.from_record(r) for r in _read_state(path).get("rows", [])]
+    return {r.key: r for r in rows if r.done}
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -241,7 +158,7 @@ def _read_state(path: Path) -> dict[str, Any]:
 def load_state(out: str | Path) -> list[Row]:
     """The rows a climb saved in ``out`` (for reports of earlier climbs)."""
     state = json.loads((Path(out) / STATE_FILE).read_text(encoding="utf-8"))
-    return [Row(**r) for r in state.get("rows", [])]
+    return [Row.from_record(r) for r in state.get("rows", [])]
 
 
 def load_variants(out: str | Path) -> list[Variant]:
@@ -250,7 +167,7 @@ def load_variants(out: str | Path) -> list[Variant]:
     if not path.is_file():
         return []
     state = json.loads(path.read_text(encoding="utf-8"))
-    return [Variant(**v) for v in state.get("variants", [])]
+    return [Variant.from_record(v) for v in state.get("variants", [])]
 
 
 def resolved_task(task: LoadedTask) -> str:
@@ -280,5 +197,6 @@ def model_folder(model: str) -> str:
 
 
 def slug(text: str) -> str:
+    """``text`` as a folder name: letters, digits, ``-_.``, at most 60 characters."""
     keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
     return re.sub("-{2,}", "-", keep).strip("-")[:60] or "x"

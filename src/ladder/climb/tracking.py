@@ -19,11 +19,13 @@ the null tracker), and the report prints it next to every number.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ladder.climb.state import RESOLVED_TASK_FILE, Row, Variant
+from ladder.climb.record import Row, Variant
+from ladder.climb.state import RESOLVED_TASK_FILE
 from ladder.climb.task import LoadedTask, RungSpec
 
 __all__ = ["log_parent", "record_judge", "record_row", "record_variant", "run_id_of", "task_params"]
@@ -73,13 +75,14 @@ def _artifacts(run: Any, folder: Path, out: Path) -> None:
 
 
 def _metrics(item: Row | Variant, names: tuple[str, ...]) -> dict[str, float]:
-    values = {n: getattr(item, n) for n in names}
-    return {n: float(v) for n, v in values.items() if v is not None}
+    """The named numbers of ``item``'s flat record (the names climb.json uses), set ones."""
+    record = item.to_record()
+    return {n: float(record[n]) for n in names if record[n] is not None}
 
 
 def record_row(run: Any, task: LoadedTask, row: Row, spec: RungSpec, out: Path) -> None:
-    """Log a rung's row into its (open) child run; sets ``row.run_id``."""
-    row.run_id = run_id_of(run)
+    """Log a rung's row into its (open) child run; sets the run id in its provenance."""
+    row.provenance = dataclasses.replace(row.provenance, run_id=run_id_of(run))
     run.log_params(
         {
             **task_params(task),
@@ -88,7 +91,7 @@ def record_row(run: Any, task: LoadedTask, row: Row, spec: RungSpec, out: Path) 
             "model": row.model,
             "answered_by": row.answered_by,
             "template": task.spec.name,
-            "template_version": row.template_version,
+            "template_version": row.provenance.template_version,
             **_flat("option", spec.options),
         }
     )
@@ -96,37 +99,43 @@ def record_row(run: Any, task: LoadedTask, row: Row, spec: RungSpec, out: Path) 
     metrics = _metrics(row, (*names, "p_value_vs_below", "delta_vs_below", "wall_s"))
     metrics.update(
         {
-            "peak_memory_bytes": float(row.peak_memory),
-            "good_enough": float(row.good_enough),
-            "compute_seconds": row.compute_seconds,
-            "train_seconds": row.train_seconds,
-            **{f"train.{k}": float(v) for k, v in row.train_metrics.items()},
+            "peak_memory_bytes": float(row.memory.peak_bytes),
+            "good_enough": float(row.verdict.good_enough),
+            "compute_seconds": row.cost.compute_seconds,
+            "train_seconds": row.training.seconds,
+            **{f"train.{k}": float(v) for k, v in row.training.metrics.items()},
         }
     )
     run.log_metrics(metrics)
-    if row.judge_key:
+    if row.judge is not None:
         record_judge(run, row, artifacts=False)
-    for step, loss in enumerate(row.train_losses, 1):
+    for step, loss in enumerate(row.training.losses, 1):
         run.log_metrics({"train_loss": loss}, step=step)
-    run.set_tags({"status": row.status, "signature": row.signature, "reason": row.reason})
-    _artifacts(run, Path(row.folder), out)
+    tags = {"status": row.status, "signature": row.score.signature, "reason": row.verdict.reason}
+    run.set_tags(tags)
+    _artifacts(run, Path(row.provenance.folder), out)
 
 
 def record_judge(run: Any, row: Row, *, artifacts: bool = True) -> None:
     """Log the judge column of ``row`` (its grade, CI, judge and verdicts) into ``run``."""
-    run.log_params({"judge": row.judge_key.split("|", 1)[0], "judge_key": row.judge_key})
+    judge = row.judge
+    if judge is None:
+        return
+    run.log_params({"judge": judge.key.split("|", 1)[0], "judge_key": judge.key})
     run.log_metrics(_metrics(row, ("judge_value", "judge_ci_low", "judge_ci_high")))
-    run.set_tags({"judge_signature": row.judge_signature, "judge_valid": row.judge_valid})
+    run.set_tags({"judge_signature": judge.signature, "judge_valid": judge.valid})
     if artifacts:
+        folder = Path(row.provenance.folder)
         for name in ("judgments.jsonl", "judge.json"):
-            if (Path(row.folder) / name).is_file():
-                run.log_artifact(Path(row.folder) / name)
+            if (folder / name).is_file():
+                run.log_artifact(folder / name)
 
 
 def record_variant(run: Any, task: LoadedTask, variant: Variant, out: Path) -> None:
-    """Log a cheaper variant that ran into its (open) child run; sets ``variant.run_id``."""
+    """Log a cheaper variant that ran into its (open) child run; sets the run id in its
+    provenance."""
     run.set_tags({"variant": variant.key, "of": variant.of})
-    variant.run_id = run_id_of(run)
+    variant.provenance = dataclasses.replace(variant.provenance, run_id=run_id_of(run))
     run.log_params(
         {
             **task_params(task),
@@ -135,16 +144,16 @@ def record_variant(run: Any, task: LoadedTask, variant: Variant, out: Path) -> N
             "rung": variant.rung,
             "model": variant.model,
             "of": variant.of,
-            "template_version": variant.template_version,
+            "template_version": variant.provenance.template_version,
         }
     )
     names = ("value", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high", "cost")
     metrics = _metrics(variant, (*names, "cost_saving", "latency_p50", "latency_saving", "wall_s"))
     metrics["keeps_quality"] = float(variant.keeps_quality)
-    metrics["peak_memory_bytes"] = float(variant.peak_memory)
+    metrics["peak_memory_bytes"] = float(variant.memory.peak_bytes)
     run.log_metrics(metrics)
     run.set_tags({"verdict": variant.verdict, "reason": variant.reason})
-    _artifacts(run, Path(variant.folder), out)
+    _artifacts(run, Path(variant.provenance.folder), out)
 
 
 def _flat(prefix: str, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,110 @@
+"""Scoring a rung's answers the same way for every rung: the task's metric, its CI, the cost.
+
+Every rung answers the same test records; :func:`score_rung` parses each answer as the task's
+output type (:func:`ladder.climb.task.parse_output`), scores it with the task's metric and a
+bootstrap CI (same seed and resamples for every rung), writes ``predictions.jsonl``, prices
+the tokens and the compute seconds, and compares the answers with the rung ``below`` by the
+paired bootstrap (:func:`paired_on_task`). The verdict comes from :mod:`ladder.climb.stop_rule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ladder.climb.measure import PairedOutcome, paired_test, percentile
+from ladder.climb.parts import Cost, Provenance, Score, Timing, VsBelow
+from ladder.climb.record import Row
+from ladder.climb.rungs import Rung, RungResult
+from ladder.climb.state import prediction_texts, write_predictions
+from ladder.climb.stop_rule import verdict
+from ladder.climb.task import LoadedTask, parse_output
+
+__all__ = ["RungJob", "paired_on_task", "score_rung"]
+
+
+@dataclass(frozen=True)
+class RungJob:
+    """One rung to run and score: a rung of the climb or a cheaper variant.
+
+    Attributes:
+        task: the task it answers (a variant's may differ: a shorter prompt).
+        name: the rung's leaderboard name.
+        model: the model spec it runs on.
+        rung: the built rung.
+        folder: its own folder (predictions, checkpoints).
+        below: the last finished rung under it on the same model, for the paired test.
+        tuned: the last fine-tuning row below it on the same model (dpo starts from its
+            checkpoint).
+    """
+
+    task: LoadedTask
+    name: str
+    model: str
+    rung: Rung
+    folder: Path
+    below: Row | None = None
+    tuned: Row | None = None
+
+
+def paired_on_task(
+    task: LoadedTask, predictions_a: Sequence[str], predictions_b: Sequence[str]
+) -> PairedOutcome:
+    """A against B on the task's test references: the task's metric, resamples, confidence
+    and seed (Koehn 2004's paired bootstrap)."""
+    s = task.spec
+    return paired_test(
+        s.metric_name(),
+        s.metric_options,
+        predictions_a,
+        predictions_b,
+        task.references(),
+        resamples=s.resamples,
+        confidence=s.confidence,
+        seed=s.seed,
+    )
+
+
+def score_rung(job: RungJob, result: RungResult) -> Row:
+    """The row of ``job`` from its ``result``, with its verdict.
+
+    Writes ``predictions.jsonl`` into the job's folder and compares the answers with the
+    saved predictions of the job's ``below`` row (when there is one).
+    """
+    from ladder.evaluate import get_metric
+
+    task, s = job.task, job.task.spec
+    predictions = [
+        parse_output(a if a is not None else o, s.output)
+        for a, o in zip(result.answers, result.outputs, strict=True)
+    ]
+    score = get_metric(
+        s.metric_name(),
+        resamples=s.resamples,
+        confidence=s.confidence,
+        seed=s.seed,
+        **s.metric_options,
+    ).compute(predictions, task.references())
+    write_predictions(job.folder, task, result, predictions, score.per_example)
+    usd = result.token_cost_usd + result.compute_seconds * s.compute_hour_usd / 3600.0
+    row = Row(
+        job.name,
+        job.model,
+        Score(s.metric_name(), score.value, score.ci_low, score.ci_high, score.n, score.signature),
+        answered_by=result.model,
+        cost=Cost(
+            usd,
+            result.prompt_tokens,
+            result.completion_tokens,
+            round(result.compute_seconds, 3),
+        ),
+        timing=Timing(percentile(result.latencies, 0.5), percentile(result.latencies, 0.95)),
+        training=result.training,
+        provenance=Provenance(str(job.folder), template_version=result.template_version),
+    )
+    if job.below is not None:
+        outcome = paired_on_task(task, predictions, prediction_texts(job.below))
+        row.below = VsBelow(job.below.rung, outcome.delta, outcome.p_value)
+    row.verdict = verdict(row, task, job.below)
+    return row
