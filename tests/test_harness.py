@@ -11,8 +11,9 @@ import pytest
 
 from ladder.cli.main import main
 from ladder.errors import ConfigError
+from ladder.evaluate.datasets import load_docs
 from ladder.evaluate.harness import choose, evaluate_task, fewshot_prompt, write_outputs
-from ladder.evaluate.tasks import TaskConfig, load_docs, load_task
+from ladder.evaluate.tasks import TaskConfig, load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tasks" / "arith-mc.yaml"

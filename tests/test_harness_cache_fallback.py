@@ -13,9 +13,10 @@ import pytest
 from ladder.cache_store import ResponseCache
 from ladder.cli.main import main
 from ladder.errors import ConfigError, UnsupportedError
+from ladder.evaluate.datasets import load_docs
 from ladder.evaluate.harness import evaluate_task
 from ladder.evaluate.mc_generate import extract_choice
-from ladder.evaluate.tasks import TaskConfig, load_docs, load_task
+from ladder.evaluate.tasks import TaskConfig, load_task
 from ladder.models import load_model
 from openai_server import OpenAITestServer
 

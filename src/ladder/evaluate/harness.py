@@ -46,6 +46,7 @@ from ladder.cache import CachedModel
 from ladder.cache_store import ResponseCache
 from ladder.errors import ConfigError, UnsupportedError
 from ladder.evaluate._common import mean_score
+from ladder.evaluate.datasets import load_docs
 from ladder.evaluate.mc_generate import ACC_NORM_UNDEFINED, run_generated_choice
 from ladder.evaluate.registry import get_metric
 from ladder.evaluate.score import CISettings, Score, make_signature
@@ -56,7 +57,6 @@ from ladder.evaluate.tasks import (
     choices_of,
     gold_answers,
     gold_index,
-    load_docs,
     render,
 )
 from ladder.fsutil import atomic_write_text

@@ -140,7 +140,7 @@ def _is_template(file: Path) -> bool:
 
 def resolve_run(config: RunConfig, base: Path) -> PromptRun:
     """Load the template and examples a :class:`RunConfig` names."""
-    from ladder.evaluate.tasks import load_docs
+    from ladder.evaluate.datasets import load_docs
 
     if isinstance(config.template, str):
         template = load_template(base / config.template)
@@ -163,7 +163,7 @@ def resolve_run(config: RunConfig, base: Path) -> PromptRun:
 
 def load_records(path: str | Path) -> list[Any]:
     """The records of a JSONL or CSV data file (each knows its file:line)."""
-    from ladder.evaluate.tasks import load_docs
+    from ladder.evaluate.datasets import load_docs
 
     file = Path(path)
     return list(load_docs(file, _format_of(file)))
