@@ -56,6 +56,8 @@ import torch
 import torch.nn.functional as F
 
 from _docs import write_section
+from ladder.models.architectures import SpecialIds
+from ladder.models.architectures import build_model as ladder_build_model
 from ladder.models.builtin import PRESETS
 from ladder.train.config import TrainConfig
 from ladder.train.loop import train
@@ -67,21 +69,8 @@ PRESET = "tiny"  # set from --preset in main()
 
 def build_model(seed: int = 0) -> torch.nn.Module:
     """A random Llama with the chosen built-in preset's shape."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    p = PRESETS[PRESET]
-    config = LlamaConfig(
-        vocab_size=p.vocab_size,
-        hidden_size=p.hidden_size,
-        intermediate_size=p.intermediate_size,
-        num_hidden_layers=p.num_layers,
-        num_attention_heads=p.num_heads,
-        num_key_value_heads=p.num_kv_heads,
-        max_position_embeddings=p.context_length,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    shape = PRESETS[PRESET].shape
+    return ladder_build_model(shape, shape.vocab, SpecialIds(None, None, None), seed)
 
 
 def hand_loop(batch: torch.Tensor, steps: int, precision: str, compile: bool = False) -> float:
@@ -179,12 +168,12 @@ def main() -> None:
     args = parser.parse_args()
     global PRESET
     PRESET = args.preset
-    p = PRESETS[PRESET]
-    batch = torch.randint(0, p.vocab_size, (args.batch_size, p.context_length),
+    p = PRESETS[PRESET].shape
+    batch = torch.randint(0, p.vocab, (args.batch_size, p.context),
                           generator=torch.manual_seed(0))  # fmt: skip
     first_peak32, first_peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     # What `ladder pretrain` with mixed_precision: auto would choose for this shape.
-    probe = bf16_autocast_speedup(batch.numel(), p.hidden_size, p.intermediate_size)
+    probe = bf16_autocast_speedup(batch.numel(), p.hidden, p.ffn)
     auto = resolve_mixed_precision("auto", cuda_bf16=False, cpu_bf16_speedup=probe)
     precisions = ["no", "bf16"] if args.precision == "both" else [args.precision]
     results = {precision: compare(batch, args, precision) for precision in precisions}
@@ -192,7 +181,7 @@ def main() -> None:
     model = build_model()
     n_params = sum(q.numel() for q in model.parameters())
     flops_6n = flops_per_token(n_params, 0, 0, 0)  # per token: the loop's MFU arithmetic
-    flops_attn = flops_per_token(n_params, p.num_layers, p.hidden_size, p.context_length)
+    flops_attn = flops_per_token(n_params, p.layers, p.hidden, p.context)
     # Best of before and after the runs: a neighbour's load only ever lowers the figure.
     peaks = {
         "no": max(first_peak32, matmul_peak(torch.float32)),
@@ -240,7 +229,7 @@ def _section(
             command += f" {flag} {value}"
     command += " --compile" if args.compile else ""
     command += " --system-malloc" if args.system_malloc else ""
-    seq_len = PRESETS[PRESET].context_length
+    seq_len = PRESETS[PRESET].shape.context
     ratios = "; ".join(
         f"{'fp32' if k == 'no' else 'bf16'}: {', '.join(f'{r:.2f}' for r in v.ratios)}"
         for k, v in results.items()

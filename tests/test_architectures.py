@@ -12,16 +12,16 @@ import pytest
 from ladder.cli.main import main
 from ladder.errors import ConfigError
 from ladder.models.architectures import (
-    ARCHITECTURES,
     SpecialIds,
     architecture_rows,
     build_model,
     get_architecture,
     hf_config,
+    pretrain_shapes,
     resolve_model,
 )
 from ladder.models.memory import FitConfig, estimate_memory
-from ladder.models.shapes import count_params, read_checkpoint
+from ladder.models.shapes import SHAPES, count_params, read_checkpoint
 
 IDS = SpecialIds(bos=1, eos=2, pad=0)
 
@@ -31,9 +31,9 @@ def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
 
 
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("name", sorted(pretrain_shapes()))
 def test_count_params_equals_the_torch_model_exactly(name: str) -> None:
-    spec = ARCHITECTURES[name]
+    spec = SHAPES[name]
     model = build_model(spec, spec.vocab, IDS, seed=0)
     assert spec.parameters() == sum(p.numel() for p in model.parameters())
     odd = 4099  # any vocabulary: the count follows the tokenizer
@@ -69,7 +69,7 @@ def test_pinned_preset_sizes() -> None:
 def test_config_json_of_bert_and_t5_is_read(arch: str, changes: dict, tmp_path: Path) -> None:
     import transformers
 
-    base = hf_config(ARCHITECTURES[f"{arch}-tiny"], 300, IDS)
+    base = hf_config(SHAPES[f"{arch}-tiny"], 300, IDS)
     kept = {k: v for k, v in base.to_dict().items() if k not in ("is_gated_act", "dense_act_fn")}
     config = type(base)(**{**kept, **changes})  # derived fields follow feed_forward_proj
     cls = (
@@ -131,4 +131,4 @@ def test_pretrain_list_prints_the_table(capsys: pytest.CaptureFixture[str]) -> N
         assert arch in out
     assert "1,377,408" in out and "7,607,040" in out and "2+2" in out
     assert main(["pretrain", "--archs", "--vocab", "300"]) == 0
-    assert f"{ARCHITECTURES['llama-tiny'].parameters(300):,}" in capsys.readouterr().out
+    assert f"{SHAPES['llama-tiny'].parameters(300):,}" in capsys.readouterr().out

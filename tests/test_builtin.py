@@ -14,21 +14,20 @@ from ladder.data.corpus import build_corpus, instruction_documents, stdlib_docst
 from ladder.data.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS, render_chat, train_tokenizer
 from ladder.errors import ModelLoadError
 from ladder.models import builtin, load_model
+from ladder.models.architectures import SpecialIds, build_model, get_architecture
 from ladder.models.base import GenerationParams
-from ladder.train.config import TrainConfig
+from ladder.models.shapes import SHAPES
+from ladder.train.config import PretrainConfig, TrainConfig
 from ladder.train.loop import train
 from ladder.train.pretrain import PackedBatches, eval_windows, token_stream
+from ladder.train.pretrain_run import SAMPLES_FILE, train_builtin
 
 # A preset small enough to build, train and save in a few seconds.
 MICRO = builtin.Preset(
     description="test preset",
-    hidden_size=32,
-    intermediate_size=64,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    vocab_size=384,
-    context_length=32,
+    shape=get_architecture(
+        "llama", "tiny", hidden=32, ffn=64, layers=2, heads=4, kv_heads=2, context=32
+    ).at_vocab(384),
     stdlib_chars=20_000,
     instructions=200,
     train=TrainConfig(
@@ -170,19 +169,20 @@ def _micro_model(vocab_size: int, tokenizer: object) -> torch.nn.Module:
 def test_preset_parameter_counts_match_the_model(name: str) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    preset = builtin.PRESETS[name]
+    shape = builtin.PRESETS[name].shape
+    assert shape is SHAPES[f"llama-{name}"]  # a built-in model is a row of the one table
     config = LlamaConfig(
-        vocab_size=preset.vocab_size,
-        hidden_size=preset.hidden_size,
-        intermediate_size=preset.intermediate_size,
-        num_hidden_layers=preset.num_layers,
-        num_attention_heads=preset.num_heads,
-        num_key_value_heads=preset.num_kv_heads,
+        vocab_size=shape.vocab,
+        hidden_size=shape.hidden,
+        intermediate_size=shape.ffn,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
         tie_word_embeddings=True,
     )
     with torch.device("meta"):  # shapes only, no memory
         model = LlamaForCausalLM(config)
-    assert preset.parameters() == sum(p.numel() for p in model.parameters())
+    assert builtin.PRESETS[name].parameters() == sum(p.numel() for p in model.parameters())
 
 
 def test_untrained_and_unknown_builtins_say_what_to_do(home: Path) -> None:
@@ -200,7 +200,7 @@ def test_untrained_and_unknown_builtins_say_what_to_do(home: Path) -> None:
 def test_trained_builtin_reloads_through_hf_and_builtin_specs(home: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = builtin.train_builtin("micro", progress=False)
+    path = train_builtin("micro", progress=False)
     assert path == home / "models" / "builtin-micro" == builtin.builtin_path("micro")
     assert builtin.is_trained("micro")
     names = {p.name for p in path.iterdir()}
@@ -209,6 +209,10 @@ def test_trained_builtin_reloads_through_hf_and_builtin_specs(home: Path) -> Non
     assert not list(path.parent.glob(".*"))  # no run folder or temp folder left behind
     summary = builtin.training_summary(path)
     assert summary["steps"] == 4 and summary["parameters"] > 0
+    # `ladder pretrain`'s one summary format, samples and MFU, for a preset as for any arch.
+    assert summary["preset"] == "micro" and summary["arch"] == "llama"
+    assert len(summary["train_losses"]) == 4 and summary["mfu"] > 0
+    assert (path / SAMPLES_FILE).is_file()
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     assert tokenizer.chat_template == CHAT_TEMPLATE
@@ -225,6 +229,49 @@ def test_trained_builtin_reloads_through_hf_and_builtin_specs(home: Path) -> Non
         assert isinstance(chat.text, str) and chat.prompt_tokens > 5
 
 
+def test_a_preset_trains_to_the_weights_of_the_plain_steps(home: Path, tmp_path: Path) -> None:
+    """The built-in recipe is ``ladder pretrain``'s, and it draws nothing more at random than
+    corpus -> tokenizer -> model -> loop: builtin:tiny's shipped scores rest on its weights."""
+    from safetensors.torch import load_file
+
+    trained = load_file(train_builtin("micro", progress=False) / "model.safetensors")
+    cfg, shape = MICRO.train, MICRO.shape
+    corpus = build_corpus(
+        cfg.seed, stdlib_chars=MICRO.stdlib_chars, instructions=MICRO.instructions
+    )
+    texts = (text for doc in corpus.train for text in doc.plain_texts())
+    tokenizer = train_tokenizer(texts, shape.vocab, model_max_length=shape.context)
+    ids = SpecialIds(tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    model = build_model(shape, len(tokenizer), ids, cfg.seed)
+    windows = {"seq_len": shape.context, "batch_size": cfg.batch_size}
+    val = token_stream(tokenizer, corpus.validation)
+    train(
+        model,
+        PackedBatches(token_stream(tokenizer, corpus.train), seed=cfg.seed, **windows),
+        eval_windows(val, max_batches=cfg.eval_batches, **windows),
+        cfg,
+        tmp_path / "plain",
+        progress=False,
+    )
+    plain = model.state_dict()
+    assert trained and all(torch.equal(trained[k], plain[k]) for k in trained)
+
+
+def test_a_preset_leaves_auto_precision_to_the_loop(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU where bf16 autocast pays, ``ladder pretrain`` of an architecture picks it;
+    a built-in preset keeps fp32 there, as its shipped scores were trained."""
+    from ladder.train import pretrain_setup
+
+    monkeypatch.setattr(pretrain_setup, "bf16_autocast_speedup", lambda *_: 5.0)
+    auto = MICRO.train.model_copy(update={"mixed_precision": "auto"})
+    monkeypatch.setitem(builtin.PRESETS, "micro", MICRO.model_copy(update={"train": auto}))
+    spec, tcfg, run_dir, _ = pretrain_setup.prepare_run(PretrainConfig(preset="micro"))
+    assert tcfg.mixed_precision == "auto" and not (run_dir / "precision.json").exists()
+    assert pretrain_setup.choose_precision(spec, tcfg, run_dir).mixed_precision == "bf16"
+
+
 def test_interrupted_pretraining_resumes_to_the_same_weights(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,7 +279,7 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(
 
     from ladder.train import loop
 
-    straight = builtin.train_builtin("micro", out=tmp_path / "straight", progress=False)
+    straight = train_builtin("micro", out=tmp_path / "straight", progress=False)
     save = loop.save_checkpoint
 
     def interrupted_at_step_4(accelerator: Any, out_dir: Any, state: Any, *args: Any) -> Path:
@@ -242,10 +289,10 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(
 
     monkeypatch.setattr(loop, "save_checkpoint", interrupted_at_step_4)
     with pytest.raises(KeyboardInterrupt):
-        builtin.train_builtin("micro", progress=False)
+        train_builtin("micro", progress=False)
     assert not builtin.is_trained("micro")
     monkeypatch.setattr(loop, "save_checkpoint", save)
-    resumed = builtin.train_builtin("micro", resume=True, progress=False)
+    resumed = train_builtin("micro", resume=True, progress=False)
     assert builtin.training_summary(resumed)["steps"] == 4
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
@@ -275,7 +322,7 @@ def test_pretrain_cli_and_yaml_config(
 @pytest.mark.slow
 def test_tiny_preset_learns_english_ish_text(home: Path) -> None:
     """The full tiny preset (about 3 minutes on 2 cores): its text is made of real words."""
-    path = builtin.train_builtin("tiny", progress=False)
+    path = train_builtin("tiny", progress=False)
     summary = builtin.training_summary(path)
     assert summary["validation_loss"] < 3.8  # 3.557 on the reference machine
     model = load_model("builtin:tiny")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,12 @@ from test_builtin import MICRO as BUILTIN_MICRO
 
 ROOT = Path(__file__).resolve().parents[1]
 # test_builtin's micro preset with room for the demo's prompts.
-MICRO = BUILTIN_MICRO.model_copy(update={"description": "demo test preset", "context_length": 64})
+MICRO = BUILTIN_MICRO.model_copy(
+    update={
+        "description": "demo test preset",
+        "shape": replace(BUILTIN_MICRO.shape, context=64, max_positions=64),
+    }
+)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from ladder.errors import ConfigError
 from ladder.models.architectures import resolve_model
 from ladder.models.memory import GPUS, Device, FitConfig, estimate_memory, fits
 from ladder.models.shapes import (
-    PRESETS,
+    SHAPES,
     ModelShape,
     count_params,
     lora_param_count,
@@ -78,14 +78,14 @@ def tiny(tmp_path: Path) -> ModelShape:
     ],
 )
 def test_preset_param_counts_match_the_published_models(size: str, params: int) -> None:
-    assert count_params(PRESETS[size])[0] == params
+    assert count_params(SHAPES[size])[0] == params
 
 
 def test_lora_param_counts_match_peft() -> None:
     # Llama-2-7B, r=16 on all linear layers: PEFT prints 39,976,960 trainable params.
-    assert lora_param_count(PRESETS["7b"], 16, "all-linear") == 39_976_960
+    assert lora_param_count(SHAPES["7b"], 16, "all-linear") == 39_976_960
     # r=8 on q,k,v,o: 32 layers × 4 × 8·(4096 + 4096) = 8,388,608.
-    assert lora_param_count(PRESETS["7b"], 8, "attention") == 8_388_608
+    assert lora_param_count(SHAPES["7b"], 8, "attention") == 8_388_608
 
 
 def test_tiny_llama_counts_by_hand(tiny: ModelShape) -> None:
@@ -164,7 +164,7 @@ def test_lora_by_hand(tiny: ModelShape) -> None:
 
 def test_methods_order_for_the_same_model() -> None:
     totals = {
-        m: estimate_memory(PRESETS["7b"], FitConfig(method=m)).total_bytes
+        m: estimate_memory(SHAPES["7b"], FitConfig(method=m)).total_bytes
         for m in ("inference", "lora", "qlora", "full")
     }
     assert totals["inference"] < totals["lora"] < totals["full"]
@@ -181,7 +181,7 @@ def _fits_a100_80(size: str, **settings: Any) -> bool:
 
 
 def test_70b_in_16_bit_does_not_fit_one_a100_80gb() -> None:
-    estimate = estimate_memory(PRESETS["70b"], FitConfig(dtype="bf16"))
+    estimate = estimate_memory(SHAPES["70b"], FitConfig(dtype="bf16"))
     weights = estimate.components[0]
     assert weights.name == "weights" and 137e9 < weights.bytes < 139e9
     assert not _fits_a100_80("70b")
@@ -189,13 +189,13 @@ def test_70b_in_16_bit_does_not_fit_one_a100_80gb() -> None:
 
 
 def test_70b_in_nf4_fits_one_a100_80gb() -> None:
-    estimate = estimate_memory(PRESETS["70b"], FitConfig(dtype="nf4", context=4096, batch=1))
+    estimate = estimate_memory(SHAPES["70b"], FitConfig(dtype="nf4", context=4096, batch=1))
     assert 35e9 < estimate.components[0].bytes < 40e9
     assert _fits_a100_80("70b", dtype="nf4", context=4096, batch=1)
 
 
 def test_headroom_is_capacity_minus_total() -> None:
-    estimate = estimate_memory(PRESETS["7b"], FitConfig())
+    estimate = estimate_memory(SHAPES["7b"], FitConfig())
     [small, big] = fits(estimate, [Device("a", 10**9), Device("b", 10**12)])
     assert not small.fits and small.headroom_bytes == 10**9 - estimate.total_bytes
     assert big.fits and big.headroom_bytes == 10**12 - estimate.total_bytes
@@ -237,7 +237,7 @@ def test_builtin_and_hf_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     _write(tmp_path / "home" / "models" / "builtin-tiny", TINY_LLAMA)
     assert resolve_model("builtin:tiny").hidden == 64
     assert resolve_model(f"hf:{_write(tmp_path / 'ck', TINY_LLAMA)}").layers == 2
-    assert resolve_model("7B") == PRESETS["7b"]
+    assert resolve_model("7B") == SHAPES["7b"]
 
 
 @pytest.mark.parametrize(
@@ -278,9 +278,9 @@ def test_bad_configs(tmp_path: Path) -> None:
 
 def test_method_dtype_conflicts() -> None:
     with pytest.raises(ConfigError, match="quantised weights"):
-        estimate_memory(PRESETS["7b"], FitConfig(method="full", dtype="nf4"))
+        estimate_memory(SHAPES["7b"], FitConfig(method="full", dtype="nf4"))
     with pytest.raises(ConfigError, match="nf4 base"):
-        estimate_memory(PRESETS["7b"], FitConfig(method="qlora", dtype="bf16"))
+        estimate_memory(SHAPES["7b"], FitConfig(method="qlora", dtype="bf16"))
 
 
 # ----------------------------------------------------------------------------- CLI

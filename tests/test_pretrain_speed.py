@@ -29,7 +29,8 @@ from ladder.train.meters import (
     peak_gflops,
     run_peak_gflops,
 )
-from ladder.train.pretrain_run import PRECISION_FILE, SUMMARY_FILE, choose_precision, run_pretrain
+from ladder.train.pretrain_run import SUMMARY_FILE, run_pretrain
+from ladder.train.pretrain_setup import PRECISION_FILE, choose_precision
 from ladder.train.schedule import CPU_BF16_MIN_SPEEDUP, resolve_mixed_precision
 from test_pretrain import config, write_config
 

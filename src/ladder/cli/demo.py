@@ -88,7 +88,9 @@ def demo(
         console.print(f"[dim]builtin:{preset} is cached at {builtin.builtin_path(preset)}[/]")
     else:
         console.print(f"[bold]Training builtin:{preset}[/] (first run only; it is cached after)")
-        builtin.train_builtin(preset, progress=True)
+        from ladder.train.pretrain_run import train_builtin
+
+        train_builtin(preset, progress=True)
     uri = tracking_uri(track)
     for file in tasks:
         name = file.stem if file.stem != "task" else file.parent.name

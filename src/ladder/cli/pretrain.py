@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from ladder.cli._common import console, err_console, field_help
@@ -114,14 +113,13 @@ def _pretrain(
                 raise ConfigError(
                     f"{flag} needs a config with model: or data: (not a built-in preset)"
                 )
-        _builtin(run, config, preset, max_steps, resume or run.resume)
-        return
-    if preset is not None:
+        run = run.model_copy(update={"preset": preset or run.preset})
+    elif preset is not None:
         raise ConfigError(f"--preset: {config} names a model:/data: run; leave --preset out")
-    _architecture(run, config, max_steps, resume or run.resume, nproc or run.nproc, command)
+    _run(run, config, max_steps, resume or run.resume, nproc or run.nproc, command)
 
 
-def _architecture(
+def _run(
     run: PretrainConfig,
     config: Path | None,
     max_steps: int | None,
@@ -133,13 +131,20 @@ def _architecture(
 
     from ladder.track import NullTracker, get_tracker
     from ladder.train.distributed import is_launched_child, launch_verb
-    from ladder.train.pretrain_run import SUMMARY_FILE, prepare_run, run_pretrain
+    from ladder.train.pretrain_run import SUMMARY_FILE, run_pretrain
+    from ladder.train.pretrain_setup import prepare_run
 
     child = is_launched_child()
-    if nproc > 1 and not child:
-        spec, _, _, warning = prepare_run(run, resume=resume, max_steps=max_steps)
+    if not child:  # once, before any process starts; launched children read it back
+        spec, tcfg, _, warning = prepare_run(run, resume=resume, max_steps=max_steps)
         if warning:
             err_console.print(f"[yellow]warning:[/] {warning}")
+        if run.is_builtin:
+            console.print(
+                f"Pretraining [bold]builtin:{run.preset}[/]: {spec.parameters():,} "
+                f"parameters, {tcfg.max_steps} steps."
+            )
+    if nproc > 1 and not child:
         argv = ["pretrain", str(config), "--resume"] if resume else ["pretrain", str(config)]
         argv += ["--max-steps", str(max_steps)] if max_steps is not None else []
         argv += ["--out", run.out] if run.out else []
@@ -155,9 +160,9 @@ def _architecture(
         if main_process:
             tqdm.write(line, file=sys.stderr)  # keeps the progress bar intact
 
-    arch = run.model.arch if run.model else "llama"
+    what = f"builtin:{run.preset}" if run.is_builtin else (run.model.arch if run.model else "llama")
     tracker = get_tracker() if main_process else NullTracker()
-    with tracker.run(f"pretrain {arch}", tags={"verb": "pretrain"}) as active:
+    with tracker.run(f"pretrain {what}", tags={"verb": "pretrain"}) as active:
         path = run_pretrain(
             run,
             resume=resume,
@@ -165,7 +170,7 @@ def _architecture(
             progress=main_process,
             log=log,
             tracker=active,
-            prepared=child,
+            prepared=True,
         )
     if main_process:
         _print_summary(path, path / SUMMARY_FILE)
@@ -174,8 +179,12 @@ def _architecture(
 def _print_summary(path: Path, summary_file: Path) -> None:
     import json
 
+    from ladder.models.builtin import builtin_path
+
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    console.print(f"Saved {summary['arch']}-{summary['size']} to {path}")
+    preset = summary.get("preset")
+    label = f"builtin:{preset}" if preset else f"{summary['arch']}-{summary['size']}"
+    console.print(f"Saved {label} to {path}")
     if summary.get("validation_loss") is not None:
         mfu = f", MFU {summary['mfu']:.0%}" if summary.get("mfu") is not None else ""
         console.print(
@@ -183,7 +192,10 @@ def _print_summary(path: Path, summary_file: Path) -> None:
             f"{summary['validation_perplexity']:.1f}; {summary['tokens_per_s']:,.0f} tokens/s"
             f"{mfu}; {summary['wall_time_s'] / 60:.1f} minutes in all."
         )
-    if summary["family"] == "decoder":
+    if preset and path == builtin_path(preset):  # where builtin:NAME finds it
+        console.print(f'Try it: ladder generate builtin:{preset} --raw "Return the"')
+        console.print(f"    or: ladder chat builtin:{preset}")
+    elif summary["family"] == "decoder":
         console.print(f'Try it: ladder generate hf:{path} --raw "The"')
         console.print(f"    or: ladder perplexity hf:{path} FILE.txt")
 
@@ -199,51 +211,3 @@ def _print_architectures(vocab: int | None) -> None:
         cells = [str(row[c]) for c in columns]
         table.add_row(*cells, f"{row['vocab']:,}", f"{row['parameters']:,}")
     console.print(table)
-
-
-def _builtin(
-    run: PretrainConfig,
-    config: Path | None,
-    preset: str | None,
-    max_steps: int | None,
-    resume: bool,
-) -> None:
-    from ladder.models.builtin import builtin_path, get_preset, train_builtin, training_summary
-    from ladder.train.pretrain_run import check_fresh, check_unfinished
-
-    name = preset or run.preset
-    spec = get_preset(name)
-    final = Path(run.out) if run.out else builtin_path(name)
-    if resume:
-        check_unfinished(final)
-    elif not run.overwrite:
-        check_fresh(final)
-    try:
-        train_config = run.train_config(spec.train)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{config}: train: {first['msg']}") from None
-    console.print(
-        f"Pretraining [bold]builtin:{name}[/]: {spec.parameters():,} parameters, "
-        f"{max_steps or train_config.max_steps} steps."
-    )
-    path = train_builtin(
-        name,
-        train_config=train_config,
-        out=run.out,
-        resume=resume,
-        max_steps=max_steps,
-        log=lambda line: err_console.print(f"[dim]{line}[/]"),
-    )
-    summary = training_summary(path)
-    console.print(f"Saved to {path}")
-    if summary.get("validation_loss") is not None:
-        console.print(
-            f"Validation loss {summary['validation_loss']:.3f}, "
-            f"perplexity {summary['validation_perplexity']:.1f}; "
-            f"{summary['tokens_per_s']:,.0f} tokens/s; "
-            f"{summary['wall_time_s'] / 60:.1f} minutes in all."
-        )
-    if run.out is None:
-        console.print(f'Try it: ladder generate builtin:{name} --raw "Return the"')
-        console.print(f"    or: ladder chat builtin:{name}")

@@ -1,4 +1,5 @@
-"""Architectures to pretrain from scratch, as presets of transformers configs.
+"""Architectures to pretrain from scratch: the ``ARCH-SIZE`` rows of
+:data:`ladder.models.shapes.SHAPES` as transformers configs and models.
 
 Four families, each an ordinary transformers model class, so the result is a normal HF
 checkpoint:
@@ -11,11 +12,11 @@ checkpoint:
 - ``t5``: encoder-decoder with relative position buckets (Raffel et al. 2020); span
   corruption objective. ``T5ForConditionalGeneration``.
 
-Sizes ``tiny`` (~1.4M parameters at a 4,096-token vocabulary) and ``small`` (~7M at 8,192),
-like the built-in presets of :mod:`ladder.models.builtin`. The vocabulary comes from the
-tokenizer, so parameter counts are shown for a stated vocabulary. The dimensions are plain
-Python (``ladder fit`` and ``ladder pretrain --list`` use them without torch); only
-:func:`build_model` imports transformers.
+Sizes ``tiny`` (~1.4M parameters at a 4,096-token vocabulary) and ``small`` (~7M at 8,192);
+``llama-tiny`` and ``llama-small`` are the built-in models. The vocabulary comes from the
+tokenizer, so parameter counts are shown for a stated vocabulary. Everything here but
+:func:`hf_config` and :func:`build_model` is plain Python (``ladder fit`` and ``ladder
+pretrain --list`` use it without torch).
 """
 
 from __future__ import annotations
@@ -23,43 +24,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ladder.errors import ConfigError
-from ladder.home import home_subdir
-from ladder.models.shapes import PRESETS, ModelShape, count_params, read_checkpoint
+from ladder.models.builtin import builtin_path
+from ladder.models.shapes import ARCHS, SHAPES, SIZES, ModelShape, read_checkpoint
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "ARCHITECTURES",
-    "ARCHS",
-    "FAMILY",
     "OBJECTIVE",
-    "SIZES",
-    "Arch",
-    "Architecture",
-    "Family",
     "SpecialIds",
     "architecture_rows",
     "build_model",
     "get_architecture",
     "hf_config",
-    "preset_shape",
+    "pretrain_shapes",
     "resolve_model",
 ]
 
-Arch = Literal["llama", "gpt2", "bert", "t5"]
-Family = Literal["decoder", "encoder", "encoder-decoder"]
-ARCHS: tuple[Arch, ...] = ("llama", "gpt2", "bert", "t5")
-SIZES = ("tiny", "small")
-FAMILY: dict[str, Family] = {
-    "llama": "decoder",
-    "gpt2": "decoder",
-    "bert": "encoder",
-    "t5": "encoder-decoder",
-}
 OBJECTIVE = {
     "decoder": "causal LM",
     "encoder": "masked LM",
@@ -67,95 +51,26 @@ OBJECTIVE = {
 }
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """The dimensions of a model to pretrain. ``vocab`` is the default vocabulary size (the
-    built-in corpus tokenizer's); a run uses its tokenizer's."""
-
-    arch: Arch
-    size: str
-    hidden: int
-    layers: int  # decoder blocks; for t5 the encoder blocks
-    heads: int
-    kv_heads: int
-    ffn: int
-    context: int  # tokens per training window and the model's positions
-    vocab: int
-    decoder_layers: int = 0  # t5 only
-
-    @property
-    def family(self) -> Family:
-        """decoder, encoder or encoder-decoder."""
-        return FAMILY[self.arch]
-
-    @property
-    def name(self) -> str:
-        """``ARCH-SIZE``, e.g. ``llama-tiny``."""
-        return f"{self.arch}-{self.size}"
-
-    def shape(self, vocab: int | None = None) -> ModelShape:
-        """The :class:`ModelShape` ``ladder fit`` does its arithmetic on."""
-        v = vocab or self.vocab
-        extra: dict[str, Any] = {}
-        if self.arch == "bert":
-            extra = {"type_vocab": 2}
-        elif self.arch == "t5":
-            extra = {"decoder_layers": self.decoder_layers, "rel_buckets": 32}
-        return ModelShape(
-            name=f"{self.name} (vocab {v:,})",
-            arch=self.arch,
-            hidden=self.hidden,
-            layers=self.layers,
-            heads=self.heads,
-            kv_heads=self.kv_heads,
-            head_dim=self.hidden // self.heads,
-            ffn=self.ffn,
-            vocab=v,
-            tied=True,
-            max_positions=None if self.arch == "t5" else self.context,
-            **extra,
-        )
-
-    def parameters(self, vocab: int | None = None) -> int:
-        """Parameter count at ``vocab`` (default: :attr:`vocab`); tied embeddings once."""
-        return count_params(self.shape(vocab))[0]
+def pretrain_shapes() -> dict[str, ModelShape]:
+    """The rows of :data:`ladder.models.shapes.SHAPES` that ``ladder pretrain`` builds,
+    by ``ARCH-SIZE`` name."""
+    return {name: shape for name, shape in SHAPES.items() if shape.size}
 
 
-def _arch(arch: Arch, size: str, dims: tuple[int, ...], decoder_layers: int = 0) -> Architecture:
-    hidden, layers, heads, kv_heads, ffn, context, vocab = dims
-    return Architecture(arch, size, hidden, layers, heads, kv_heads, ffn, context, vocab,
-                        decoder_layers)  # fmt: skip
-
-
-# dims: hidden, layers, heads, kv heads, ffn, context, default vocabulary.
-# llama-tiny/small are the built-in presets' shapes (models/builtin.py).
-ARCHITECTURES: dict[str, Architecture] = {
-    "llama-tiny": _arch("llama", "tiny", (128, 4, 4, 4, 384, 128, 4096)),
-    "llama-small": _arch("llama", "small", (256, 6, 8, 4, 768, 256, 8192)),
-    "gpt2-tiny": _arch("gpt2", "tiny", (128, 4, 4, 4, 512, 128, 4096)),
-    "gpt2-small": _arch("gpt2", "small", (256, 6, 8, 8, 1024, 256, 8192)),
-    "bert-tiny": _arch("bert", "tiny", (128, 4, 4, 4, 512, 128, 4096)),
-    "bert-small": _arch("bert", "small", (256, 6, 8, 8, 1024, 256, 8192)),
-    "t5-tiny": _arch("t5", "tiny", (128, 2, 4, 4, 512, 128, 4096), decoder_layers=2),
-    "t5-small": _arch("t5", "small", (256, 3, 8, 8, 1024, 256, 8192), decoder_layers=3),
-}
-
-
-def get_architecture(arch: str, size: str, **dims: int | None) -> Architecture:
-    """The ``arch``/``size`` preset with any of ``dims`` (hidden, layers, heads, kv_heads,
+def get_architecture(arch: str, size: str, **dims: int | None) -> ModelShape:
+    """The ``arch``/``size`` row with any of ``dims`` (hidden, layers, heads, kv_heads,
     ffn, context, decoder_layers) replaced.
 
     Raises:
         ConfigError: unknown arch or size, or dimensions that do not divide (hidden by
             heads, heads by kv_heads) or that the family does not have.
     """
-    key = f"{arch}-{size}"
-    if key not in ARCHITECTURES:
+    base = pretrain_shapes().get(f"{arch}-{size}")
+    if base is None:
         raise ConfigError(
             f"model: no architecture {arch!r} of size {size!r}: arch is one of "
             f"{', '.join(ARCHS)} and size one of {', '.join(SIZES)}"
         )
-    base = ARCHITECTURES[key]
     given: dict[str, Any] = {k: v for k, v in dims.items() if v is not None}
     if "heads" in given and "kv_heads" not in given:
         given["kv_heads"] = (
@@ -163,10 +78,13 @@ def get_architecture(arch: str, size: str, **dims: int | None) -> Architecture:
         )
     spec = replace(base, **given)
     _check(spec, given)
-    return spec
+    # What follows from the dimensions: the heads' width, and the positions of a model
+    # with learned or rotary ones (t5's relative buckets have no limit).
+    positions = None if spec.arch == "t5" else spec.context
+    return replace(spec, head_dim=spec.hidden // spec.heads, max_positions=positions)
 
 
-def _check(spec: Architecture, given: dict[str, int]) -> None:
+def _check(spec: ModelShape, given: dict[str, int]) -> None:
     if spec.hidden % spec.heads:
         raise ConfigError(
             f"model.hidden ({spec.hidden}) must be a multiple of model.heads ({spec.heads})"
@@ -181,17 +99,11 @@ def _check(spec: Architecture, given: dict[str, int]) -> None:
         raise ConfigError(f"model.decoder_layers: only t5 has a decoder stack, not {spec.arch}")
 
 
-def preset_shape(name: str) -> ModelShape | None:
-    """The shape of architecture ``ARCH-SIZE`` (for ``ladder fit llama-tiny``); None if unknown."""
-    arch = ARCHITECTURES.get(name.strip().lower())
-    return arch.shape() if arch is not None else None
-
-
 def architecture_rows(vocab: int | None = None) -> list[dict[str, Any]]:
-    """One row per preset for ``ladder pretrain --list``: arch, size, family, objective,
-    layers, hidden, heads, ffn, context, vocab and parameters."""
+    """One row per pretraining shape for ``ladder pretrain --list``: arch, size, family,
+    objective, layers, hidden, heads, ffn, context, vocab and parameters."""
     rows = []
-    for spec in ARCHITECTURES.values():
+    for spec in pretrain_shapes().values():
         v = vocab or spec.vocab
         layers = f"{spec.layers}+{spec.decoder_layers}" if spec.decoder_layers else str(spec.layers)
         heads = (
@@ -224,7 +136,7 @@ class SpecialIds:
     pad: int | None
 
 
-def hf_config(spec: Architecture, vocab: int, ids: SpecialIds) -> Any:
+def hf_config(spec: ModelShape, vocab: int, ids: SpecialIds) -> Any:
     """The transformers config of ``spec`` at vocabulary ``vocab`` (tied embeddings)."""
     import transformers as tf
 
@@ -273,7 +185,7 @@ def hf_config(spec: Architecture, vocab: int, ids: SpecialIds) -> Any:
     )
 
 
-def build_model(spec: Architecture, vocab: int, ids: SpecialIds, seed: int) -> torch.nn.Module:
+def build_model(spec: ModelShape, vocab: int, ids: SpecialIds, seed: int) -> torch.nn.Module:
     """A freshly initialised model of ``spec`` (same weights for the same seed), with a
     generation config naming the special tokens."""
     import torch
@@ -309,15 +221,15 @@ def resolve_model(spec: str) -> ModelShape:
     if sep and prefix == "hf":
         return read_checkpoint(Path(rest).expanduser())
     if sep and prefix == "builtin":
-        folder = home_subdir("models") / f"builtin-{rest}"
+        folder = builtin_path(rest)
         if not folder.is_dir():
             raise ConfigError(f"{spec}: no {folder}; `ladder demo` builds builtin:tiny")
         return read_checkpoint(folder)
-    key, sizes = spec.strip().lower(), ", ".join(PRESETS)
-    if key in PRESETS:
-        return PRESETS[key]
-    if (shape := preset_shape(key)) is not None:  # ARCH-SIZE: llama-tiny, t5-small
-        return shape
+    key = spec.strip().lower()
+    sizes = ", ".join(name for name, shape in SHAPES.items() if not shape.size)
+    if (shape := SHAPES.get(key)) is not None:
+        # A pretraining row's vocabulary is only its default: say which one was counted.
+        return replace(shape, name=f"{shape.name} (vocab {shape.vocab:,})") if shape.size else shape
     if Path(spec).expanduser().exists():
         return read_checkpoint(Path(spec).expanduser())
     if re.fullmatch(r"\d+(\.\d+)?[kmbt]", key):

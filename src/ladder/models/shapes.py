@@ -1,8 +1,12 @@
-"""Model shapes for memory arithmetic: size presets, config.json reading, parameter counts.
+"""Model shapes: the one table of named shapes, config.json reading, parameter counts.
 
-Pure Python (no torch): shapes come from a size preset (``7b``) or a checkpoint's
-``config.json``; the exact parameter count, when a checkpoint has them, from its safetensors
-headers.
+A :class:`ModelShape` is what a model's size is made of. :data:`SHAPES` holds every named
+one: real architectures for ``ladder fit`` (``124m``, ``7b``, ``70b`` ...) and the
+``ARCH-SIZE`` rows ``ladder pretrain`` builds from scratch (``llama-tiny``, ``t5-small``
+...), which the built-in models (:mod:`ladder.models.builtin`) are trained from.
+
+Pure Python (no torch): shapes come from :data:`SHAPES` or a checkpoint's ``config.json``;
+the exact parameter count, when a checkpoint has them, from its safetensors headers.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from typing import Any, Literal
 from ladder.errors import ConfigError
 
 __all__ = [
-    "PRESETS",
+    "ARCHS",
+    "FAMILY",
+    "SHAPES",
+    "SIZES",
     "Arch",
+    "Family",
     "ModelShape",
     "block_linears",
     "count_params",
@@ -28,16 +36,29 @@ __all__ = [
 ]
 
 Arch = Literal["llama", "gpt2", "bert", "t5"]
+Family = Literal["decoder", "encoder", "encoder-decoder"]
+ARCHS: tuple[Arch, ...] = ("llama", "gpt2", "bert", "t5")
+SIZES = ("tiny", "small")  # the sizes ``ladder pretrain`` builds each architecture in
+FAMILY: dict[str, Family] = {
+    "llama": "decoder",
+    "gpt2": "decoder",
+    "bert": "encoder",
+    "t5": "encoder-decoder",
+}
 
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The shapes that decide memory. ``arch`` is ``llama`` (gated MLP, RMSNorm, no biases:
-    Llama, Mistral, Qwen...), ``gpt2`` (GELU MLP, LayerNorm, biases, learned positions),
-    ``bert`` (encoder-only: separate q/k/v with biases, LayerNorm, learned positions and
-    token types, a masked-LM head) or ``t5`` (encoder-decoder: no biases, RMS-style norms,
-    relative position buckets; ``layers`` counts the encoder, ``decoder_layers`` the
-    decoder, whose blocks add cross-attention)."""
+    """The shapes that decide memory and parameters. ``arch`` is ``llama`` (gated MLP,
+    RMSNorm, no biases: Llama, Mistral, Qwen...), ``gpt2`` (GELU MLP, LayerNorm, biases,
+    learned positions), ``bert`` (encoder-only: separate q/k/v with biases, LayerNorm,
+    learned positions and token types, a masked-LM head) or ``t5`` (encoder-decoder: no
+    biases, RMS-style norms, relative position buckets; ``layers`` counts the encoder,
+    ``decoder_layers`` the decoder, whose blocks add cross-attention).
+
+    A row ``ladder pretrain`` builds also has a ``size`` (``tiny``, ``small``) and a
+    ``context``, the tokens of one training window; ``vocab`` is then the default
+    vocabulary (the built-in corpus tokenizer's), and a run uses its tokenizer's."""
 
     name: str
     arch: Arch
@@ -49,17 +70,32 @@ class ModelShape:
     ffn: int
     vocab: int
     tied: bool
-    max_positions: int | None
+    max_positions: int | None  # None: no fixed limit (t5's relative positions)
     exact_params: int | None = None  # from safetensors headers, when the checkpoint has them
     decoder_layers: int = 0  # t5 only
     type_vocab: int = 0  # bert only: token type (segment) embeddings
     rel_buckets: int = 0  # t5 only: relative attention buckets (first block of each stack)
     gated_ffn: bool = False  # t5 only: gated-gelu (T5 v1.1) instead of a plain ReLU MLP
+    size: str = ""  # pretraining rows: the size preset (tiny, small); "" otherwise
+    context: int = 0  # pretraining rows: tokens per training window; 0 otherwise
 
     @property
     def all_layers(self) -> int:
         """Transformer blocks in the whole model (encoder and decoder)."""
         return self.layers + self.decoder_layers
+
+    @property
+    def family(self) -> Family:
+        """decoder, encoder or encoder-decoder."""
+        return FAMILY[self.arch]
+
+    def at_vocab(self, vocab: int | None) -> ModelShape:
+        """This shape with a vocabulary of ``vocab`` tokens (None: unchanged)."""
+        return self if vocab is None else replace(self, vocab=vocab)
+
+    def parameters(self, vocab: int | None = None) -> int:
+        """Parameter count at ``vocab`` (default: :attr:`vocab`); tied embeddings once."""
+        return count_params(self.at_vocab(vocab))[0]
 
 
 def _llama(
@@ -69,10 +105,27 @@ def _llama(
     return ModelShape(f"{name} shapes", "llama", h, n, a, kv, h // a, f, v, tied, pos)
 
 
-# Llama-2 for 7b/13b/70b (Touvron et al. 2023); Llama-3.2 for 1b/3b and Llama-3.1 for 8b
-# (Meta's model cards); GPT-2 small for 124m (Radford et al. 2019).
+def _pretrain(arch: Arch, size: str, dims: tuple[int, ...], decoder_layers: int = 0) -> ModelShape:
+    hidden, layers, heads, kv_heads, ffn, context, vocab = dims
+    extra: dict[str, Any] = {}
+    if arch == "bert":
+        extra = {"type_vocab": 2}
+    elif arch == "t5":
+        extra = {"decoder_layers": decoder_layers, "rel_buckets": 32}
+    return ModelShape(
+        f"{arch}-{size}", arch, hidden, layers, heads, kv_heads, hidden // heads, ffn, vocab,
+        tied=True,  # untied, the output layer alone would add ~40% to a tiny model
+        max_positions=None if arch == "t5" else context,
+        size=size, context=context, **extra,
+    )  # fmt: skip
+
+
+# Real architectures: Llama-2 for 7b/13b/70b (Touvron et al. 2023); Llama-3.2 for 1b/3b and
+# Llama-3.1 for 8b (Meta's model cards); GPT-2 small for 124m (Radford et al. 2019).
 # dims: hidden, layers, heads, kv heads, ffn, vocab; then tied embeddings, max positions.
-PRESETS: dict[str, ModelShape] = {
+# Pretraining rows (ARCH-SIZE): hidden, layers, heads, kv heads, ffn, context, default
+# vocabulary. llama-tiny and llama-small are the built-in models builtin:tiny and :small.
+SHAPES: dict[str, ModelShape] = {
     "124m": ModelShape("GPT-2 124M shapes", "gpt2", 768, 12, 12, 12, 64, 3072, 50257, True, 1024),
     "1b": _llama("Llama-3.2-1B", (2048, 16, 32, 8, 8192, 128256), True, 131072),
     "3b": _llama("Llama-3.2-3B", (3072, 28, 24, 8, 8192, 128256), True, 131072),
@@ -80,6 +133,14 @@ PRESETS: dict[str, ModelShape] = {
     "8b": _llama("Llama-3.1-8B", (4096, 32, 32, 8, 14336, 128256), False, 131072),
     "13b": _llama("Llama-2-13B", (5120, 40, 40, 40, 13824, 32000), False, 4096),
     "70b": _llama("Llama-2-70B", (8192, 80, 64, 8, 28672, 32000), False, 4096),
+    "llama-tiny": _pretrain("llama", "tiny", (128, 4, 4, 4, 384, 128, 4096)),
+    "llama-small": _pretrain("llama", "small", (256, 6, 8, 4, 768, 256, 8192)),
+    "gpt2-tiny": _pretrain("gpt2", "tiny", (128, 4, 4, 4, 512, 128, 4096)),
+    "gpt2-small": _pretrain("gpt2", "small", (256, 6, 8, 8, 1024, 256, 8192)),
+    "bert-tiny": _pretrain("bert", "tiny", (128, 4, 4, 4, 512, 128, 4096)),
+    "bert-small": _pretrain("bert", "small", (256, 6, 8, 8, 1024, 256, 8192)),
+    "t5-tiny": _pretrain("t5", "tiny", (128, 2, 4, 4, 512, 128, 4096), decoder_layers=2),
+    "t5-small": _pretrain("t5", "small", (256, 3, 8, 8, 1024, 256, 8192), decoder_layers=3),
 }  # fmt: skip
 
 

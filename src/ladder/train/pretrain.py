@@ -20,6 +20,7 @@ import torch
 from ladder.data.tokenizer import MASK, SPECIAL_TOKENS, encode_texts
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_dir
+from ladder.models.builtin import get_preset
 from ladder.train.config import PretrainConfig
 from ladder.train.config import PretrainData as DataSpec
 from ladder.train.loss import IGNORE_INDEX
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PackedBatches",
     "RunData",
+    "data_spec",
     "eval_windows",
     "keep_stand_ins_out",
     "load_data",
@@ -161,10 +163,23 @@ class RunData:
     source: dict[str, Any]  # what was trained on: shards path and hash, or the corpus
 
 
+def data_spec(cfg: PretrainConfig) -> DataSpec:
+    """What a run trains on: its ``data:``; for a built-in preset, the preset's corpus and
+    vocabulary; else the built-in corpus at the default settings."""
+    if cfg.is_builtin:
+        preset = get_preset(cfg.preset)
+        return DataSpec(
+            vocab_size=preset.shape.vocab,
+            stdlib_chars=preset.stdlib_chars,
+            instructions=preset.instructions,
+        )
+    return cfg.data or DataSpec()
+
+
 def planned_vocab(cfg: PretrainConfig, default: int) -> int:
     """The vocabulary a run will have before its tokenizer exists (for the memory check):
     the shards' ``vocab_size``, else ``data.vocab_size``, else ``default``."""
-    data = cfg.data or DataSpec()
+    data = data_spec(cfg)
     if data.shards is not None:
         from ladder.data.shards import open_shards
 
@@ -181,7 +196,7 @@ def prepare_tokenizer(cfg: PretrainConfig, default_vocab: int, context: int, run
         ConfigError: the shards were packed with another tokenizer than ``data.tokenizer``
             or than the interrupted run's; a vocabulary too small for the special tokens.
     """
-    data, target = cfg.data or DataSpec(), run_dir / "tokenizer"
+    data, target = data_spec(cfg), run_dir / "tokenizer"
     if data.shards is not None:
         from ladder.data.shards import open_shards
 
@@ -220,7 +235,7 @@ def load_data(cfg: PretrainConfig, tokenizer_dir: Path, specials: Sequence[str])
     if MASK in specials:
         tokenizer.add_special_tokens({"mask_token": MASK})
     tokenizer.add_tokens([t for t in missing if t != MASK], special_tokens=True)
-    data = cfg.data or DataSpec()
+    data = data_spec(cfg)
     if data.shards is not None:
         from ladder.data.shards import open_shards
 
@@ -246,7 +261,7 @@ def load_data(cfg: PretrainConfig, tokenizer_dir: Path, specials: Sequence[str])
 def _corpus(cfg: PretrainConfig) -> Corpus:
     from ladder.data.corpus import build_corpus
 
-    data = cfg.data or DataSpec()
+    data = data_spec(cfg)
     return build_corpus(
         cfg.train.seed, stdlib_chars=data.stdlib_chars, instructions=data.instructions
     )

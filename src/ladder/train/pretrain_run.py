@@ -1,14 +1,14 @@
-"""``ladder pretrain`` with ``model:``/``data:``: an architecture from scratch, on token shards
-or on the built-in corpus, with :func:`ladder.train.loop.train`.
+"""``ladder pretrain``: a model from scratch with :func:`ladder.train.loop.train`: an
+architecture (``model:``) on token shards or the built-in corpus, or a built-in preset
+(``preset:``, what ``builtin:NAME`` loads), by one recipe.
 
-    setup (architecture, tokenizer, memory check) → train (the loop) → save (HF folder)
+    setup (:mod:`ladder.train.pretrain_setup`) → train (the loop) → save (HF folder)
 
 The result is an ordinary Hugging Face folder (safetensors, tokenizer, config,
 ``training.json``, ``samples.jsonl``) loadable with ``hf:PATH`` (decoders),
 ``AutoModelForMaskedLM`` (bert) or ``AutoModelForSeq2SeqLM`` (t5). It is written in one
 rename at the end; until then training checkpoints live in ``.OUT.run`` beside it, which
-``--resume`` continues from and a finished run removes. A ``preset:`` run without
-``model:``/``data:`` still goes through :func:`ladder.models.builtin.train_builtin`.
+``--resume`` continues from and a finished run removes.
 """
 
 from __future__ import annotations
@@ -24,17 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
 from ladder.errors import ConfigError
-from ladder.fsutil import atomic_dir, atomic_write_text
-from ladder.models.architectures import Architecture, SpecialIds, build_model, get_architecture
-from ladder.models.memory import GB, OVERHEAD_BYTES, FitConfig, estimate_memory
-from ladder.train.checkpoint import list_checkpoints, save_pretrained_full
-from ladder.train.config import ModelSpec, PretrainConfig, TrainConfig
-from ladder.train.interrupt import NothingToResume
+from ladder.fsutil import atomic_dir
+from ladder.models.architectures import SpecialIds, build_model
+from ladder.models.builtin import SUMMARY_FILE, get_preset
+from ladder.models.shapes import ModelShape
+from ladder.train.checkpoint import save_pretrained_full
+from ladder.train.config import PretrainConfig, TrainConfig
 from ladder.train.loop import Objective, train
-from ladder.train.meters import bf16_autocast_speedup, model_flops_per_token
+from ladder.train.meters import model_flops_per_token
 from ladder.train.objectives import (
     MaskedLMObjective,
     NextTokenObjective,
@@ -50,190 +49,67 @@ from ladder.train.pretrain import (
     eval_windows,
     keep_stand_ins_out,
     load_data,
-    planned_vocab,
-    prepare_tokenizer,
+)
+from ladder.train.pretrain_setup import (
+    PRECISION_FILE,
+    choose_precision,
+    output_dirs,
+    prepare_run,
+    resolve,
 )
 from ladder.train.results import result_json
-from ladder.train.schedule import resolve_mixed_precision
 
 __all__ = [
-    "PRECISION_FILE",
     "SAMPLES_FILE",
     "SUMMARY_FILE",
     "GreedySampler",
-    "check_fresh",
-    "check_memory",
-    "check_unfinished",
-    "choose_precision",
-    "output_dirs",
-    "prepare_run",
-    "resolve",
     "run_pretrain",
+    "train_builtin",
 ]
 
-SUMMARY_FILE = "training.json"
 SAMPLES_FILE = "samples.jsonl"
-PRECISION_FILE = "precision.json"  # in the run folder: what ``auto`` chose, and why
 
 
-def resolve(cfg: PretrainConfig, max_steps: int | None = None) -> tuple[Architecture, TrainConfig]:
-    """The architecture and the training settings (the size's recipe, then the config's).
+def train_builtin(
+    name: str,
+    *,
+    train_config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    max_steps: int | None = None,
+    log: Callable[[str], None] | None = None,
+    tracker: Any = None,
+) -> Path:
+    """Pretrain the built-in preset ``name`` with :func:`run_pretrain` and save it where
+    ``builtin:NAME`` finds it (or in ``out``). An earlier model or interrupted run there is
+    replaced unless ``resume``.
 
-    Raises:
-        ConfigError: an unknown or inconsistent architecture, or bad training settings.
-    """
-    from ladder.models.builtin import PRESETS
-
-    spec_cfg = cfg.model or ModelSpec()
-    spec = get_architecture(spec_cfg.arch, spec_cfg.size, **spec_cfg.dims())
-    try:
-        tcfg = cfg.train_config(PRESETS[spec.size].train)
-        if max_steps is not None:
-            tcfg = tcfg.model_copy(update={"max_steps": max_steps})
-            tcfg = TrainConfig.model_validate(tcfg.model_dump())
-    except ValidationError as exc:
-        raise ConfigError(f"train: {exc.errors()[0]['msg']}") from None
-    return spec, tcfg
-
-
-def output_dirs(cfg: PretrainConfig, spec: Architecture) -> tuple[Path, Path]:
-    """(the final HF folder, the run folder of checkpoints beside it)."""
-    final = Path(cfg.out or f"runs/{spec.name}")
-    return final, final.parent / f".{final.name}.run"
-
-
-def prepare_run(
-    cfg: PretrainConfig, *, resume: bool = False, max_steps: int | None = None
-) -> tuple[Architecture, TrainConfig, Path, str | None]:
-    """Everything before the processes start: resolve, check memory, clear a stale run
-    (unless ``resume``), and make the run's tokenizer. Done once, before any launch.
+    Args:
+        name: a preset name (``tiny``, ``small``).
+        train_config: training settings replacing the preset's.
+        out: save here instead of ``builtin_path(name)``.
+        progress: show the training progress bar.
+        resume: continue an interrupted run from its newest checkpoint.
+        max_steps: override the number of optimizer steps (quick runs, tests).
+        log: receives one line per stage ("training tokenizer", ...).
+        tracker: a :class:`ladder.track.Tracker` run for parameters and loss curves.
 
     Returns:
-        (architecture, training settings, run folder, a memory warning or None).
+        The checkpoint folder.
 
     Raises:
-        ConfigError: see :func:`resolve`, :func:`check_memory` and
-            :func:`ladder.train.pretrain.prepare_tokenizer`.
-        NothingToResume: ``resume`` of a run that finished (nothing is written).
+        ModelLoadError: no such preset.
     """
-    spec, tcfg = resolve(cfg, max_steps)
-    final, run_dir = output_dirs(cfg, spec)
-    if resume:
-        check_unfinished(final)
-    elif not cfg.overwrite:
-        check_fresh(final)
-    warning = check_memory(spec, planned_vocab(cfg, spec.vocab), tcfg)
-    if not resume:
-        shutil.rmtree(run_dir, ignore_errors=True)  # a stale earlier run must not resume
-    prepare_tokenizer(cfg, spec.vocab, spec.context, run_dir)
-    return spec, choose_precision(spec, tcfg, run_dir), run_dir, warning
-
-
-def check_fresh(final: Path) -> None:
-    """Before a run that is neither ``--resume`` nor ``--overwrite``: earlier work in
-    ``final`` (a finished model) or beside it (an interrupted run's checkpoints) is never
-    replaced or cleared unasked.
-
-    Raises:
-        ConfigError: what is there, and the flags that say what to do with it.
-    """
-    checkpoints = list_checkpoints(final.parent / f".{final.name}.run")
-    if checkpoints:
-        step = int(checkpoints[-1].name.removeprefix("step-"))
-        raise ConfigError(
-            f"{final}: an interrupted run stopped at step {step}; pass --resume to continue "
-            "it, --overwrite to start over, or another --out"
-        )
-    if (final / SUMMARY_FILE).is_file():
-        raise ConfigError(
-            f"{final} holds a finished model; pass --overwrite to train it again, or another --out"
-        )
-
-
-def check_unfinished(final: Path) -> None:
-    """Before ``--resume``: a run saved to ``final`` whose checkpoints are gone finished.
-
-    A finished run removes its run folder (``.NAME.run`` beside ``final``), so with a
-    ``training.json`` in ``final`` and no checkpoint left there is nothing to continue, and
-    training from scratch would overwrite the finished model.
-
-    Raises:
-        NothingToResume: with the step the run finished at.
-    """
-    summary_file = final / SUMMARY_FILE
-    if list_checkpoints(final.parent / f".{final.name}.run") or not summary_file.is_file():
-        return
-    summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    steps = int(summary.get("steps", 0))
-    planned = (summary.get("train_config") or {}).get("max_steps", steps)
-    raise NothingToResume(final, steps, int(planned))
-
-
-def choose_precision(spec: Architecture, tcfg: TrainConfig, run_dir: Path) -> TrainConfig:
-    """``tcfg`` with ``mixed_precision: auto`` settled for a CPU run: bf16 where the probe
-    (:func:`ladder.train.meters.bf16_autocast_speedup` at this model's width) says bf16
-    autocast trains clearly faster, else fp32 (``no``).
-
-    Decided once per run and written to ``run_dir/precision.json``: a resumed run and every
-    process of a multi-process run read the choice back instead of measuring again, so a
-    noisy second measurement cannot switch precision mid-run (resuming stays bit-for-bit).
-    On a CUDA GPU, and for any other value than ``auto``, ``tcfg`` is returned unchanged.
-    """
-    if tcfg.mixed_precision != "auto" or torch.cuda.is_available():
-        return tcfg
-    record = run_dir / PRECISION_FILE
-    if record.is_file():
-        choice = json.loads(record.read_text(encoding="utf-8"))
-    else:
-        tokens = tcfg.batch_size * spec.context
-        speedup = bf16_autocast_speedup(tokens, spec.hidden, spec.ffn)
-        choice = {
-            "mixed_precision": resolve_mixed_precision(
-                "auto", cuda_bf16=False, cpu_bf16_speedup=speedup
-            ),
-            "bf16_speedup": round(speedup, 3),  # the probe: fp32 time / bf16 autocast time
-            "probe": {"tokens": tokens, "hidden": spec.hidden, "ffn": spec.ffn},
-        }
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(record, json.dumps(choice, indent=2) + "\n")
-    return tcfg.model_copy(update={"mixed_precision": choice["mixed_precision"]})
-
-
-def check_memory(spec: Architecture, vocab: int, tcfg: TrainConfig) -> str | None:
-    """``ladder fit``'s estimate for training ``spec`` against the memory it will run on.
-
-    Raises:
-        ConfigError: the estimate exceeds the device's total memory (GPU 0, else RAM).
-
-    Returns:
-        A warning when it exceeds the memory free right now, else None.
-    """
-    import psutil
-
-    cuda = torch.cuda.is_available()
-    dtype = "bf16" if cuda and tcfg.mixed_precision in ("auto", "bf16") else "fp32"
-    fit = FitConfig(method="full", dtype=dtype, context=spec.context, batch=tcfg.batch_size)
-    estimate = estimate_memory(spec.shape(vocab), fit)
-    need = estimate.total_bytes - (0 if cuda else OVERHEAD_BYTES)  # no CUDA context on a CPU
-    if cuda:
-        free, total = torch.cuda.mem_get_info(0)
-        where = f"GPU 0 ({torch.cuda.get_device_name(0)})"
-    else:
-        memory = psutil.virtual_memory()
-        free, total, where = memory.available, memory.total, "this machine's RAM"
-    parts = ", ".join(f"{c.name} {c.bytes / GB:.2f}" for c in estimate.components if c.bytes)
-    numbers = (
-        f"training {spec.name} ({estimate.params:,} parameters, batch {tcfg.batch_size} x "
-        f"{spec.context}) needs about {need / GB:.2f} GB by `ladder fit` ({parts} GB)"
+    cfg = PretrainConfig(
+        preset=name,
+        out=None if out is None else str(out),
+        train=train_config or get_preset(name).train,
+        overwrite=not resume,
     )
-    if need > total:
-        raise ConfigError(
-            f"model: {numbers}, more than the {total / GB:.1f} GB of {where}: choose a smaller "
-            "size, hidden or layers, or a smaller train.batch_size"
-        )
-    if need > free:
-        return f"{numbers}; only {free / GB:.1f} GB of {where} is free now"
-    return None
+    return run_pretrain(
+        cfg, resume=resume, max_steps=max_steps, progress=progress, log=log, tracker=tracker
+    )
 
 
 def run_pretrain(
@@ -246,10 +122,11 @@ def run_pretrain(
     tracker: Any = None,
     prepared: bool = False,
 ) -> Path:
-    """Pretrain ``cfg``'s architecture and save it as an HF folder; returns the folder.
+    """Pretrain ``cfg``'s architecture or built-in preset and save it as an HF folder with
+    its ``training.json`` summary; returns the folder.
 
     Args:
-        cfg: the run (``model:``, ``data:``, ``train:``, samples, ``out``).
+        cfg: the run (``preset:`` or ``model:``/``data:``, ``train:``, samples, ``out``).
         resume: continue from the newest checkpoint of an interrupted run.
         max_steps: replace ``train.max_steps`` (quick runs, tests).
         progress: show the loop's progress bar.
@@ -267,7 +144,8 @@ def run_pretrain(
     if prepared:
         spec, tcfg = resolve(cfg, max_steps)
         run_dir = output_dirs(cfg, spec)[1]
-        tcfg = choose_precision(spec, tcfg, run_dir)  # the launcher's choice, read back
+        # the launcher's choice, read back
+        tcfg = choose_precision(spec, tcfg, run_dir, probe=not cfg.is_builtin)
     else:
         spec, tcfg, run_dir, warning = prepare_run(cfg, resume=resume, max_steps=max_steps)
         if warning:
@@ -301,6 +179,7 @@ def run_pretrain(
         sampler=sampler, flops_per_token=model_flops_per_token(model, spec.context), log=say,
     )  # fmt: skip
     summary = {
+        "preset": cfg.preset if cfg.is_builtin else None,
         "arch": spec.arch,
         "size": spec.size,
         "family": spec.family,
@@ -347,7 +226,7 @@ def _precision_note(tcfg: TrainConfig, run_dir: Path) -> str:
     return note
 
 
-def _special_tokens(spec: Architecture) -> list[str]:
+def _special_tokens(spec: ModelShape) -> list[str]:
     """The special tokens the objective needs beyond the tokenizer's own."""
     from ladder.data.tokenizer import MASK
 
@@ -359,7 +238,7 @@ def _special_tokens(spec: Architecture) -> list[str]:
 
 
 def _batches(
-    spec: Architecture, tokenizer: Any, data: RunData, tcfg: TrainConfig, rank: int, world: int
+    spec: ModelShape, tokenizer: Any, data: RunData, tcfg: TrainConfig, rank: int, world: int
 ) -> tuple[Objective, Any, list[dict[str, torch.Tensor]] | None]:
     """The objective, training batches and validation batches (None if too little data)."""
     windows = {"seq_len": spec.context, "batch_size": tcfg.batch_size}
