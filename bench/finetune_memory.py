@@ -74,7 +74,7 @@ def worker(method: str, checkpoint: Path, data: Path, out: Path) -> dict[str, An
     cfg = FinetuneConfig(
         model=f"hf:{checkpoint}",
         data=str(data),
-        method=method,  # type: ignore[arg-type]
+        method=method,
         out=str(out),
         max_seq_len=128,
         packing=True,
@@ -89,11 +89,11 @@ def worker(method: str, checkpoint: Path, data: Path, out: Path) -> dict[str, An
 def model_bytes(method: str, checkpoint: Path) -> dict[str, int]:
     """Frozen-base bytes and trainable parameters of the model as ladder prepares it."""
     from ladder.train.finetune_config import FinetuneConfig
-    from ladder.train.methods import load_base, prepare
+    from ladder.train.methods import get_method
 
-    model, _ = load_base(checkpoint, method)
-    cfg = FinetuneConfig(model="hf:x", data="x", method=method, out="x")  # type: ignore[arg-type]
-    model = prepare(model, cfg, checkpoint)
+    model, _ = get_method(method).load(checkpoint)
+    cfg = FinetuneConfig(model="hf:x", data="x", method=method, out="x")
+    model = get_method(method).prepare(model, cfg, checkpoint)
     frozen, quantised = frozen_base_bytes(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"frozen": frozen, "frozen_4bit": quantised, "trainable": trainable}

@@ -123,9 +123,9 @@ def test_freeze_trains_only_the_last_block_and_head(
 def test_qlora_base_is_nf4_with_double_quantisation(tiny_causal_lm: Path) -> None:
     import bitsandbytes as bnb
 
-    from ladder.train.methods import load_base
+    from ladder.train.methods import get_method
 
-    model, _ = load_base(tiny_causal_lm, "qlora")
+    model, _ = get_method("qlora").load(tiny_causal_lm)
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(layers) == 14  # 7 projections x 2 blocks; lm_head stays fp32
     for layer in layers:
@@ -137,11 +137,12 @@ def test_qlora_gradients_survive_an_evaluation_pass(tiny_causal_lm: Path) -> Non
     """bitsandbytes 0.50 would repack the weights for an autograd-less CPU kernel on eval."""
     import torch
 
-    from ladder.train.methods import load_base, prepare
+    from ladder.train.methods import get_method
 
-    model, _ = load_base(tiny_causal_lm, "qlora")
+    qlora = get_method("qlora")
+    model, _ = qlora.load(tiny_causal_lm)
     cfg = FinetuneConfig(model="hf:x", data="x", method="qlora", out="x")
-    model = prepare(model, cfg, tiny_causal_lm)
+    model = qlora.prepare(model, cfg, tiny_causal_lm)
     ids = torch.randint(3, 100, (2, 16), generator=torch.Generator().manual_seed(0))
     model.eval()
     with torch.no_grad():
@@ -196,7 +197,7 @@ def test_model_specs_resolve_to_local_checkpoints(
     import shutil
 
     from ladder.errors import ConfigError, ModelLoadError
-    from ladder.train.methods import resolve_checkpoint
+    from ladder.train.finetune import resolve_checkpoint
 
     monkeypatch.setenv("LADDER_HOME", str(tmp_path))
     with pytest.raises(ModelLoadError, match="ladder pretrain --preset tiny"):
@@ -251,12 +252,12 @@ def test_lora_on_conv1d_layers_says_fan_in_fan_out_itself(tiny_gpt2: Path) -> No
     # GPT-2's Conv1D layers: PEFT switched fan_in_fan_out on itself, with a UserWarning.
     from transformers import AutoModelForCausalLM
 
-    from ladder.train.methods import prepare
+    from ladder.train.methods import get_method
 
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
     cfg = FinetuneConfig(model=f"hf:{tiny_gpt2}", data="unused.jsonl", out="unused")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        lora = prepare(model, cfg, tiny_gpt2)
+        lora = get_method(cfg.method).prepare(model, cfg, tiny_gpt2)
     assert not [w for w in caught if "fan_in_fan_out" in str(w.message)]
     assert lora.peft_config["default"].fan_in_fan_out is True

@@ -1,4 +1,4 @@
-"""``ladder finetune`` and ``ladder merge``: adapt a model's weights; fold adapters in."""
+"""``ladder finetune``: adapt a model's weights with a registered fine-tuning method."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def finetune(
         None, "--accelerate-config", help=field_help(F, "accelerate_config")
     ),
 ) -> None:
-    """Fine-tune a model (full, freeze, lora, qlora, dpo) on a JSONL/CSV/Parquet file."""
+    """Fine-tune a model with a registered method (--method) on a JSONL/CSV/Parquet file."""
     if "torch" not in sys.modules:  # idle OpenMP threads sleep on a shared CPU (see pretrain)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from ladder.train.allocator import keep_freed_memory
@@ -85,7 +85,7 @@ def _flag(field: str) -> str:
 
 def _finetune(cfg: FinetuneConfig, command: str, main_process: bool) -> None:
     from ladder.train.distributed import is_launched_child, launch
-    from ladder.train.finetune import check_fresh, check_unfinished
+    from ladder.train.finetune_folder import check_fresh, check_unfinished
 
     if cfg.nproc > 1 and not is_launched_child():
         check_unfinished(cfg, cfg.nproc)  # before launch writes into the run's folder

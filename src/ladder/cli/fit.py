@@ -46,6 +46,7 @@ def fit(
     context: int = config_option(FitConfig, "context"),
     batch: int = config_option(FitConfig, "batch"),
     lora_rank: int = config_option(FitConfig, "lora_rank"),
+    freeze_blocks: int = config_option(FitConfig, "freeze_blocks"),
     lora_targets: str = config_option(FitConfig, "lora_targets"),
     grad_checkpointing: bool = config_option(FitConfig, "grad_checkpointing"),
     flash_attention: bool = config_option(FitConfig, "flash_attention"),
@@ -53,7 +54,7 @@ def fit(
         False, "--json", help="Print one JSON object: components, total, fits, assumptions."
     ),
 ) -> None:
-    """Estimate the memory a model needs (inference, LoRA, QLoRA, full) and where it fits."""
+    """Estimate the memory a model needs (inference or a fine-tuning method) and where it fits."""
     config = build(
         FitConfig,
         method=method,
@@ -61,6 +62,7 @@ def fit(
         context=context,
         batch=batch,
         lora_rank=lora_rank,
+        freeze_blocks=freeze_blocks,
         lora_targets=lora_targets,
         grad_checkpointing=grad_checkpointing,
         flash_attention=flash_attention,
@@ -145,7 +147,7 @@ def _count(n: int) -> str:
 def _print_tables(estimate: FitEstimate, checks: list[DeviceFit]) -> None:
     config = estimate.config
     trainable = (
-        f", {_count(estimate.trainable_params)} trainable" if config.method != "inference" else ""
+        f", {_count(estimate.trainable_params)} trainable" if estimate.trainable_params else ""
     )
     console.print(
         f"[bold]{estimate.model}[/]: {_count(estimate.params)} params{trainable} · "

@@ -1,4 +1,5 @@
-"""Fine-tuning rungs: lora, qlora, freeze, full, dpo — train, then ask the new checkpoint.
+"""Fine-tuning rungs: one per registered method (lora, qlora, dora, freeze, full) and dpo —
+train, then ask the new checkpoint.
 
 The train split becomes chat records: the user turn is the task's zero-shot prompt
 (:func:`ladder.climb.prompt_rungs.task_template`) over the record, the assistant turn its
@@ -64,6 +65,7 @@ from ladder.climb.task import LoadedTask
 from ladder.errors import ConfigError, UnsupportedError
 from ladder.fsutil import atomic_write_text
 from ladder.prompts.template import PromptTemplate
+from ladder.train.methods import get_method, method_names
 
 __all__ = [
     "DPORung",
@@ -260,7 +262,7 @@ class FinetuneRung:
 
     @classmethod
     def build(cls, name: str, options: Mapping[str, Any]) -> FinetuneRung:
-        """The rung for method ``name`` (lora, qlora, freeze, full)."""
+        """The rung for the registered fine-tuning method ``name`` (lora, qlora, freeze ...)."""
         check_retrieve(options, f"rung {name}")
         return cls(name, dict(options))
 
@@ -391,7 +393,9 @@ class DPORung:
         return summary
 
 
-for _method in ("lora", "qlora", "freeze", "full"):
+# One rung per registered method that trains on the task's records (lora, qlora, dora,
+# freeze, full ...); preference methods need the pairs and a start, so dpo has its own rung.
+for _method in (m for m in method_names() if not get_method(m).needs_preference):
     register_rung(
         _method,
         FinetuneRung.build,

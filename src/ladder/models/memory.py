@@ -1,13 +1,16 @@
-"""How much memory a model needs for inference, LoRA, QLoRA or full fine-tuning.
+"""How much memory a model needs for inference or for a fine-tuning method.
 
 Pure arithmetic on a model's shapes: no torch, no weights loaded. Shapes come from a size
 preset (``7b``) or a checkpoint's ``config.json``; the exact parameter count, when the
-checkpoint has them, from its safetensors headers. Units: **GB = 1e9 bytes** everywhere.
+checkpoint has them, from its safetensors headers; what a fine-tuning method trains, from
+its :class:`~ladder.train.methods.MemoryProfile` in the method registry. Units:
+**GB = 1e9 bytes** everywhere.
 
 Sources: NF4 and double quantisation, Dettmers et al. 2023 (QLoRA); int8 weights,
 Dettmers et al. 2022 (LLM.int8()); activation memory, Korthikanti et al. 2022 ("Reducing
-Activation Recomputation in Large Transformer Models"); LoRA, Hu et al. 2021; the
-16 bytes/param of mixed-precision AdamW, Rajbhandari et al. 2020 (ZeRO).
+Activation Recomputation in Large Transformer Models"); LoRA, Hu et al. 2021; DoRA's
+magnitudes, Liu et al. 2024; the 16 bytes/param of mixed-precision AdamW, Rajbhandari et
+al. 2020 (ZeRO).
 """
 
 from __future__ import annotations
@@ -16,19 +19,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ladder.errors import ConfigError
 from ladder.models.shapes import (
     ModelShape,
+    block_linears,
     count_params,
     lora_param_count,
     model_linears,
 )
+from ladder.train.methods import MemoryProfile, Precision, get_method, method_names
 
 __all__ = [
     "GB",
     "GPUS",
+    "INFERENCE",
     "MODEL_SPEC_HELP",
     "NF4_BYTES",
     "OVERHEAD_BYTES",
@@ -39,14 +45,15 @@ __all__ = [
     "Dtype",
     "FitConfig",
     "FitEstimate",
-    "Method",
     "estimate_memory",
     "fits",
 ]
 
 GB = 1e9
-Method = Literal["inference", "full", "lora", "qlora"]
-Dtype = Literal["fp32", "bf16", "fp16", "int8", "nf4"]
+INFERENCE = "inference"  # not a fine-tuning method: generation only, nothing trains
+# What inference keeps in memory, in the terms fine-tuning methods declare theirs.
+_PROFILES = {INFERENCE: MemoryProfile(trains="nothing")}
+Dtype = Precision
 # NF4 with double quantisation (Dettmers et al. 2023, sec. 3): 4 bits per weight, plus one
 # 8-bit constant per block of 64 weights and one fp32 constant per 256 blocks:
 # 8/64 + 32/(64*256) = 0.127 extra bits per weight.
@@ -67,11 +74,11 @@ class FitConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Method = Field(
-        "inference",
-        description="inference (generation with a KV cache), full (full fine-tuning with "
-        "AdamW), lora (LoRA adapters on a frozen base, Hu et al. 2021) or qlora (LoRA on a "
-        "4-bit NF4 base, Dettmers et al. 2023).",
+    method: str = Field(
+        INFERENCE,
+        description=f"inference (generation with a KV cache), or a fine-tuning method "
+        f"trained with AdamW: {', '.join(method_names())} (ladder finetune --help says what "
+        "each trains).",
     )
     dtype: Dtype | None = Field(
         None,
@@ -82,6 +89,9 @@ class FitConfig(BaseModel):
     batch: int = Field(1, gt=0, description="Sequences processed at once.")
     lora_rank: int = Field(
         16, gt=0, description="LoRA rank r: a d_in x d_out layer gets r*(d_in + d_out) params."
+    )
+    freeze_blocks: int = Field(
+        2, ge=0, description="freeze: transformer blocks trained from the top (and the head)."
     )
     lora_targets: Literal["attention", "all-linear"] = Field(
         "all-linear",
@@ -99,10 +109,23 @@ class FitConfig(BaseModel):
         "scores; off = eager attention, which does.",
     )
 
+    @field_validator("method")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in _PROFILES and name not in method_names():
+            raise ValueError(f"unknown method {name!r}; use {INFERENCE} or one of: "
+                             f"{', '.join(method_names())}")  # fmt: skip
+        return name
+
+    @property
+    def profile(self) -> MemoryProfile:
+        """What the method keeps in memory (its registered profile; inference: nothing)."""
+        return _PROFILES.get(self.method) or get_method(self.method).memory
+
     @property
     def weight_dtype(self) -> Dtype:
         """The dtype asked for, else the method's default."""
-        return self.dtype or ("nf4" if self.method == "qlora" else "bf16")
+        return self.dtype or self.profile.default_dtype
 
 
 @dataclass(frozen=True)
@@ -160,33 +183,53 @@ def estimate_memory(shape: ModelShape, config: FitConfig) -> FitEstimate:
     """The memory ``shape`` needs for ``config``'s workload, component by component.
 
     Inference: weights + KV cache + activations + overhead. Training: weights + gradients
-    (+ fp32 master weights) + AdamW state + activations + overhead; LoRA and QLoRA train
-    only the adapters (Hu et al. 2021; Dettmers et al. 2023).
+    (+ fp32 master weights) + AdamW state + activations + overhead, for what the method's
+    profile trains: all parameters, the top blocks and head (freeze), or only adapters
+    (LoRA, Hu et al. 2021; QLoRA, Dettmers et al. 2023; DoRA adds its magnitudes).
 
     Raises:
-        ConfigError: full fine-tuning of int8/nf4 weights, or qlora on anything but nf4.
+        ConfigError: a base precision the method cannot train (full fine-tuning of int8/nf4
+            weights, qlora on anything but nf4), or more frozen blocks than the model has.
     """
-    dtype, method = config.weight_dtype, config.method
-    if method == "full" and dtype in ("int8", "nf4"):
-        raise ConfigError(
-            f"dtype {dtype} does not work with method full: quantised weights are not "
-            "trained directly; use fp32/bf16/fp16, or method qlora for a 4-bit base"
-        )
-    if method == "qlora" and dtype != "nf4":
-        raise ConfigError(f"method qlora means an nf4 base, not {dtype}; use method lora")
+    dtype, profile = config.weight_dtype, config.profile
+    if profile.weight_dtypes and dtype not in profile.weight_dtypes:
+        advice = profile.dtype_advice or f"use {'/'.join(profile.weight_dtypes)}"
+        raise ConfigError(f"dtype {dtype} does not work with method {config.method}: {advice}")
     params, linear = count_params(shape)
-    trainable = {"inference": 0, "full": params}.get(method)
-    if trainable is None:
-        trainable = lora_param_count(shape, config.lora_rank, config.lora_targets)
+    trainable = _trainable_params(shape, config, params)
     parts = [_weights(shape, params, linear, dtype)]
-    if method == "inference":
+    if profile.trains == "nothing":
         parts += [_kv_cache(shape, config, dtype), _inference_activations(shape, config, dtype)]
     else:
-        parts += [*_training_state(params, trainable, config, dtype)]
+        parts += [*_training_state(trainable, config, dtype)]
         parts.append(_training_activations(shape, config, dtype))
     parts.append(Component("overhead", OVERHEAD_BYTES, "CUDA context, workspaces (flat)"))
     notes = _assumptions(shape, config, dtype)
     return FitEstimate(shape.name, params, trainable, config, tuple(parts), tuple(notes))
+
+
+def _trainable_params(shape: ModelShape, config: FitConfig, params: int) -> int:
+    """What the method trains: all, the top blocks + head, the adapters, or nothing."""
+    profile = config.profile
+    if profile.trains == "all":
+        return params
+    if profile.trains == "last_blocks":
+        k = config.freeze_blocks
+        if k > shape.all_layers:
+            raise ConfigError(f"freeze_blocks {k} but {shape.name} has {shape.all_layers} blocks")
+        # Per block: its linear weights and two norms (biases not counted); the head V x h.
+        block = sum(d_in * d_out for _, d_in, d_out in block_linears(shape)) + 2 * shape.hidden
+        return k * block + shape.vocab * shape.hidden
+    if profile.trains == "adapters":
+        lora = lora_param_count(shape, config.lora_rank, config.lora_targets)
+        return lora + (_magnitudes(shape, config.lora_targets) if profile.magnitudes else 0)
+    return 0
+
+
+def _magnitudes(shape: ModelShape, targets: str) -> int:
+    """DoRA's magnitude vectors (Liu et al. 2024): one value per output of each adapted layer."""
+    groups = {"attention"} if targets == "attention" else {"attention", "mlp"}
+    return sum(d_out for group, _, d_out in model_linears(shape) if group in groups)
 
 
 def _weights(shape: ModelShape, params: int, linear: int, dtype: Dtype) -> Component:
@@ -233,15 +276,13 @@ def _inference_activations(shape: ModelShape, config: FitConfig, dtype: Dtype) -
     return Component("activations", total, how)
 
 
-def _training_state(
-    params: int, trainable: int, config: FitConfig, dtype: Dtype
-) -> list[Component]:
+def _training_state(trainable: int, config: FitConfig, dtype: Dtype) -> list[Component]:
     """Gradients, fp32 master weights (mixed precision) and AdamW's two fp32 moments."""
-    if config.method == "full":
-        size = WEIGHT_BYTES[dtype]
-        parts = [Component("gradients", round(params * size), f"{params:,} × {size:g} B")]
+    if config.profile.trains != "adapters":  # the model's own weights train
+        size, n = WEIGHT_BYTES[dtype], trainable
+        parts = [Component("gradients", round(n * size), f"{n:,} × {size:g} B")]
         if dtype != "fp32":
-            parts.append(Component("master_weights", params * 4, f"{params:,} × 4 B (fp32)"))
+            parts.append(Component("master_weights", n * 4, f"{n:,} × 4 B (fp32)"))
     else:  # adapters kept in fp32 (PEFT's autocast_adapter_dtype default)
         lora = f"{trainable:,} × 4 B (fp32)"
         parts = [Component("lora_adapters", trainable * 4, lora)]
@@ -254,9 +295,14 @@ def _training_activations(shape: ModelShape, config: FitConfig, dtype: Dtype) ->
     """Korthikanti et al. 2022, eq. 1: s·b·h·(34 + 5·a·s/h) bytes per layer for 16-bit
     activations without recomputation; FlashAttention never stores the 5·a·s²·b of attention
     scores. Checkpointing keeps 2·s·b·h per layer plus one layer being recomputed. Plus the
-    logits: b·s·V in 16-bit, their fp32 upcast and fp32 log-softmax for the loss."""
-    s, b, h, ab = config.context, config.batch, shape.hidden, _act_bytes(dtype)
-    n = shape.all_layers  # a T5 decoder block (with cross-attention) counted as one layer
+    logits: b·s·V in 16-bit, their fp32 upcast and fp32 log-softmax for the loss. Frozen
+    blocks below the trained ones store nothing for the backward pass; DPO's batch holds
+    chosen and rejected sequences."""
+    profile = config.profile
+    s, h, ab = config.context, shape.hidden, _act_bytes(dtype)
+    b = config.batch * profile.sequences_per_item
+    # A T5 decoder block (with cross-attention) counted as one layer.
+    n = config.freeze_blocks if profile.trains == "last_blocks" else shape.all_layers
     scale = ab // 2  # the formula counts 16-bit activations
     layer, per_layer = 34 * s * b * h * scale, "34·s·b·h"
     if not config.flash_attention:
@@ -278,7 +324,7 @@ def _assumptions(shape: ModelShape, config: FitConfig, dtype: Dtype) -> list[str
         how = {"nf4": "NF4 + double quantisation, 4.127 bits (Dettmers et al. 2023)"}
         how["int8"] = "LLM.int8(), 1 B + an fp32 scale per row (Dettmers et al. 2022)"
         notes.append(f"{dtype}: linear weights {how[dtype]}; embeddings, lm_head, norms 16-bit")
-    if config.method == "inference":
+    if config.profile.trains == "nothing":
         notes.append("activations: one layer's prefill working set + last-token logits")
     else:
         recompute = "with" if config.grad_checkpointing else "without"
@@ -292,19 +338,41 @@ def _assumptions(shape: ModelShape, config: FitConfig, dtype: Dtype) -> list[str
             f"t5: {shape.layers} encoder + {shape.decoder_layers} decoder blocks, each counted "
             "as one layer for activations (cross-attention not added)"
         )
-    if config.method == "full" and dtype != "fp32":
+    notes += _method_notes(config, dtype)
+    notes.append("overhead: a flat 1 GB for the CUDA context, workspaces, allocator slack")
+    if shape.max_positions and config.context > shape.max_positions:
+        notes.append(f"context {config.context} > the model's {shape.max_positions} positions")
+    return notes
+
+
+def _method_notes(config: FitConfig, dtype: Dtype) -> list[str]:
+    """How the method's training state was counted."""
+    profile, notes = config.profile, []
+    if profile.trains == "last_blocks":
+        notes.append(
+            f"freeze: the top {config.freeze_blocks} blocks (linear weights + norms) and the "
+            "head train; the blocks below store no activations"
+        )
+    if profile.trains in ("all", "last_blocks") and dtype != "fp32":
         notes.append(
             f"{dtype} mixed precision: {dtype} weights + grads, fp32 master + AdamW: "
             "16 B/param (Rajbhandari et al. 2020)"
         )
-    elif config.method in ("lora", "qlora"):
+    elif profile.trains == "adapters":
         notes.append(
             f"LoRA r={config.lora_rank} on {config.lora_targets} (Hu et al. 2021); "
             "fp32 adapters + grads + AdamW; base frozen"
         )
-    notes.append("overhead: a flat 1 GB for the CUDA context, workspaces, allocator slack")
-    if shape.max_positions and config.context > shape.max_positions:
-        notes.append(f"context {config.context} > the model's {shape.max_positions} positions")
+    if profile.magnitudes:
+        notes.append(
+            "DoRA: + one trained magnitude per output of each adapted layer (Liu et al. "
+            "2024); the per-step weight norm's transient copy of one layer is not counted"
+        )
+    if profile.sequences_per_item > 1:
+        notes.append(
+            f"{profile.sequences_per_item} sequences per item (DPO: chosen + rejected) in "
+            "each batch; reference log-probs precomputed, no second model"
+        )
     return notes
 
 

@@ -2,8 +2,9 @@
 
     setup (data → model → method) → fit (:func:`ladder.train.loop.train`) → save
 
-Methods: full, freeze, lora (Hu et al. 2021), qlora (Dettmers et al. 2023) and dpo
-(Rafailov et al. 2023); see :mod:`ladder.train.methods` and :mod:`ladder.train.preference`.
+The method (full, freeze, lora, qlora, dora, dpo, or any other registered one) is asked
+from the registry in :mod:`ladder.train.methods`: it loads and prepares the model and says
+what the run saves; :mod:`ladder.train.preference` holds DPO's objective.
 
 Output folder::
 
@@ -40,33 +41,20 @@ from ladder.data.formats import (
     split_validation,
 )
 from ladder.data.io import file_sha256, read_records
-from ladder.errors import ConfigError
+from ladder.errors import ConfigError, ModelLoadError, UnsupportedError
 from ladder.fsutil import atomic_dir
+from ladder.models.hf_checkpoint import check_weights, read_config
 from ladder.train.batches import TrainBatches, eval_batches
-from ladder.train.checkpoint import (
-    checkpoints_root,
-    latest_checkpoint,
-    read_state,
-    save_pretrained_full,
-)
-from ladder.train.config import TrainConfig
+from ladder.train.checkpoint import checkpoints_root, save_pretrained_full
 from ladder.train.finetune_config import FinetuneConfig
-from ladder.train.interrupt import NothingToResume
+from ladder.train.finetune_folder import check_fresh, check_unfinished, check_writable
 from ladder.train.loop import EvalResult, NextTokenObjective, Objective, evaluate, train
 from ladder.train.merge import merge_adapter, model_card
-from ladder.train.methods import load_base, prepare, resolve_checkpoint
+from ladder.train.methods import get_method, method_names
+from ladder.train.methods.loading import trainable_count, training_device
 from ladder.train.preference import DPOObjective, preference_accuracy, reference_logps
 
-__all__ = [
-    "ADAPTER_METHODS",
-    "FinetuneResult",
-    "check_fresh",
-    "check_unfinished",
-    "check_writable",
-    "finetune",
-]
-
-ADAPTER_METHODS = ("lora", "qlora")
+__all__ = ["FinetuneResult", "finetune", "resolve_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -118,7 +106,7 @@ def finetune(
         TrainingInterrupted: Ctrl-C; a checkpoint of that step was saved.
     """
     say = log or (lambda _line: None)
-    notices: list[str] = []
+    method = get_method(cfg.method)
     out = Path(cfg.out)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     examples, fmt, n_records = _read(cfg)  # bad data fails before anything is written
@@ -129,29 +117,26 @@ def finetune(
     if cfg.overwrite and rank == 0:  # the earlier run's checkpoints must not mix with these
         shutil.rmtree(checkpoints_root(out), ignore_errors=True)
     say(f"{n_records} {fmt} records from {cfg.data}; loading {base_path} for {cfg.method}")
-    model, tokenizer = load_base(base_path, cfg.method)
+    model, tokenizer = method.load(base_path)
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE  # saved with the result
     data = _encode(cfg, tokenizer, examples, fmt, n_records)
     set_seed(cfg.train.seed if cfg.train else 0)  # LoRA's A matrices start random
-    model = prepare(model, cfg, base_path)
+    model = method.prepare(model, cfg, base_path)
     tcfg = cfg.train_config(len(data.train), world)
     check_unfinished(cfg, world, tcfg)  # the step count now known from the data (epochs)
-    if cfg.method == "qlora" and tcfg.optimizer == "adamw" and torch.cuda.is_available():
-        tcfg = tcfg.model_copy(update={"optimizer": "paged_adamw"})
-    elif cfg.method == "qlora":
-        notices.append("paged AdamW needs a CUDA GPU; training with torch AdamW on this device")
+    tcfg, notices = method.training_config(tcfg)
     for notice in notices:
         say(f"notice: {notice}")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     objective, train_it, val_it, ref = _batches(cfg, model, data, tcfg, pad_id, rank, world)
     model.to(_model_device(model))
     base_eval = evaluate(model, val_it, tcfg.eval_batches, {"use_cache": False}, objective)
-    say(f"training {_trainable(model):,} parameters for {tcfg.max_steps} steps")
+    say(f"training {trainable_count(model):,} parameters for {tcfg.max_steps} steps")
     if tracker is not None and rank == 0:
         tracker.log_params(
             {"base": str(base_path), "method": cfg.method, "data": str(cfg.data),
-             "trainable_parameters": _trainable(model), **{
+             "trainable_parameters": trainable_count(model), **{
                  f"train.{k}": v for k, v in tcfg.model_dump().items()}}
         )  # fmt: skip
         tracker.log_metrics(
@@ -170,7 +155,7 @@ def finetune(
         tracker=tracker if rank == 0 else None,
     )
     accuracy = None
-    if cfg.method == "dpo" and ref is not None:
+    if ref is not None:  # preference pairs: how often the chosen reply now wins
         accuracy = preference_accuracy(model, data.val, ref[1], pad_id=pad_id)
     card = {
         "base_model": str(base_path),
@@ -219,96 +204,52 @@ def finetune(
     )
 
 
-def check_unfinished(cfg: FinetuneConfig, world: int, tcfg: TrainConfig | None = None) -> None:
-    """Before a ``--resume``: whether the run in ``cfg.out`` already finished.
-
-    Finished: its newest checkpoint reached ``max_steps`` (or early stopping ended it) and
-    its outputs (``model/``, ``adapter/``) were saved. ``tcfg``: the run's training settings;
-    without it they are derived from ``cfg`` alone, which is possible unless ``epochs`` sets
-    the step count from the data (then this returns without a verdict).
+def resolve_checkpoint(spec: str) -> Path:
+    """The local checkpoint folder a model spec names (``hf:DIR`` or ``builtin:NAME``).
 
     Raises:
-        NothingToResume: nothing is left to train or save; nothing was written.
+        ConfigError: another backend (an API model has no weights to train).
+        ModelLoadError: the folder is not a usable safetensors checkpoint.
     """
-    if not cfg.resume or (tcfg is None and cfg.epochs is not None):
-        return
-    out = Path(cfg.out)
-    latest = latest_checkpoint(out)
-    if latest is None or not all((out / name).is_dir() for name in _outputs(cfg)):
-        return
-    tcfg = tcfg or cfg.train_config(None, world)
-    state = read_state(latest)
-    patience = tcfg.early_stopping_patience
-    stopped = patience is not None and state.evals_without_gain >= patience
-    if state.step >= tcfg.max_steps or stopped:
-        raise NothingToResume(out, state.step, tcfg.max_steps)
+    prefix, _, rest = spec.partition(":")
+    if prefix == "hf":
+        path = Path(rest).expanduser()
+    elif prefix == "builtin":
+        from ladder.models.builtin import builtin_path, get_preset, is_trained
 
-
-def check_fresh(cfg: FinetuneConfig) -> None:
-    """Without ``--resume`` or ``--overwrite``, a folder holding an earlier run (its
-    checkpoints, or a saved ``model/`` or ``adapter/``) is refused and left as it is.
-
-    Raises:
-        ConfigError: what is there, and the flags that say what to do with it.
-    """
-    if cfg.resume and cfg.overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other: pass one")
-    if cfg.resume or cfg.overwrite:
-        return
-    out = Path(cfg.out)
-    saved = [name for name in ("model", "adapter") if (out / name).is_dir()]
-    if saved:
+        get_preset(rest)
+        if not is_trained(rest):
+            raise ModelLoadError(
+                f"builtin:{rest} is not trained yet: run `ladder pretrain --preset {rest}`"
+            )
+        path = builtin_path(rest)
+    else:
         raise ConfigError(
-            f"{out} holds a finished run ({saved[0]}/); pass --overwrite to train it again, "
-            "or another --out"
+            f"--model {spec!r}: fine-tuning needs local weights; give hf:DIR or builtin:NAME"
         )
-    latest = latest_checkpoint(out)
-    if latest is not None:
-        raise ConfigError(
-            f"{out}: an interrupted run stopped at step {read_state(latest).step}; pass "
-            "--resume to continue it, --overwrite to start over, or another --out"
+    config = read_config(path)
+    check_weights(path, allow_pickle=False)
+    if config.get("is_encoder_decoder"):
+        raise UnsupportedError(
+            f"{path} is an encoder-decoder model; ladder fine-tunes decoder-only (causal) LMs"
         )
-
-
-def _outputs(cfg: FinetuneConfig) -> list[str]:
-    """The folders a finished run of ``cfg`` leaves in ``cfg.out``."""
-    if not _is_adapter(cfg):
-        return ["model"]
-    return ["adapter", "model"] if cfg.merge else ["adapter"]
-
-
-def _is_adapter(cfg: FinetuneConfig) -> bool:
-    return cfg.method in ADAPTER_METHODS or (cfg.method == "dpo" and cfg.dpo.weights == "lora")
-
-
-def check_writable(out: Path) -> None:
-    """Fail early, before any training, when ``out`` cannot be written.
-
-    Raises:
-        ConfigError: the folder cannot be created or written to.
-    """
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(
-            f"{out}: output folder is not writable ({exc.strerror or exc}); choose another --out"
-        ) from None
+    return path
 
 
 def _read(cfg: FinetuneConfig) -> tuple[list[Example], str, int]:
     records = read_records(cfg.data)
     fmt = detect_format(records) if cfg.format == "auto" else cfg.format
-    if cfg.method == "dpo" and fmt != "preference":
+    needs_pairs = get_method(cfg.method).needs_preference
+    if needs_pairs and fmt != "preference":
         raise ConfigError(
-            f"{records[0].where()}: --method dpo needs preference pairs (prompt, chosen, "
-            f"rejected) but the data is {fmt}"
+            f"{records[0].where()}: --method {cfg.method} needs preference pairs (prompt, "
+            f"chosen, rejected) but the data is {fmt}"
         )
-    if cfg.method != "dpo" and fmt == "preference":
+    if not needs_pairs and fmt == "preference":
+        takers = [n for n in method_names() if get_method(n).needs_preference]
         raise ConfigError(
-            f"{records[0].where()}: preference pairs train with --method dpo, not {cfg.method}"
+            f"{records[0].where()}: preference pairs train with --method "
+            f"{' or '.join(takers)}, not {cfg.method}"
         )
     return parse_records(records, fmt), fmt, len(records)
 
@@ -374,17 +315,11 @@ def _batches(
 
 
 def _model_device(model: Any) -> torch.device:
-    from ladder.train.methods import training_device
-
     if getattr(model, "is_loaded_in_4bit", False) or getattr(
         getattr(model, "base_model", None), "is_loaded_in_4bit", False
     ):
         return next(model.parameters()).device  # placed at load; bnb models do not move
     return torch.device(training_device())
-
-
-def _trainable(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _export(
@@ -402,7 +337,7 @@ def _export(
     ``weights`` are the full trained weights where ZeRO-3/FSDP sharded them (the model's own
     tensors are then empty shards); None for any other run.
     """
-    is_adapter = _is_adapter(cfg)
+    is_adapter = get_method(cfg.method).saves_adapter(cfg)
     model = model.cpu() if not getattr(model, "is_loaded_in_4bit", False) else model
     if not is_adapter:
         with atomic_dir(out / "model") as tmp:

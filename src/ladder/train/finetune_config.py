@@ -17,32 +17,25 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ladder.errors import ConfigError
 from ladder.train.config import TrainConfig
+from ladder.train.methods import get_method, method_help
 
 __all__ = [
     "COMMON_TRAIN_DEFAULTS",
-    "METHOD_TRAIN_DEFAULTS",
     "DPOSettings",
     "DataFormat",
     "FinetuneConfig",
     "FreezeSettings",
     "LoraSettings",
-    "Method",
 ]
 
-Method = Literal["full", "freeze", "lora", "qlora", "dpo"]
 DataFormat = Literal["auto", "alpaca", "dolly", "chat", "text", "preference"]
 
-# Good starting points per method; any train: field given replaces these.
-METHOD_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "full": {"lr": 2e-5},
-    "freeze": {"lr": 1e-4},
-    "lora": {"lr": 2e-4},  # adapters start at zero and tolerate a higher rate
-    "qlora": {"lr": 2e-4},
-    "dpo": {"lr": 5e-5},  # DPO on LoRA adapters; full-weight DPO wants ~5e-7..5e-6
-}
+# Defaults of every method (each method adds its own, e.g. its learning rate: its
+# ``train_defaults``); any train: field given replaces these.
 COMMON_TRAIN_DEFAULTS: dict[str, Any] = {
     "max_steps": 200,
     "warmup_steps": 10,
@@ -100,9 +93,7 @@ class FinetuneConfig(BaseModel):
         ..., description="Model to fine-tune: hf:DIR (local checkpoint) or builtin:NAME."
     )
     data: str = Field(..., description="Training data: a .jsonl, .json, .csv or .parquet file.")
-    method: Method = Field(
-        "lora", description="full, freeze, lora, qlora (4-bit base + LoRA) or dpo (preference)."
-    )
+    method: str = Field("lora", description=f"Fine-tuning method. {method_help()}.")
     out: str = Field(
         ..., description="Output folder: checkpoints/, model/ (HF checkpoint), adapter/."
     )
@@ -141,17 +132,30 @@ class FinetuneConfig(BaseModel):
         None,
         description="accelerate config file for multi-process runs (FSDP, DeepSpeed ZeRO ...).",
     )
-    lora: LoraSettings = Field(LoraSettings(), description="LoRA settings (lora, qlora, dpo).")
+    lora: LoraSettings = Field(
+        LoraSettings(), description="LoRA settings (the adapter methods: lora, qlora, dora, dpo)."
+    )
     freeze: FreezeSettings = Field(FreezeSettings(), description="Settings of method freeze.")
     dpo: DPOSettings = Field(DPOSettings(), description="Settings of method dpo.")
     train: TrainConfig | None = Field(
         None, description="Training settings; fields given replace the method's defaults."
     )
 
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        try:
+            get_method(name)
+        except ConfigError as exc:  # pydantic reports a ValueError with the field's name
+            raise ValueError(str(exc)) from None
+        return name
+
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if self.method == "dpo" and self.format not in ("auto", "preference"):
-            raise ValueError("method dpo needs preference data (prompt, chosen, rejected)")
+        if get_method(self.method).needs_preference and self.format not in ("auto", "preference"):
+            raise ValueError(
+                f"method {self.method} needs preference data (prompt, chosen, rejected)"
+            )
         return self
 
     def train_config(self, n_train: int | None = None, world: int = 1) -> TrainConfig:
@@ -161,7 +165,8 @@ class FinetuneConfig(BaseModel):
             n_train: training items (sequences or pairs), to turn ``epochs`` into steps.
             world: processes; each step consumes ``batch_size x grad_accum x world`` items.
         """
-        values: dict[str, Any] = {**COMMON_TRAIN_DEFAULTS, **METHOD_TRAIN_DEFAULTS[self.method]}
+        method_defaults = get_method(self.method).train_defaults
+        values: dict[str, Any] = {**COMMON_TRAIN_DEFAULTS, **method_defaults}
         given = self.train.model_fields_set if self.train else set()
         values.update({name: getattr(self.train, name) for name in given})
         if "min_lr" not in given:

@@ -1,7 +1,8 @@
 """Fold LoRA adapters into their base weights, load adapters on top of a base, write model cards.
 
 Merging computes W' = W + (alpha / r) · B A for every adapted layer (Hu et al. 2021,
-section 4.1), so the merged model is an ordinary checkpoint with no inference overhead.
+section 4.1), so the merged model is an ordinary checkpoint with no inference overhead;
+for DoRA adapters PEFT also folds in the magnitude: W' = m · V / ‖V‖ with V that sum.
 The base is always loaded afresh in full precision, also after QLoRA: the 4-bit weights
 were only the training-time copy, and merging into them would round the update away.
 """
@@ -18,6 +19,7 @@ import yaml
 from ladder.errors import ConfigError, ModelLoadError
 from ladder.fsutil import atomic_dir
 from ladder.models.hf_checkpoint import check_weights, read_config
+from ladder.train.methods import get_method, method_names
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -173,14 +175,8 @@ def model_card(facts: dict[str, Any]) -> str:
 
 
 def _method_line(method: str, facts: dict[str, Any]) -> str:
-    papers = {
-        "lora": "LoRA (Hu et al. 2021)",
-        "qlora": "QLoRA: NF4 + double quantisation base, LoRA adapters (Dettmers et al. 2023)",
-        "dpo": "DPO (Rafailov et al. 2023)",
-        "full": "full fine-tuning (all parameters)",
-        "freeze": "transfer learning (last blocks and/or head trained)",
-    }
-    line = papers.get(method, method)
+    # A card may name a method this install does not register (written elsewhere): as is.
+    line = get_method(method).description if method in method_names() else method
     if facts.get("merged"):
         line += "; adapters merged into the base weights"
     return line
