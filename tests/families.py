@@ -82,6 +82,7 @@ class Family:
         pad_vocab: config rows beyond the tokenizer's tokens (a padded vocabulary).
         prefix: (``spm``) a ``▁`` goes before the first word, like SentencePiece's dummy prefix.
         split: (``bpe``) the pre-tokenizer's split pattern.
+        rstrip: special tokens that swallow the whitespace after them.
     """
 
     name: str
@@ -96,6 +97,7 @@ class Family:
     pad_vocab: int = 0
     prefix: bool = False
     split: str = ""
+    rstrip: tuple[str, ...] = ()
 
 
 FAMILIES: dict[str, Family] = {
@@ -184,6 +186,7 @@ FAMILIES: dict[str, Family] = {
             template=_PHI3_TEMPLATE,
             config={"num_key_value_heads": 4, "original_max_position_embeddings": 256},
             prefix=True,
+            rstrip=("<|user|>", "<|assistant|>", "<|end|>"),
         ),
     )
 }
@@ -199,6 +202,7 @@ def sentences(n: int = 400, seed: int = 0) -> list[str]:
 def build_tokenizer(family: Family, vocab_size: int = 320) -> Any:
     """Train ``family``'s tokenizer and wrap it as a ``PreTrainedTokenizerFast``."""
     from tokenizers import (
+        AddedToken,
         Regex,
         Tokenizer,
         decoders,
@@ -250,6 +254,11 @@ def build_tokenizer(family: Family, vocab_size: int = 320) -> Any:
             pair=f"{family.bos} $A {family.bos} $B",
             special_tokens=[(family.bos, bos_id)],
         )
+    if family.rstrip:
+        # Phi-3's turn tokens swallow the whitespace after them (rstrip in its tokenizer).
+        backend.add_special_tokens(
+            [AddedToken(t, rstrip=True, special=True, normalized=False) for t in family.rstrip]
+        )
     extra = {"unk_token": "<unk>"} if "<unk>" in family.specials else {}
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -264,8 +273,9 @@ def build_tokenizer(family: Family, vocab_size: int = 320) -> Any:
     )
 
 
-def build_family(name: str, directory: Path, *, seed: int = 0) -> Path:
-    """Save a tiny random ``name`` checkpoint (safetensors) and its tokenizer to ``directory``."""
+def build_family(name: str, directory: Path, *, seed: int = 0, **config: Any) -> Path:
+    """Save a tiny random ``name`` checkpoint (safetensors) and its tokenizer to ``directory``;
+    ``config`` overrides its settings (a wider model, say)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
@@ -288,6 +298,7 @@ def build_family(name: str, directory: Path, *, seed: int = 0) -> Path:
         "eos_token_id": eos_ids if len(eos_ids) > 1 else eos_ids[0],
         "pad_token_id": tokenizer.pad_token_id,
         **family.config,
+        **config,
     }
     config = AutoConfig.for_model(family.name, **settings)
     torch.manual_seed(seed)

@@ -126,6 +126,59 @@ def test_the_modelfile_template_renders_like_the_chat_template(
         assert f'PARAMETER stop "{tokenizer.convert_ids_to_tokens(token)}"' in text
 
 
+def test_q8_0_is_byte_for_byte_what_llama_cpps_quantizer_makes(tmp_path: Path) -> None:
+    import ctypes
+
+    import gguf
+    import llama_cpp
+    import numpy as np
+
+    checkpoint = build_family("llama", tmp_path / "model")
+    f32 = export_gguf(f"hf:{checkpoint}", tmp_path / "f32", quant="f32").gguf
+    ours = export_gguf(f"hf:{checkpoint}", tmp_path / "q8", quant="q8_0").gguf
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    theirs = tmp_path / "theirs.gguf"
+    assert (
+        llama_cpp.llama_model_quantize(
+            str(f32).encode(), str(theirs).encode(), ctypes.byref(params)
+        )
+        == 0
+    )
+    mine = {t.name: t for t in gguf.GGUFReader(str(ours)).tensors}
+    for tensor in gguf.GGUFReader(str(theirs)).tensors:
+        assert mine[tensor.name].tensor_type == tensor.tensor_type, tensor.name
+        assert np.array_equal(
+            np.asarray(mine[tensor.name].data).view(np.uint8),
+            np.asarray(tensor.data).view(np.uint8),
+        ), tensor.name
+
+
+def test_k_quants_come_from_llama_cpp_with_their_perplexity_cost(tmp_path: Path) -> None:
+    """Rows of 256 (K-quant blocks): a Q4_K_M file holds Q4_K tensors, and the export
+    reports perplexity under the f16 file and the quant, both run by llama.cpp."""
+    import gguf
+
+    wide = build_family("qwen2", tmp_path / "model", hidden_size=256, intermediate_size=512)
+    result = export_gguf(f"hf:{wide}", tmp_path / "out", quant="q4_k_m", check_text=TEXT)
+    reader = gguf.GGUFReader(str(result.gguf))
+    kinds = {t.tensor_type for t in reader.tensors}
+    assert gguf.GGMLQuantizationType.Q4_K in kinds
+    assert reader.fields["general.file_type"].contents() == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "Modelfile",
+        "model-q4_k_m.gguf",
+    ]
+    assert result.perplexity is not None
+    base, quantized = result.perplexity
+    assert 1 < base and 0.8 < quantized / base < 1.5
+    f16 = export_gguf(f"hf:{wide}", tmp_path / "f16", quant="f16")
+    assert result.bytes < 0.5 * f16.bytes
+
+
+TEXT = "the cat sat on the mat and then the dog ran under the big tree. " * 8
+
+
 def test_a_model_type_without_a_row_is_one_line(tiny_gpt2: Path, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedError, match=r"model_type 'gpt2' .*supported: gemma3_text"):
         export_gguf(f"hf:{tiny_gpt2}", tmp_path / "out")

@@ -52,6 +52,8 @@ class GGUFFamily:
         permute_rope: permute query/key rows from halves to adjacent pairs.
         norm_shift: added to every ``*norm.weight`` (Gemma: 1).
         rope_kind: which of ``rope_parameters``' entries holds the global RoPE base.
+        name_mark: llama.cpp keys some tokenizer behaviour on ``general.name``: a name
+            without this mark gets it appended.
         metadata: writes the family's extra keys (``writer``, ``config``).
     """
 
@@ -60,6 +62,7 @@ class GGUFFamily:
     permute_rope: bool = False
     norm_shift: float = 0.0
     rope_kind: str = "full_attention"
+    name_mark: str | None = None
     metadata: Metadata | None = field(default=None, compare=False)
 
 
@@ -146,6 +149,9 @@ for _family in (
     GGUFFamily("qwen2", "qwen2", metadata=_sliding_window),
     GGUFFamily("qwen3", "qwen3"),
     GGUFFamily("gemma3_text", "gemma3", norm_shift=1.0, metadata=_gemma3),
-    GGUFFamily("phi3", "phi3", metadata=_phi3),
+    # llama.cpp gives Phi-3's turn tokens (<|user|>, <|end|> ...) the "rstrip" of its
+    # tokenizer (the whitespace after them is dropped) only when general.name says phi3: a
+    # fine-tune under its own name would tokenize every chat prompt differently there.
+    GGUFFamily("phi3", "phi3", name_mark="phi3", metadata=_phi3),
 ):
     register_family(_family)

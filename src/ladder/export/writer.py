@@ -31,13 +31,15 @@ from ladder.export.families import (
     rope_dims,
     rope_theta,
 )
+from ladder.export.kquants import KQUANTS, gguf_perplexity, quantize_gguf
 from ladder.export.modelfile import modelfile as render_modelfile
 from ladder.export.vocab import write_vocab
 from ladder.fsutil import atomic_dir
 
 __all__ = ["QUANTS", "ExportResult", "export_gguf", "gguf_name"]
 
-QUANTS = ("f32", "f16", "q8_0")
+#: Written by ladder itself, then made by llama.cpp's quantizer from the f16 file.
+QUANTS = ("f32", "f16", "q8_0", *KQUANTS)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class ExportResult:
     modelfile: Path
     tensors: int
     bytes: int
+    #: For a K-quant: perplexity of the check text under the f16 file and under this one.
+    perplexity: tuple[float, float] | None = None
 
 
 def gguf_name(hf_name: str, model_type: str = "llama", layers: int = 1000) -> str | None:
@@ -68,13 +72,20 @@ def _arch(name: str) -> Any:
     return next(arch for arch, text in gguf.MODEL_ARCH_NAMES.items() if text == name)
 
 
-def export_gguf(spec: str, out: str | Path, *, quant: str = "f16") -> ExportResult:
+def export_gguf(
+    spec: str, out: str | Path, *, quant: str = "f16", check_text: str | None = None
+) -> ExportResult:
     """Write ``NAME-QUANT.gguf`` and a ``Modelfile`` into the folder ``out`` (atomically).
+
+    A K-quant is made by llama.cpp from an f16 export, and both are scored on
+    ``check_text`` (default: a few standard-library docstrings) so the result carries the
+    perplexity the quantization costs.
 
     Raises:
         ConfigError: an unknown quant, or a spec that is not a local checkpoint.
-        UnsupportedError: a model_type with no row in :mod:`ladder.export.families`, or a
-            tokenizer :mod:`ladder.export.vocab` cannot write.
+        UnsupportedError: a model_type with no row in :mod:`ladder.export.families`, a
+            tokenizer :mod:`ladder.export.vocab` cannot write, or a K-quant without
+            llama-cpp-python.
     """
     if quant not in QUANTS:
         raise ConfigError(f"--quant {quant!r} is not one of {', '.join(QUANTS)}")
@@ -84,14 +95,29 @@ def export_gguf(spec: str, out: str | Path, *, quant: str = "f16") -> ExportResu
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     family = family_for(config.get("model_type"), source)
     name = source.resolve().name
+    perplexity = None
     with atomic_dir(out) as tmp:
         target = tmp / f"{name}-{quant}.gguf"
-        count = _write(source, config, family, target, name, quant)
+        if quant in KQUANTS:
+            reference = tmp / f".{name}-f16.gguf"
+            count = _write(source, config, family, reference, name, "f16")
+            quantize_gguf(reference, target, quant)
+            text = check_text or _sample_text()
+            perplexity = (gguf_perplexity(reference, text), gguf_perplexity(target, text))
+            reference.unlink()
+        else:
+            count = _write(source, config, family, target, name, quant)
         size = target.stat().st_size
         modelfile = tmp / "Modelfile"
         modelfile.write_text(render_modelfile(target.name, source), encoding="utf-8")
     folder = Path(out)
-    return ExportResult(folder / target.name, folder / "Modelfile", count, size)
+    return ExportResult(folder / target.name, folder / "Modelfile", count, size, perplexity)
+
+
+def _sample_text() -> str:
+    from ladder.quantize import default_texts
+
+    return "\n\n".join(text for _, text in default_texts())
 
 
 def _write(
@@ -139,7 +165,8 @@ def _hyperparameters(
 
     heads = int(config["num_attention_heads"])
     width = head_dim(config)
-    writer.add_name(name)
+    mark = family.name_mark
+    writer.add_name(name if mark is None or mark in name.lower() else f"{name}-{mark}")
     writer.add_context_length(int(config.get("max_position_embeddings", 2048)))
     writer.add_embedding_length(int(config["hidden_size"]))
     writer.add_block_count(int(config["num_hidden_layers"]))
