@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ladder.train.checkpoint import list_checkpoints
-from ladder.train.loop import TrainingInterrupted, train
+from ladder.train.loop import TrainHooks, TrainingInterrupted, train
 from test_train_loop import (
     data,
     micro_config,
@@ -44,7 +44,8 @@ def test_ctrl_c_saves_the_step_it_stopped_at_and_resume_matches_a_straight_run(
     straight = train(micro_llama(), batches, val, cfg, tmp_path / "a", progress=False)
 
     with pytest.raises(TrainingInterrupted) as stopped:
-        train(micro_llama(), batches, val, cfg, tmp_path / "b", progress=False, sampler=CtrlC(7))
+        hooks = TrainHooks(sampler=CtrlC(7))
+        train(micro_llama(), batches, val, cfg, tmp_path / "b", progress=False, hooks=hooks)
     assert (stopped.value.step, stopped.value.max_steps, stopped.value.saved) == (7, 12, True)
     assert stopped.value.checkpoint == tmp_path / "b" / "checkpoints" / "step-0000007"
     assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-0000004", "step-0000007"]
@@ -62,8 +63,8 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_earlier_checkpoints(tmp_pat
     cfg = micro_config(save_every=4)
     batches, val = data(cfg)
     with pytest.raises(TrainingInterrupted) as stopped:
-        sampler = CtrlC(6, presses=2)
-        train(micro_llama(), batches, val, cfg, tmp_path, progress=False, sampler=sampler)
+        hooks = TrainHooks(sampler=CtrlC(6, presses=2))
+        train(micro_llama(), batches, val, cfg, tmp_path, progress=False, hooks=hooks)
     assert (stopped.value.step, stopped.value.saved, stopped.value.resumes_at) == (6, False, 4)
     assert stopped.value.summary("ladder x --resume") == (
         "interrupted at step 6 of 12, before its checkpoint was saved; resume from step 4 "

@@ -48,7 +48,14 @@ from ladder.train.batches import TrainBatches, eval_batches
 from ladder.train.checkpoint import checkpoints_root, save_pretrained_full
 from ladder.train.finetune_config import FinetuneConfig
 from ladder.train.finetune_folder import check_fresh, check_unfinished, check_writable
-from ladder.train.loop import EvalResult, NextTokenObjective, Objective, evaluate, train
+from ladder.train.loop import (
+    EvalResult,
+    NextTokenObjective,
+    Objective,
+    TrainHooks,
+    evaluate,
+    train,
+)
 from ladder.train.merge import merge_adapter, model_card
 from ladder.train.methods import get_method, method_names
 from ladder.train.methods.loading import trainable_count, training_device
@@ -152,7 +159,7 @@ def finetune(
         run_info={"finetune": cfg.model_dump(exclude={"train"}), "base": str(base_path)},
         progress=progress,
         objective=objective,
-        tracker=tracker if rank == 0 else None,
+        hooks=TrainHooks(tracker=tracker if rank == 0 else None),
     )
     accuracy = None
     if ref is not None:  # preference pairs: how often the chosen reply now wins

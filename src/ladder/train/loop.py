@@ -18,6 +18,7 @@ several; the arithmetic it must get right lives in :mod:`ladder.train.loss` and
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import math
@@ -26,47 +27,39 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
-from accelerate.utils import (
-    DistributedType,
-    GradientAccumulationPlugin,
-    InitProcessGroupKwargs,
-    set_seed,
-)
-from tqdm.auto import tqdm
+from accelerate.utils import set_seed
 
 from ladder.errors import ConfigError
 from ladder.train.checkpoint import (
     TrainerState,
-    gather_weights,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
-    weights_sharded,
 )
 from ladder.train.config import TrainConfig
-from ladder.train.distributed import (
-    deepspeed_requested,
-    fit_deepspeed_config,
-    forget_deepspeed_for_model_loading,
-)
 from ladder.train.interrupt import StopOnInterrupt, TrainingInterrupted
-from ladder.train.meters import mfu, peak_memory_bytes, run_peak_gflops
+from ladder.train.meters import peak_memory_bytes
 from ladder.train.objectives import Batch, NextTokenObjective, Objective
-from ladder.train.schedule import lr_at, resolve_mixed_precision
-
-if TYPE_CHECKING:
-    from ladder.track import Tracker
+from ladder.train.progress import Reporter, Sampler, TrainHooks
+from ladder.train.runtime import (
+    check_boundary,
+    make_accelerator,
+    release,
+    sum_over_processes,
+    window_normalizer,
+)
+from ladder.train.schedule import lr_at
 
 __all__ = [
     "EvalResult",
     "NextTokenObjective",
     "Objective",
     "Sampler",
+    "TrainHooks",
     "TrainResult",
     "TrainingInterrupted",
     "evaluate",
@@ -74,16 +67,6 @@ __all__ = [
     "peak_memory_bytes",
     "train",
 ]
-
-
-class Sampler(Protocol):
-    """Periodic sample generations: ``every`` N steps the loop calls it on the bare model."""
-
-    every: int
-
-    def __call__(self, model: torch.nn.Module) -> list[dict[str, str]]:
-        """``{"prompt", "text"}`` per sample; put the model back in the mode it was in."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -133,10 +116,7 @@ def train(
     run_info: dict[str, Any] | None = None,
     progress: bool = True,
     objective: Objective | None = None,
-    tracker: Tracker | None = None,
-    sampler: Sampler | None = None,
-    flops_per_token: float | None = None,
-    log: Callable[[str], None] | None = None,
+    hooks: TrainHooks | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with AdamW, warmup + cosine LR, accumulation and clipping.
 
@@ -153,28 +133,121 @@ def train(
         run_info: provenance saved in every checkpoint's ``config.yaml`` under ``run:``.
         progress: show a progress bar with loss, learning rate, tokens/s and peak memory.
         objective: what to minimise; next-token loss on ``labels`` when None.
-        tracker: receives train loss, lr, tokens/s (and MFU) every ``log_every`` steps and
-            validation loss and perplexity at every evaluation, with the step.
-        sampler: sample generations every ``sampler.every`` steps and at the end.
-        flops_per_token: model FLOPs per trained token (:mod:`ladder.train.meters`); when
-            given, the progress bar and the tracker show MFU against the measured peak.
-        log: receives each sample generation as a line (the progress bar stays intact).
+        hooks: what the run reports besides its result (tracker, sampler, FLOPs per token,
+            log lines); none when None.
     """
     started = time.perf_counter()
     objective = objective or NextTokenObjective()
-    accelerator = _make_accelerator(config)
+    accelerator, model, optimizer, forward_kwargs = _prepare(model, config)
+    reduce = sum_over_processes(accelerator)  # evaluation sums over processes
+    state, checkpoint, batches = _start(accelerator, train_batches, out_dir, resume)
+    report = Reporter(accelerator, state, config.max_steps, hooks or TrainHooks(), show=progress)
+    final_eval: EvalResult | None = None
+
+    def save() -> Path:
+        state.train_losses = report.losses.until(state.step)
+        return save_checkpoint(accelerator, out_dir, state, config, run_info)
+
+    def validate(batches: Iterable[Batch]) -> EvalResult:
+        return evaluate(model, batches, config.eval_batches, forward_kwargs, objective, reduce)
+
+    abandoned = functools.partial(_abandoned, state, config, out_dir)
+    with StopOnInterrupt(accelerator.num_processes, abandoned=abandoned) as interrupt, report:
+        while state.step < config.max_steps and not _patience_spent(state, config):
+            lr = _set_lr(optimizer, lr_at(state.step, config))
+
+            # 1. accumulate the gradient of the window's token mean (see the module docstring).
+            window = _next_window(batches, config.grad_accum, accelerator.device)
+            normalizer = window_normalizer(accelerator, (objective.units(b) for b in window))
+            step_loss = torch.zeros((), device=accelerator.device)
+            for i, batch in enumerate(window):
+                with accelerator.accumulate(model):  # DDP, FSDP and DeepSpeed see the window
+                    check_boundary(accelerator, last=i == len(window) - 1)
+                    loss = objective.loss_sum(model, batch, forward_kwargs) / normalizer
+                    accelerator.backward(loss * config.grad_accum)  # undo backward()'s 1/k
+                step_loss += loss.detach()
+                state.tokens += batch["input_ids"].numel()
+            state.micro_batches += len(window)
+
+            # 2. clip (accelerate unscales fp16 gradients first).
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+
+            # 3. step
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            report.record(state.step, step_loss)  # kept on the device; the bar moves on
+            state.step += 1
+            done = state.step == config.max_steps
+
+            # 4. log: the only host sync of an ordinary step, every log_every steps.
+            at_log = state.step % config.log_every == 0 or done
+            if at_log:
+                report.log(state.step, state.tokens, lr)
+
+            # 5. eval (early stopping may end the run here), and sample generations
+            if eval_batches is not None and (state.step % config.eval_every == 0 or done):
+                with report.aside():
+                    final_eval = validate(eval_batches)
+                    done = _note_eval(state, config, final_eval, report) or done
+            report.sample(model, state.step, last=done)
+
+            # 6. save
+            if state.step % config.save_every == 0 or done:
+                with report.aside():
+                    checkpoint = save()
+
+            # 7. stop on Ctrl-C: this step's checkpoint first, so --resume continues here.
+            if not done and interrupt.agreed(accelerator, sync_point=at_log):
+                checkpoint = checkpoint if state.step % config.save_every == 0 else save()
+                raise TrainingInterrupted(state.step, config.max_steps, checkpoint, saved=True)
+
+    tokens_per_s = report.finish(state.tokens)
+    checkpoint = checkpoint or save()  # None: nothing trained, and no earlier checkpoint
+    if final_eval is None and eval_batches is not None:  # nothing new was trained
+        final_eval = validate(eval_batches)
+    train_losses = report.losses.until(state.step)
+    weights = release(accelerator, model)  # a collective; None unless ZeRO-3/FSDP
+    return TrainResult(
+        steps=state.step, tokens=state.tokens, train_losses=train_losses, final_eval=final_eval,
+        checkpoint=checkpoint, weights=weights, mixed_precision=str(accelerator.mixed_precision),
+        stopped_early=_patience_spent(state, config) and state.step < config.max_steps,
+        tokens_per_s=tokens_per_s, mfu=report.mfu(tokens_per_s), samples=report.samples,
+        elapsed_s=time.perf_counter() - started,
+        peak_memory_bytes=peak_memory_bytes(accelerator.device),
+    )  # fmt: skip
+
+
+def _prepare(
+    model: torch.nn.Module, config: TrainConfig
+) -> tuple[Accelerator, torch.nn.Module, torch.optim.Optimizer, dict[str, Any]]:
+    """The accelerator, the prepared (compiled when asked) model in training mode, its
+    optimizer and the model's forward keyword arguments; seeded before the optimizer."""
+    accelerator = make_accelerator(config)
     set_seed(config.seed)
     optimizer = make_optimizer(model, config)
     forward_kwargs = _forward_kwargs(model)
     if config.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     model, optimizer = accelerator.prepare(model, optimizer)
-    main = accelerator.is_main_process
-    sharded = weights_sharded(accelerator)
-    reduce = (lambda t: accelerator.reduce(t, "sum")) if accelerator.num_processes > 1 else None
-    peak = run_peak_gflops(accelerator) if flops_per_token else 0.0
-    samples: list[dict[str, Any]] = []
+    model.train()
+    return accelerator, model, optimizer, forward_kwargs
 
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
+    """Set every parameter group's learning rate to ``lr``; return it."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _start(
+    accelerator: Accelerator,
+    train_batches: Iterable[Batch],
+    out_dir: str | os.PathLike[str],
+    resume: bool,
+) -> tuple[TrainerState, Path | None, Iterator[Batch]]:
+    """Where a run starts: its state (a checkpoint's when resuming), the newest checkpoint,
+    and the training batches after those already consumed."""
     state = TrainerState()
     if (existing := latest_checkpoint(out_dir)) is not None:
         if not resume:  # pruning would mix (and delete) the two runs' checkpoints
@@ -186,202 +259,28 @@ def train(
         # accelerate restores its micro-batch counter, which accumulate() divides by grad_accum;
         # checkpoints lie on window boundaries, so restart it (grad_accum may have changed).
         accelerator.step = 0
-    batches = _endless(train_batches, skip=state.micro_batches)
-    first_step, prior_losses = state.step, list(state.train_losses)
-    # Per-step losses stay on the device; reading them only when logging avoids a
-    # host sync per step, which costs real throughput on a GPU.
-    step_losses = torch.zeros(max(config.max_steps, first_step), device=accelerator.device)
-    final_eval: EvalResult | None = None
-    checkpoint = None
-    postfix: dict[str, str] = {}
-    bar = tqdm(total=config.max_steps, initial=first_step, disable=not progress, unit="step")
-    first_tokens, loop_start, side_s = state.tokens, time.perf_counter(), 0.0
-    last_log = (first_step, state.tokens, loop_start, side_s)
-    model.train()
-    stopped = _patience_spent(state, config)
-
-    interrupt = StopOnInterrupt(
-        accelerator.num_processes, abandoned=lambda: _abandoned(state, config, out_dir, bar)
-    )
-    with interrupt:
-        while state.step < config.max_steps and not stopped:
-            lr = lr_at(state.step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-
-            # 1. accumulate. Each micro-batch's loss sum is divided by the target count of the
-            # whole window, so the accumulated gradient is that of the full-batch token mean.
-            window = [
-                _to_device(next(batches), accelerator.device) for _ in range(config.grad_accum)
-            ]
-            targets = sum(objective.units(b) for b in window)
-            # DDP averages gradients over processes: normalise by the per-process share.
-            normalizer = accelerator.reduce(targets, "sum").clamp(min=1) / accelerator.num_processes
-            step_loss = torch.zeros((), device=accelerator.device)
-            for i, batch in enumerate(window):
-                # accumulate() marks the window for whichever engine runs: DDP/FSDP skip the
-                # gradient all-reduce (no_sync) on all but the last micro-batch, and DeepSpeed,
-                # whose engine steps inside backward(), is told where its boundary lies.
-                with accelerator.accumulate(model):
-                    _check_boundary(accelerator, last=i == len(window) - 1)
-                    loss = objective.loss_sum(model, batch, forward_kwargs) / normalizer
-                    # backward() divides by grad_accum (accelerate, or DeepSpeed's engine), but
-                    # `loss` already is this micro-batch's share of the window's token mean: undo
-                    # it. (x*k)/k backpropagates exactly 1.0 into `loss` for k <= 40 and every
-                    # power of two, so the gradients stay bit-identical to a plain backward(loss);
-                    # for other k the seed gradient can be 1 ulp (6e-8 relative) off.
-                    accelerator.backward(loss * config.grad_accum)
-                step_loss += loss.detach()
-                state.tokens += batch["input_ids"].numel()
-            state.micro_batches += len(window)
-
-            # 2. clip (accelerate unscales fp16 gradients first).
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-
-            # 3. step
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step_losses[state.step] = step_loss
-            state.step += 1
-            bar.update(1)
-            done = state.step == config.max_steps
-
-            # 4. log: the only host sync of an ordinary step, every log_every steps.
-            at_log = state.step % config.log_every == 0 or done
-            if at_log:
-                since_step, since_tokens, since_t, since_side = last_log
-                now = time.perf_counter()
-                busy = (now - since_t) - (side_s - since_side)  # eval/save time is not training
-                means = _mean_over_processes(accelerator, step_losses)[since_step : state.step]
-                recent = float(means.mean().item())
-                postfix["loss"] = f"{recent:.3f}"
-                postfix["lr"] = f"{lr:.1e}"
-                tokens_per_s = (state.tokens - since_tokens) / max(busy, 1e-9)
-                postfix["tok/s"] = f"{tokens_per_s:,.0f}"
-                metrics: dict[str, float] = {
-                    "train_loss": recent,
-                    "lr": lr,
-                    "tokens_per_s": tokens_per_s,
-                }
-                if flops_per_token:
-                    metrics["mfu"] = mfu(tokens_per_s, flops_per_token, peak)
-                    postfix["mfu"] = f"{metrics['mfu']:.0%}"
-                postfix["mem"] = f"{peak_memory_bytes(accelerator.device) / 2**20:,.0f}MiB"
-                bar.set_postfix(postfix, refresh=False)
-                last_log = (state.step, state.tokens, now, side_s)
-                if tracker is not None and main:
-                    tracker.log_metrics(metrics, step=state.step)
-
-            # 5. eval
-            if eval_batches is not None and (state.step % config.eval_every == 0 or done):
-                side_start = time.perf_counter()
-                final_eval = evaluate(
-                    model, eval_batches, config.eval_batches, forward_kwargs, objective, reduce
-                )
-                state.evals.append(
-                    {
-                        "step": state.step,
-                        "loss": final_eval.loss,
-                        "perplexity": final_eval.perplexity,
-                    }
-                )
-                stopped = _track_patience(state, config, final_eval.loss)
-                done = done or stopped
-                postfix["val"] = f"{final_eval.loss:.3f}"
-                bar.set_postfix(postfix, refresh=False)
-                if tracker is not None and main:
-                    evaluated = {
-                        "val_loss": final_eval.loss,
-                        "val_perplexity": final_eval.perplexity,
-                    }
-                    tracker.log_metrics(evaluated, step=state.step)
-                side_s += time.perf_counter() - side_start
-
-            # 5b. sample (greedy, so no random numbers are drawn and resuming stays exact).
-            # Sharded weights (ZeRO-3, FSDP) are gathered in every forward: all processes sample.
-            if (
-                sampler is not None
-                and (main or sharded)
-                and (state.step % sampler.every == 0 or done)
-            ):
-                side_start = time.perf_counter()
-                for sample in sampler(accelerator.unwrap_model(model)):
-                    samples.append({"step": state.step, **sample})
-                    if log is not None and main:
-                        log(f"step {state.step} sample: {sample['prompt']!r} → {sample['text']!r}")
-                side_s += time.perf_counter() - side_start
-
-            # 6. save
-            if state.step % config.save_every == 0 or done:
-                side_start = time.perf_counter()
-                losses = _mean_over_processes(accelerator, step_losses)
-                state.train_losses = prior_losses + losses[first_step : state.step].tolist()
-                checkpoint = save_checkpoint(accelerator, out_dir, state, config, run_info)
-                side_s += time.perf_counter() - side_start
-
-            # 7. stop on Ctrl-C: this step's checkpoint first, so --resume continues here.
-            if not done and interrupt.agreed(accelerator, sync_point=at_log):
-                if state.step % config.save_every != 0:
-                    losses = _mean_over_processes(accelerator, step_losses)
-                    state.train_losses = prior_losses + losses[first_step : state.step].tolist()
-                    checkpoint = save_checkpoint(accelerator, out_dir, state, config, run_info)
-                bar.close()
-                raise TrainingInterrupted(state.step, config.max_steps, checkpoint, saved=True)
-
-    bar.close()
-    train_s = time.perf_counter() - loop_start - side_s
-    if checkpoint is None:  # resumed at or past max_steps: nothing new was trained
-        checkpoint = existing or save_checkpoint(accelerator, out_dir, state, config, run_info)
-        if eval_batches is not None:
-            final_eval = evaluate(
-                model, eval_batches, config.eval_batches, forward_kwargs, objective, reduce
-            )
-    new_losses: list[float] = _mean_over_processes(accelerator, step_losses)[
-        first_step : state.step
-    ].tolist()
-    weights = gather_weights(accelerator, model)  # collective; None unless ZeRO-3/FSDP
-    accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper
-    accelerator.free_memory()
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        forget_deepspeed_for_model_loading()  # a model loaded after training loads whole
-    tokens_per_s = (state.tokens - first_tokens) / train_s if train_s > 0 else 0.0
-    return TrainResult(
-        steps=state.step,
-        train_losses=prior_losses + new_losses,
-        final_eval=final_eval,
-        tokens=state.tokens,
-        tokens_per_s=tokens_per_s,
-        elapsed_s=time.perf_counter() - started,
-        checkpoint=checkpoint,
-        mixed_precision=str(accelerator.mixed_precision),
-        stopped_early=stopped and state.step < config.max_steps,
-        peak_memory_bytes=peak_memory_bytes(accelerator.device),
-        samples=samples,
-        mfu=mfu(tokens_per_s, flops_per_token, peak) if flops_per_token else None,
-        weights=weights,
-    )
+    return state, existing, _endless(train_batches, skip=state.micro_batches)
 
 
 def _abandoned(
-    state: TrainerState, config: TrainConfig, out_dir: str | os.PathLike[str], bar: tqdm
+    state: TrainerState, config: TrainConfig, out_dir: str | os.PathLike[str]
 ) -> TrainingInterrupted:
     """What a KeyboardInterrupt out of the loop means: stopped at ``state.step``, and the
     newest complete checkpoint is where a resumed run starts."""
-    bar.close()
     checkpoint = latest_checkpoint(out_dir)
     saved = checkpoint is not None and checkpoint.name == f"step-{state.step:07d}"
     return TrainingInterrupted(state.step, config.max_steps, checkpoint, saved=saved)
 
 
-def _mean_over_processes(accelerator: Accelerator, losses: torch.Tensor) -> torch.Tensor:
-    """Per-step losses averaged over processes: each holds its share of the global mean.
-
-    Every process reaches the log, save and return points at the same step, so this
-    collective is entered by all of them; a single process skips it.
-    """
-    if accelerator.num_processes == 1:
-        return losses
-    return accelerator.reduce(losses.clone(), "mean")
+def _note_eval(
+    state: TrainerState, config: TrainConfig, result: EvalResult, report: Reporter
+) -> bool:
+    """Record an evaluation in the state (early stopping, the checkpoint) and the report;
+    True when early stopping's patience has run out."""
+    state.evals.append({"step": state.step, "loss": result.loss, "perplexity": result.perplexity})
+    stop = _track_patience(state, config, result.loss)
+    report.evaluated(state.step, result.loss, result.perplexity)
+    return stop
 
 
 def _track_patience(state: TrainerState, config: TrainConfig, loss: float) -> bool:
@@ -416,42 +315,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
 
         return bnb.optim.PagedAdamW(groups, lr=config.lr, betas=(0.9, 0.95))
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
-
-
-def _make_accelerator(config: TrainConfig) -> Accelerator:
-    # accelerate keeps process-wide state; clear its precision part so several runs with
-    # different settings can share a process (tests, notebooks, the benchmark).
-    AcceleratorState._reset_state()
-    cuda, deepspeed = torch.cuda.is_available(), deepspeed_requested()
-    cuda_bf16 = cuda and torch.cuda.is_bf16_supported()
-    # Under torchrun without a GPU, accelerate joins the processes (gloo) only when told
-    # it runs on CPU; a single process is unaffected. Not under DeepSpeed, which cpu=True
-    # would switch off: DeepSpeed's CPU accelerator joins them, over gloo when asked to.
-    cpu_world = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    handlers = [InitProcessGroupKwargs(backend="gloo")] if deepspeed and not cuda else []
-    accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision, cuda_bf16=cuda_bf16),
-        cpu=cpu_world and not deepspeed,
-        # A plugin, not gradient_accumulation_steps=: that argument yields to the
-        # ACCELERATE_GRADIENT_ACCUMULATION_STEPS that accelerate launch exports for DeepSpeed.
-        gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=config.grad_accum, sync_with_dataloader=False
-        ),
-        kwargs_handlers=handlers,
-    )
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        plugin = accelerator.state.deepspeed_plugin
-        fit_deepspeed_config(plugin.deepspeed_config, config, accelerator.num_processes)
-    return accelerator
-
-
-def _check_boundary(accelerator: Accelerator, *, last: bool) -> None:
-    """The loop's window and accelerate's accumulation count must end together."""
-    if accelerator.sync_gradients != last:
-        raise RuntimeError(
-            f"accelerate's accumulation boundary (sync_gradients={accelerator.sync_gradients}) "
-            f"disagrees with the loop's window (last micro-batch: {last})"
-        )
 
 
 @torch.no_grad()
@@ -520,6 +383,11 @@ def _endless(batches: Iterable[Batch], skip: int) -> Iterator[Batch]:
     for _ in range(skip):
         next(stream)
     return stream
+
+
+def _next_window(batches: Iterator[Batch], size: int, device: torch.device) -> list[Batch]:
+    """The next ``size`` micro-batches (an accumulation window), on ``device``."""
+    return [_to_device(next(batches), device) for _ in range(size)]
 
 
 def _to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ from ladder.models.builtin import SUMMARY_FILE, get_preset
 from ladder.models.shapes import ModelShape
 from ladder.train.checkpoint import save_pretrained_full
 from ladder.train.config import PretrainConfig, TrainConfig
-from ladder.train.loop import Objective, train
+from ladder.train.loop import Objective, TrainHooks, train
 from ladder.train.meters import model_flops_per_token
 from ladder.train.objectives import (
     MaskedLMObjective,
@@ -175,8 +175,9 @@ def run_pretrain(
         sampler = GreedySampler(tokenizer, cfg.sample_prompts, cfg.sample_tokens, every)
     result = train(
         model, batches, val, tcfg, run_dir, resume=resume, run_info=run_info,
-        progress=progress, objective=objective, tracker=tracker if rank == 0 else None,
-        sampler=sampler, flops_per_token=model_flops_per_token(model, spec.context), log=say,
+        progress=progress, objective=objective, hooks=TrainHooks(
+            tracker=tracker if rank == 0 else None, sampler=sampler, log=say,
+            flops_per_token=model_flops_per_token(model, spec.context)),
     )  # fmt: skip
     summary = {
         "preset": cfg.preset if cfg.is_builtin else None,
