@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: demo test lint format bench clean lock
 
 LOCK   := requirements.lock
+# llama.cpp for the GGUF tests (built from source: ~5 min on 2 cores, then pip's cached
+# wheel); a lock of its own so that `make demo` never waits for that build.
+LLAMA_LOCK  := requirements-llama.lock
+LLAMA_STAMP := $(VENV)/.llama-stamp
 # Where `make lock` finds the CPU torch wheel (pip's find-links on the machines we build on).
 LOCK_SOURCES ?= --find-links $(or $(PIP_FIND_LINKS),/opt/wheels)
 
@@ -20,12 +24,20 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+$(LLAMA_STAMP): $(STAMP) $(LLAMA_LOCK)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LLAMA_LOCK)
+	touch $(LLAMA_STAMP)
+
 # Re-resolve the lock from pyproject.toml (ladder and its `all` extra); commit the result.
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra all --python-version 3.11 $(LOCK_SOURCES) \
 		--generate-hashes --no-header --quiet -o $(LOCK)
+	# The llama extra alone, every shared package at the main lock's version.
+	$(BIN)/python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['llama']))" \
+		| $(BIN)/uv pip compile - -c $(LOCK) --python-version 3.11 --generate-hashes --no-header \
+		--quiet -o $(LLAMA_LOCK)
 
 demo: $(STAMP)
 	$(BIN)/ladder demo
@@ -35,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) $(LLAMA_STAMP) lint
 	$(BIN)/pytest -q
 
 format: $(STAMP)

@@ -18,11 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
 
 
-def locked() -> dict[str, tuple[Version, int]]:
+def locked(file: str = "requirements.lock") -> dict[str, tuple[Version, int]]:
     """name → (version, how many hashes), from the lock's ``name==version`` entries."""
     found: dict[str, tuple[Version, int]] = {}
     current = ""
-    for line in (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines():
+    for line in (ROOT / file).read_text(encoding="utf-8").splitlines():
         pin = PIN.match(line)
         if pin:
             current = canonicalize_name(pin[1])
@@ -64,3 +64,17 @@ def test_every_locked_package_has_a_hash_and_torch_is_the_cpu_build() -> None:
     assert str(lock["torch"][0]) == "2.13.0+cpu"
     # A CUDA build would pull these; the CPU wheel needs none of them.
     assert not [name for name in lock if name.startswith("nvidia-")]
+
+
+def test_the_llama_lock_holds_the_extra_at_the_main_locks_versions() -> None:
+    """``make test`` adds llama.cpp from its own lock (``make demo`` never builds it): every
+    requirement of the ``llama`` extra is there, and what both locks hold agrees."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    llama, main = locked("requirements-llama.lock"), locked()
+    for spec in project["optional-dependencies"]["llama"]:
+        requirement = Requirement(spec)
+        version, hashes = llama[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version) and hashes >= 1
+    shared = set(llama) & set(main)
+    assert shared and all(llama[name][0] == main[name][0] for name in shared)
+    assert "llama-cpp-python" not in main
