@@ -250,10 +250,17 @@ def context_length(config: Any) -> int | None:
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """EOS ids from the generation config (may be several, e.g. Llama 3) and the tokenizer."""
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    ids = configured if isinstance(configured, list) else [configured]
-    ids = [*ids, tokenizer.eos_token_id]
+    """Every EOS id the checkpoint declares: in its generation config, its config.json
+    (either may list several, e.g. Llama 3's end of turn and end of text) and the tokenizer.
+
+    A checkpoint whose two configs disagree (generation_config.json with only end of text,
+    as some releases shipped) still stops at every id either one names.
+    """
+    ids: list[Any] = []
+    for source in (model.generation_config, model.config):
+        configured = getattr(source, "eos_token_id", None)
+        ids += configured if isinstance(configured, list) else [configured]
+    ids.append(tokenizer.eos_token_id)
     return list(dict.fromkeys(int(i) for i in ids if i is not None))
 
 
