@@ -99,7 +99,17 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "builtin": lambda request: _builtin(request),
     "openai": lambda request: f"openai:echo@{request.getfixturevalue('server').base_url}",
     "words": lambda request: "words:test",
+    "gguf": lambda request: f"gguf:{request.getfixturevalue('tiny_gguf')}",
 }
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny_causal_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama exported as an f32 GGUF file (run by llama.cpp)."""
+    from ladder.export import export_gguf
+
+    out = tmp_path_factory.mktemp("gguf") / "out"
+    return export_gguf(f"hf:{tiny_causal_lm}", out, quant="f32").gguf
 
 
 def _builtin(request: pytest.FixtureRequest) -> str:
@@ -216,12 +226,17 @@ def test_token_level_models_keep_the_token_contract(lm: tuple[str, Any]) -> None
     # The rows predicting the continuation sum to the backend's own log-likelihood.
     picked = sum(float(logprobs[len(prompt) - 1 + k, t]) for k, t in enumerate(ids))
     assert picked == pytest.approx(model.loglikelihood("The cat", " sat on the mat"), abs=1e-3)
-    # A batched stream makes, row by row, the tokens generate_ids makes for each prompt.
     rows = [model.encode_prompt("The cat sat on"), model.encode_prompt("Once upon a time")]
+    alone = [model.generate_ids([row], GREEDY)[0].text for row in rows]
+    assert alone == [c.text for c in model.generate(["The cat sat on", "Once upon a time"], GREEDY)]
+    if not capabilities_of(spec).batched:
+        with pytest.raises(UnsupportedError):
+            model.stream_ids(rows, GREEDY, print, lambda: [False, False])
+        return
+    # A batched stream makes, row by row, the tokens generate_ids makes for each prompt.
     steps: list[list[int]] = []
     model.stream_ids(rows, GREEDY, steps.append, lambda: [False, False])
     streamed = [model.decode([s[r] for s in steps]) for r in range(2)]
-    alone = [model.generate_ids([row], GREEDY)[0].text for row in rows]
     assert [text[: len(a)] for text, a in zip(streamed, alone, strict=True)] == alone
 
 

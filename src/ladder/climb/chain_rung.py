@@ -117,7 +117,7 @@ class ChainRung:
         docs = _chain_docs(task)
         size = int(self.options.get("batch_size", 8))
         params = prompt_params(task, self.options)
-        local = lm.info.capabilities.local_weights
+        local = lm.info.capabilities.local_compute
         ctx.log(f"chain {chain.name}: {len(chain.steps)} steps over {len(docs)} records")
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a" if rows else "w", encoding="utf-8") as sink:

@@ -107,7 +107,7 @@ def answer_with_prompts(
     summary = run_records(lm, run, task_records(records or task.test), out, resume=ctx.resume)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     latencies = [float(r["latency_s"]) for r in rows]
-    local = lm.info.capabilities.local_weights
+    local = lm.info.capabilities.local_compute
     return RungResult(
         model=model_spec or lm.info.name,
         outputs=[str(r["output"]) for r in rows],
@@ -173,7 +173,7 @@ class StructuredRung:
         prompts = [template.render(d) for d in docs]
         params = prompt_params(task, self.options)
         size = int(self.options.get("batch_size", 8))
-        local = lm.info.capabilities.local_weights
+        local = lm.info.capabilities.local_compute
         outputs, latencies, tokens_in, tokens_out, cost = [], [], 0, 0, 0.0
         for start in range(0, len(prompts), size):
             chunk = prompts[start : start + size]

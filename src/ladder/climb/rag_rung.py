@@ -134,7 +134,7 @@ def charge_retrieval(result: RungResult, seconds: Sequence[float], model: str) -
     result.latencies = [a + b for a, b in zip(result.latencies, seconds, strict=True)]
     from ladder.models import capabilities_of
 
-    if capabilities_of(model).local_weights:
+    if capabilities_of(model).local_compute:
         result.compute_seconds += sum(seconds)
 
 

@@ -1,4 +1,5 @@
-"""Model backends behind one spec string: ``hf:PATH``, ``openai:MODEL@URL``, ``builtin:NAME``.
+"""Model backends behind one spec string: ``hf:PATH``, ``openai:MODEL@URL``, ``builtin:NAME``,
+``gguf:FILE``.
 
 A backend joins with one :func:`register_backend` call; :func:`load_model` parses the
 spec and hands the rest of it to the backend's factory.
@@ -13,6 +14,7 @@ from typing import Any
 
 from ladder.errors import ModelLoadError, UnsupportedError
 from ladder.models.base import (
+    GGUF_CAPABILITIES,
     LOCAL_CAPABILITIES,
     OPENAI_CAPABILITIES,
     Capabilities,
@@ -147,6 +149,13 @@ def _register_builtin_backends() -> None:
     ):
         if prefix not in _BACKENDS:  # a caller's own registration wins
             register_backend(prefix, _lazy(*load), _lazy_check(*check), can, folders[prefix])
+    if "gguf" not in _BACKENDS:
+        register_backend(
+            "gguf",
+            _lazy("ladder.models.llamacpp", "load_gguf"),
+            _lazy_check("ladder.models.llamacpp", "check_gguf"),
+            GGUF_CAPABILITIES,
+        )
     if "openai" not in _BACKENDS:
         factory = _lazy("ladder.models.openai_api", "load_openai")
         register_backend("openai", factory, capabilities=OPENAI_CAPABILITIES)

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "GGUF_CAPABILITIES",
     "LOCAL_CAPABILITIES",
     "OPENAI_CAPABILITIES",
     "Capabilities",
@@ -78,9 +79,11 @@ class Capabilities:
     """What a backend can do. Callers ask these, never what a model spec starts with.
 
     Attributes:
-        local_weights: the weights are a folder on this machine, run in this process: they
-            can be trained, quantised, merged and exported, take ``dtype``/``device``
-            options, and their time is compute on your own hardware.
+        local_weights: the weights are a transformers folder run in this process: they can
+            be trained, quantised, merged and exported, and take ``dtype``/``device``
+            options.
+        local_compute: it runs on this machine, so its time is compute on your own
+            hardware (not an API bill).
         trainable: the fine-tuning rungs and ``ladder finetune`` can train it.
         loglikelihood: prompt log-likelihoods (an endpoint may still refuse them per server).
         batched: a batch of prompts runs at once on one device, so its time is shared by
@@ -95,6 +98,7 @@ class Capabilities:
     """
 
     local_weights: bool = False
+    local_compute: bool = False
     trainable: bool = False
     loglikelihood: bool = False
     batched: bool = False
@@ -109,11 +113,23 @@ class Capabilities:
 #: What an in-process transformers checkpoint can do (``hf:`` and ``builtin:``).
 LOCAL_CAPABILITIES = Capabilities(
     local_weights=True,
+    local_compute=True,
     trainable=True,
     loglikelihood=True,
     batched=True,
     constrained=True,
     adapters=True,
+    tokenizer=True,
+    chat_template=True,
+    token_level=True,
+)
+
+#: What a GGUF file run by llama.cpp in this process can do (``gguf:``): one sequence at a
+#: time, so not ``batched``; not a transformers folder, so not ``local_weights``.
+GGUF_CAPABILITIES = Capabilities(
+    local_compute=True,
+    loglikelihood=True,
+    streaming=True,
     tokenizer=True,
     chat_template=True,
     token_level=True,

@@ -103,6 +103,12 @@ class Engine:
         return self.lm.info.capabilities.token_level and isinstance(self.lm, TokenModel)
 
     @property
+    def batched_streams(self) -> bool:
+        """Whether concurrent streams share one decoding batch (``stream_ids``); otherwise
+        each runs alone through the model's ``stream``."""
+        return self.local and self.lm.info.capabilities.batched
+
+    @property
     def tokens(self) -> TokenModel:
         """The model as a :class:`TokenModel` (only when :attr:`local`)."""
         assert isinstance(self.lm, TokenModel), "token-level work needs a local model"
@@ -115,7 +121,7 @@ class Engine:
         happened to arrive with it. Streams batch with streams (local models only).
         """
         seeded = work.params.seed is not None and not work.params.greedy
-        alone = seeded or (work.kind == "stream" and not self.local)
+        alone = seeded or (work.kind == "stream" and not self.batched_streams)
         schema = json.dumps(work.schema, sort_keys=True) if work.schema is not None else None
         extra = next(_unique) if alone else (work.top, work.echo)
         return (target, work.kind, work.params, schema, extra)
@@ -133,7 +139,7 @@ class Engine:
     def _execute(self, key: Hashable, works: Sequence[Work]) -> list[list[Any]]:
         target, kind = key[0], key[1]  # type: ignore[index]
         with self._active(target):
-            if kind == "stream" and self.local:
+            if kind == "stream" and self.batched_streams:
                 done: Sequence[Any] = self._stream_batch(works)
             elif kind == "stream":
                 return [self._stream(w) for w in works]

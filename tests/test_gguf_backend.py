@@ -1,0 +1,96 @@
+"""The ``gguf:`` backend beside ``hf:`` on the same model: an f32 export decodes the same
+greedy text, renders chat prompts the same and scores the same log-likelihoods; bad files
+are one line. (The shared LanguageModel contract runs on it in
+tests/test_backend_contract.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ladder.cli.main import main
+from ladder.errors import ConfigError, ModelLoadError
+from ladder.models import load_model
+from ladder.models.base import GenerationParams
+
+PROMPTS = ["the cat sat on the", "a big red dog ran", "then it was happy and"]
+CHAT = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "Where did the cat sit?"},
+]
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_causal_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    from ladder.export import export_gguf
+
+    out = tmp_path_factory.mktemp("gguf") / "out"
+    gguf_file = export_gguf(f"hf:{tiny_causal_lm}", out, quant="f32").gguf
+    return load_model(f"hf:{tiny_causal_lm}"), load_model(f"gguf:{gguf_file}", threads=1)
+
+
+def test_greedy_text_and_token_counts_match_hf(pair: tuple[Any, Any]) -> None:
+    hf, gguf = pair
+    params = GenerationParams(max_tokens=16)
+    ours, theirs = hf.generate(PROMPTS, params), gguf.generate(PROMPTS, params)
+    assert [c.text for c in theirs] == [c.text for c in ours]
+    assert [c.prompt_tokens for c in theirs] == [c.prompt_tokens for c in ours]
+    assert [c.finish_reason for c in theirs] == [c.finish_reason for c in ours]
+
+
+def test_chat_prompts_render_and_tokenize_as_in_training(pair: tuple[Any, Any]) -> None:
+    hf, gguf = pair
+    assert gguf.render_prompt(CHAT) == hf.render_prompt(CHAT)
+    assert gguf.encode_prompt(CHAT) == hf.encode_prompt(CHAT)
+    assert gguf.encode_prompt("the cat") == hf.encode_prompt("the cat")
+
+
+def test_loglikelihoods_match_hf(pair: tuple[Any, Any]) -> None:
+    hf, gguf = pair
+    pairs = [("the cat sat on", " the mat"), ("a big", " red dog ran"), ("", "the cat")]
+    for ours, theirs in zip(
+        hf.loglikelihood_batch(pairs), gguf.loglikelihood_batch(pairs), strict=True
+    ):
+        assert theirs == pytest.approx(ours, rel=2e-3)
+
+
+def test_seeded_sampling_repeats_and_differs_by_seed(pair: tuple[Any, Any]) -> None:
+    _, gguf = pair
+    sampled = [
+        gguf.generate(["the cat"], GenerationParams(max_tokens=12, temperature=1.0, seed=s))[0].text
+        for s in (1, 1, 2)
+    ]
+    assert sampled[0] == sampled[1] != sampled[2]
+
+
+def test_too_long_for_the_context_is_one_line(pair: tuple[Any, Any]) -> None:
+    _, gguf = pair
+    with pytest.raises(ConfigError, match="context"):
+        gguf.token_logprobs([1] * (gguf.context_length + 5))
+
+
+def test_bad_files_and_options_are_one_line(tmp_path: Path, pair: tuple[Any, Any], capsys) -> None:  # type: ignore[no-untyped-def]
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        load_model(f"gguf:{not_gguf}")
+    with pytest.raises(ModelLoadError, match="no such file"):
+        load_model(f"gguf:{tmp_path / 'missing.gguf'}")
+    assert main(["generate", f"gguf:{tmp_path / 'missing.gguf'}", "hello"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.gguf" in err[0]
+
+
+def test_perplexity_runs_on_gguf(pair: tuple[Any, Any]) -> None:
+    from ladder.evaluate.perplexity import perplexity_of_texts
+
+    hf, gguf = pair
+    text = [("t", "the cat sat on the mat and then the dog ran under the tree. " * 3)]
+    ours, theirs = (
+        perplexity_of_texts(hf, text, window=32),
+        perplexity_of_texts(gguf, text, window=32),
+    )
+    assert theirs[-1].tokens == ours[-1].tokens
+    assert theirs[-1].perplexity == pytest.approx(ours[-1].perplexity, rel=5e-3)
