@@ -125,7 +125,9 @@ def lora_targets(
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
     found = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model.config.model_type)
-    return list(found) if found else "all-linear"
+    # PEFT has no row for Phi-3, whose fused qkv_proj holds the query and value projections.
+    fused = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()} & {"qkv_proj"}
+    return list(found) if found else sorted(fused) or "all-linear"
 
 
 LORA = LoraMethod(
