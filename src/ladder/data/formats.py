@@ -13,8 +13,9 @@ alpaca, dolly and chat become a list of chat messages and are rendered through t
 model's own chat template, so the fine-tuned model sees at training time exactly the
 prompt shape the ``hf:`` backend builds at inference time. Each rendered conversation is
 cut into segments (everything up to and including the generation prompt; each assistant
-reply) that are tokenized separately, as inference does, and the labels of every prompt
-token are ``-100``: **the loss is computed on response tokens only.**
+reply with its turn-end token) that are tokenized separately, as inference does
+(:mod:`ladder.data.chat`), and the labels of every prompt token are ``-100``: **the loss is
+computed on response tokens only.**
 
 A check that fails raises :class:`~ladder.errors.ConfigError` naming ``file:line`` and the
 field, e.g. ``train.jsonl:7: field 'output': empty response; ...``.
@@ -27,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ladder.data.chat import DEFAULT_CHAT_TEMPLATE, chat_segments, segment_ids, turn_end
 from ladder.data.io import Record
 from ladder.errors import ConfigError
 
@@ -53,14 +55,6 @@ FORMATS: tuple[Format, ...] = ("alpaca", "dolly", "chat", "text", "preference")
 IGNORE_INDEX = -100  # as in ladder.train.loss, without importing torch here
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant"}
 _SHAREGPT_ROLES["assistant"] = "assistant"
-
-# For tokenizers without a chat template: the "Role: content" shape the hf: backend's
-# fallback uses, with EOS closing each assistant turn so the model learns to stop.
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}"
-    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
-    "{% if add_generation_prompt %}Assistant: {% endif %}"
-)
 
 
 @dataclass(frozen=True)
@@ -239,67 +233,30 @@ def _msg(role: str, content: str) -> dict[str, str]:
 # -- rendering and tokenisation ------------------------------------------------------------
 
 
-def chat_segments(tokenizer: Any, messages: list[dict[str, str]]) -> list[tuple[str, bool]]:
-    """Cut a rendered conversation into ``(text, is_response)`` segments.
-
-    The prompt segment before assistant turn i is the template rendered up to turn i with
-    the generation prompt; the response segment is what the full turn adds to that.
-
-    Raises:
-        ConfigError: the template renders a conversation inconsistently with its prefixes.
-    """
-    template = getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
-    segments: list[tuple[str, bool]] = []
-    done = ""
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = _render(tokenizer, template, messages[:i], generation_prompt=True)
-        full = _render(tokenizer, template, messages[: i + 1], generation_prompt=False)
-        if not prompt.startswith(done) or not full.startswith(prompt):
-            raise ConfigError(
-                "the model's chat template renders a conversation differently from its "
-                "prefixes, so prompt tokens cannot be told from response tokens; give the "
-                "tokenizer a standard template"
-            )
-        segments += [(prompt[len(done) :], False), (full[len(prompt) :], True)]
-        done = full
-    return segments
-
-
-def _render(tokenizer: Any, template: str, messages: list[dict[str, str]], **kw: bool) -> str:
-    text = tokenizer.apply_chat_template(
-        messages,
-        chat_template=template,
-        tokenize=False,
-        add_generation_prompt=kw["generation_prompt"],
-    )
-    return str(text)
-
-
 def encode_chat(tokenizer: Any, messages: list[dict[str, str]], max_len: int) -> Encoded:
     """Token ids of a conversation, with labels on the assistant replies only.
 
-    An EOS token is appended to the last reply when the template does not end turns with
-    it, so the model learns to stop. Sequences longer than ``max_len`` are cut at the end.
+    A reply's targets are its text and the special token its template closes the turn with
+    (:func:`~ladder.data.chat.turn_end`); an EOS token is appended to the last reply when
+    the template closes turns with no special token, so the model learns to stop.
+    Sequences longer than ``max_len`` are cut at the end.
     """
     ids: list[int] = []
     labels: list[int] = []
     segments = chat_segments(tokenizer, messages)
-    bos = tokenizer.bos_token
-    for i, (text, is_response) in enumerate(segments):
-        # As the hf: backend does: special tokens (BOS) are added unless the template
-        # already starts with BOS; later segments continue the same sequence.
-        first = i == 0 and not (bos and text.startswith(bos))
-        piece = _tokens(tokenizer, text, special=first)
+    replies = iter(m["content"] for m in messages if m["role"] == "assistant")
+    end = None
+    for (text, is_response), piece in zip(segments, segment_ids(tokenizer, segments), strict=True):
         ids += piece
-        labels += piece if is_response else [IGNORE_INDEX] * len(piece)
+        if not is_response:
+            labels += [IGNORE_INDEX] * len(piece)
+            continue
+        end = turn_end(tokenizer, text, next(replies))
+        end_id = tokenizer.convert_tokens_to_ids(end) if end else None
+        n = piece.index(end_id) + 1 if end_id in piece else len(piece)
+        labels += piece[:n] + [IGNORE_INDEX] * (len(piece) - n)  # after the turn: template
     eos = tokenizer.eos_token_id
-    if (
-        eos is not None
-        and (not ids or ids[-1] != eos)
-        and tokenizer.eos_token not in segments[-1][0]
-    ):
+    if eos is not None and end is None and (not ids or ids[-1] != eos):
         ids.append(eos)
         labels.append(eos)
     return Encoded(ids[:max_len], labels[:max_len])
@@ -323,13 +280,6 @@ def encode_pair(tokenizer: Any, example: Example, max_len: int) -> tuple[Encoded
         tokenizer, [*example.messages, _msg("assistant", example.rejected)], max_len
     )
     return chosen, rejected
-
-
-def _tokens(tokenizer: Any, text: str, *, special: bool = False) -> list[int]:
-    # Callers cut the joined ids to max_len, so the tokenizer's length warning does not apply.
-    if not text:
-        return []
-    return list(tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
 
 
 def encode_examples(tokenizer: Any, examples: Sequence[Example], max_len: int) -> list[Encoded]:

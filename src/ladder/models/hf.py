@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, StoppingCriteriaList
 
+from ladder.data.chat import encode_chat_prompt
+from ladder.errors import ConfigError
 from ladder.models import hf_adapters, hf_scoring, hf_streaming
 from ladder.models.base import (
     LOCAL_CAPABILITIES,
@@ -139,17 +141,28 @@ class HFModel:
         )
 
     def encode_prompt(self, prompt: Prompt) -> list[int]:
-        """Token ids fed to the model for ``prompt`` (special tokens included)."""
-        text = self.render_prompt(prompt)
-        # Chat templates usually write BOS themselves; adding it again would double it.
-        bos = self.tokenizer.bos_token
-        templated = not isinstance(prompt, str) and getattr(self.tokenizer, "chat_template", None)
-        add_special = not (templated and bos and text.startswith(bos))
-        # A prompt past the context is cut to fit before decoding (and a text scored for
-        # perplexity is windowed), so the tokenizer's length warning would only alarm.
-        ids = self.tokenizer(text, add_special_tokens=add_special, verbose=False)["input_ids"]
+        """Token ids fed to the model for ``prompt`` (special tokens included); chat
+        messages in the segments fine-tuning cuts (:mod:`ladder.data.chat`)."""
+        if isinstance(prompt, str) or not getattr(self.tokenizer, "chat_template", None):
+            # A prompt past the context is cut to fit before decoding (and a text scored for
+            # perplexity is windowed), so the tokenizer's length warning would only alarm.
+            ids = self.tokenizer(self.render_prompt(prompt), verbose=False)["input_ids"]
+        else:
+            ids = self._encode_chat(check_messages(prompt))
         # A decoder needs at least one token to condition on (an empty prompt, no BOS).
         return ids or ([] if self.is_encoder_decoder else [self.start_token_id()])
+
+    def _encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        # Whole text for an encoder (its tokenizer would append EOS to every segment) and
+        # for a template whose renderings are not prefixes of each other.
+        if not self.is_encoder_decoder:
+            with contextlib.suppress(ConfigError):
+                return encode_chat_prompt(self.tokenizer, messages)
+        text = self.render_prompt(messages)
+        # Chat templates usually write BOS themselves; adding it again would double it.
+        bos = self.tokenizer.bos_token
+        special = not (bos and text.startswith(bos))
+        return list(self.tokenizer(text, add_special_tokens=special, verbose=False).input_ids)
 
     def start_token_id(self) -> int:
         """What a decoder conditions on when a prompt has no tokens: BOS, else EOS, else pad."""
