@@ -5,6 +5,7 @@ tests/test_backend_contract.py.)"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,42 @@ def test_seeded_sampling_repeats_and_differs_by_seed(pair: tuple[Any, Any]) -> N
         for s in (1, 1, 2)
     ]
     assert sampled[0] == sampled[1] != sampled[2]
+
+
+def test_json_schema_output_is_valid_json_within_the_budget(
+    tiny_json_lm: Path, tmp_path: Path
+) -> None:
+    """The same xgrammar matcher and closing budget as hf: (a tokenizer that can spell JSON)."""
+    from ladder.export import export_gguf
+    from ladder.prompts.structured import generate_structured
+
+    exported = export_gguf(f"hf:{tiny_json_lm}", tmp_path / "out", quant="f32").gguf
+    gguf = load_model(f"gguf:{exported}", threads=1)
+    schema = {
+        "type": "object",
+        "properties": {
+            "animal": {"type": "string", "enum": ["cat", "dog"]},
+            "n": {"type": "integer"},
+            "words": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["animal", "n", "words"],
+    }
+    for seed, budget in ((None, 60), (3, 60), (None, 24)):
+        params = GenerationParams(
+            max_tokens=budget, temperature=0.0 if seed is None else 1.0, seed=seed
+        )
+        results = generate_structured(gguf, ["Name an animal:", "the cat"], schema, params)
+        for result in results:
+            value = json.loads(result.text)
+            assert value["animal"] in ("cat", "dog") and isinstance(value["n"], int)
+            assert result.completion is not None
+            assert result.completion.completion_tokens <= budget
+    # Greedy, the f32 file writes the document hf: writes.
+    hf = load_model(f"hf:{tiny_json_lm}")
+    greedy = GenerationParams(max_tokens=60)
+    ours = generate_structured(hf, ["Name an animal:", "the cat"], schema, greedy)
+    theirs = generate_structured(gguf, ["Name an animal:", "the cat"], schema, greedy)
+    assert [r.text for r in theirs] == [r.text for r in ours]
 
 
 def test_too_long_for_the_context_is_one_line(pair: tuple[Any, Any]) -> None:

@@ -46,29 +46,66 @@ class JSONGrammar:
     """What one tokenizer needs for constrained decoding: token table, compiler, byte tokens.
 
     Args:
-        tokenizer: a transformers tokenizer.
-        vocab_size: width of the model's logits (may exceed ``len(tokenizer)``).
+        info: xgrammar's view of the vocabulary (:meth:`from_tokenizer`, :meth:`from_vocab`).
+        encode: a text's token ids without special tokens (the tokenizer's own encoding).
+        special: ids of special tokens (never document text).
+        vocab_size: width of the model's logits (may exceed the tokenizer's size).
         stop_ids: the model's EOS ids; the first one ends closings.
 
     Raises:
         UnsupportedError: the model has no EOS token, so a row could not end on its own.
     """
 
-    def __init__(self, tokenizer: Any, vocab_size: int, stop_ids: Sequence[int]) -> None:
-        if not stop_ids:
-            raise UnsupportedError(
-                "constrained decoding needs an EOS token to end the JSON; this model's "
-                "tokenizer and config name none"
-            )
-        self.info = xgr.TokenizerInfo.from_huggingface(
+    @classmethod
+    def from_tokenizer(
+        cls, tokenizer: Any, vocab_size: int, stop_ids: Sequence[int]
+    ) -> JSONGrammar:
+        """For a transformers tokenizer (the ``hf:`` backend)."""
+        _need_stop(stop_ids)
+        info = xgr.TokenizerInfo.from_huggingface(
             tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_ids)
         )
+
+        def encode(text: str) -> list[int]:
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        special = set(getattr(tokenizer, "all_special_ids", ()))
+        return cls(info, encode, special, vocab_size, stop_ids)
+
+    @classmethod
+    def from_vocab(
+        cls,
+        pieces: Sequence[bytes],
+        encode: Any,
+        special: set[int],
+        stop_ids: Sequence[int],
+    ) -> JSONGrammar:
+        """For a vocabulary given as each token's raw bytes (the ``gguf:`` backend)."""
+        _need_stop(stop_ids)
+        info = xgr.TokenizerInfo(
+            list(pieces),
+            vocab_type=xgr.VocabType.RAW,
+            vocab_size=len(pieces),
+            stop_token_ids=list(stop_ids),
+        )
+        return cls(info, encode, special, len(pieces), stop_ids)
+
+    def __init__(
+        self,
+        info: xgr.TokenizerInfo,
+        encode: Any,
+        special: set[int],
+        vocab_size: int,
+        stop_ids: Sequence[int],
+    ) -> None:
+        _need_stop(stop_ids)
+        self.info = info
+        self.encode = encode
         self.compiler = xgr.GrammarCompiler(self.info, max_threads=1)
-        self.tokenizer = tokenizer
         self.stop_id = int(stop_ids[0])
         self.stop_ids = frozenset(int(i) for i in stop_ids)
         self.vocab_size = vocab_size
-        special = set(getattr(tokenizer, "all_special_ids", ())) - set(stop_ids)
+        special = set(special) - set(stop_ids)
         self.byte_token, self.token_bytes = _byte_tokens(
             self.info.decoded_vocab, special | self.stop_ids
         )
@@ -139,7 +176,7 @@ class JSONGrammar:
         byte for byte (and is shorter), else one byte token per byte."""
         by_byte = [self.byte_token[b] for b in text]
         try:
-            ids = self.tokenizer(text.decode("utf-8"), add_special_tokens=False)["input_ids"]
+            ids = self.encode(text.decode("utf-8"))
         except UnicodeDecodeError:  # the text ends inside a multi-byte character
             return by_byte
         if len(ids) < len(by_byte) and b"".join(self.token_bytes.get(i, b"?") for i in ids) == text:
@@ -195,6 +232,14 @@ class JSONGrammar:
         raise ConfigError(
             f"max_tokens={max_tokens} is too small for this JSON schema: its shortest output "
             f"takes {needed} (end-of-text included); raise max_tokens"
+        )
+
+
+def _need_stop(stop_ids: Sequence[int]) -> None:
+    if not stop_ids:
+        raise UnsupportedError(
+            "constrained decoding needs an EOS token to end the JSON; this model's "
+            "tokenizer and config name none"
         )
 
 

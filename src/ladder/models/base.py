@@ -129,6 +129,7 @@ LOCAL_CAPABILITIES = Capabilities(
 GGUF_CAPABILITIES = Capabilities(
     local_compute=True,
     loglikelihood=True,
+    constrained=True,
     streaming=True,
     tokenizer=True,
     chat_template=True,

@@ -222,7 +222,9 @@ class HFModel:
 
         if self._json_grammar is None:
             width = self.model.get_output_embeddings().weight.shape[0]
-            self._json_grammar = JSONGrammar(self.tokenizer, width, self.eos_token_ids)
+            self._json_grammar = JSONGrammar.from_tokenizer(
+                self.tokenizer, width, self.eos_token_ids
+            )
         compiled = self._json_grammar.compile(schema)
         return self._generate_all(prompts, params.model_copy(update={"stop": ()}), compiled)
 

@@ -5,9 +5,11 @@
 decides it, so llama.cpp's own sampling defaults (top-k 40, min-p 0.05) are switched off;
 greedy decoding is argmax, and a seed makes sampling repeatable. Chat prompts are rendered
 by the chat template inside the file; prompts are tokenized by llama.cpp's tokenizer, as
-the engine will in deployment. JSON-schema output is not constrained here yet
-(``capabilities.constrained`` is False: llama-cpp-python 0.3.36's grammar sampler aborts
-the process on some token/grammar pairs), so structured output is validated and retried.
+the engine will in deployment. JSON-schema output is constrained by the same xgrammar
+matcher and closing budget as on ``hf:`` (:mod:`ladder.models._hf_grammar`), applied to
+llama.cpp's logits token by token, so it is valid JSON within ``max_tokens``
+(llama-cpp-python 0.3.36's own grammar sampler aborts the process on some token/grammar
+pairs, so it is not used).
 
 Log-likelihoods need the logits of every prompt position: the context keeps them
 (``logits_all``), which costs ``context × vocabulary × 4`` bytes (2048 × 32,000: 256 MB);
@@ -125,6 +127,7 @@ class GGUFModel:
         self.name = name
         self.scores = scores
         self._lock = threading.Lock()  # one sequence at a time through the one context
+        self._json_grammar: Any = None  # built on first use by generate_json
         vocab = llm._model.vocab
         n = llm.n_vocab()
         self.eos_token_ids = [t for t in range(n) if llama_cpp.llama_vocab_is_eog(vocab, t)]
@@ -231,6 +234,71 @@ class GGUFModel:
     ) -> list[Completion]:
         """Like :meth:`generate` for prompts already encoded."""
         return [self._complete(list(ids), params, grammar) for ids in encoded]
+
+    def generate_json(
+        self, prompts: Sequence[Prompt], schema: Mapping[str, Any], params: GenerationParams
+    ) -> list[Completion]:
+        """Like :meth:`generate`, but each text is compact JSON valid against ``schema``.
+
+        Raises:
+            ConfigError: ``max_tokens`` is too small for the schema's shortest output.
+            UnsupportedError: xgrammar cannot translate the schema, or the model was loaded
+                with ``scores=False``.
+        """
+        if not self.scores:
+            raise UnsupportedError(f"gguf:{self.name}: JSON output needs scores=True")
+        grammar = self._grammar()
+        compiled = grammar.compile(schema)
+        plain = params.model_copy(update={"stop": ()})
+        return [self._constrained(self.encode_prompt(p), grammar, compiled, plain) for p in prompts]
+
+    def _grammar(self) -> Any:
+        from ladder.models._hf_grammar import JSONGrammar
+
+        if self._json_grammar is None:
+            pieces = [
+                bytes(self.llm.detokenize([t], special=False)) for t in range(self.vocab_size)
+            ]
+            self._json_grammar = JSONGrammar.from_vocab(
+                pieces, self.encode_text, set(self._special), self.eos_token_ids
+            )
+        return self._json_grammar
+
+    def _constrained(
+        self, ids: list[int], grammar: Any, compiled: Any, params: GenerationParams
+    ) -> Completion:
+        """Decode one prompt token by token under the grammar (its picks are final)."""
+        import time
+
+        import numpy as np
+        import torch
+
+        from ladder.models._hf_grammar import JSONConstraint
+
+        ids, max_tokens = self._fit(ids, params)
+        constraint = JSONConstraint(grammar, compiled, 1, max_tokens, params, len(ids))
+        began = time.perf_counter()
+        made: list[int] = []
+        with self._lock, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params.seed or 0)
+            self.llm.reset()
+            self.llm.eval(ids)
+            for _ in range(max_tokens):
+                row = np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32)
+                chosen = constraint(torch.tensor([ids + made]), torch.from_numpy(row)[None])
+                token = int(torch.argmax(chosen[0]))
+                made.append(token)
+                if token in grammar.stop_ids:
+                    break
+                self.llm.eval([token])
+        ended = bool(made) and made[-1] in grammar.stop_ids
+        return Completion(
+            text=self.decode(made[:-1] if ended else made),
+            prompt_tokens=len(ids),
+            completion_tokens=len(made),
+            finish_reason="stop" if ended else "length",
+            latency_s=time.perf_counter() - began,
+        )
 
     def _fit(self, ids: list[int], params: GenerationParams) -> tuple[list[int], int]:
         """Left-truncate a prompt that leaves no room; cap new tokens to the context."""
