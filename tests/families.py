@@ -244,6 +244,12 @@ def build_tokenizer(family: Family, vocab_size: int = 320) -> Any:
         show_progress=False,
     )
     backend.train_from_iterator(sentences(), trainer)
+    if bytes_:
+        # The trainer made the byte tokens special added tokens (so decoding would drop
+        # them); in a SentencePiece tokenizer they are ordinary vocabulary.
+        spec = json.loads(backend.to_str())
+        spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] not in bytes_]
+        backend = Tokenizer.from_str(json.dumps(spec))
     if family.name == "llama":
         backend.model.ignore_merges = True  # Llama 3 keeps a whole word that is a token
     if family.add_bos:
