@@ -131,3 +131,45 @@ def test_perplexity_runs_on_gguf(pair: tuple[Any, Any]) -> None:
     )
     assert theirs[-1].tokens == ours[-1].tokens
     assert theirs[-1].perplexity == pytest.approx(ours[-1].perplexity, rel=5e-3)
+
+
+def test_the_server_runs_on_gguf_for_the_official_client(pair: tuple[Any, Any]) -> None:
+    """``ladder serve gguf:FILE``: chat, a stream, token-id prompts and echoed logprobs,
+    through the official ``openai`` client; greedy replies are the backend's own."""
+    import openai
+
+    from conftest import UvicornThread
+    from ladder.serve.app import create_app
+    from ladder.serve.engine import Engine
+
+    _, gguf = pair
+    engine = Engine(gguf, name="g")
+    server = UvicornThread(create_app(engine)).start()
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused")
+        messages = [{"role": "user", "content": "Where did the cat sit?"}]
+        reply = client.chat.completions.create(
+            model="g",
+            messages=messages,
+            max_tokens=12,
+            temperature=0,  # type: ignore[arg-type]
+        )
+        expected = gguf.generate([messages], GenerationParams(max_tokens=12))[0].text
+        assert reply.choices[0].message.content == expected
+        stream = client.chat.completions.create(
+            model="g",
+            messages=messages,
+            max_tokens=12,
+            temperature=0,
+            stream=True,  # type: ignore[arg-type]
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream) == expected
+        ids = gguf.encode_prompt("the cat sat")
+        done = client.completions.create(
+            model="g", prompt=ids, max_tokens=4, temperature=0, echo=True, logprobs=1
+        )
+        assert done.choices[0].logprobs is not None
+        assert len(done.choices[0].logprobs.token_logprobs) >= len(ids)
+    finally:
+        server.stop()
+        engine.close()
