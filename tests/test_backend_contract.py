@@ -242,8 +242,8 @@ def test_token_level_models_keep_the_token_contract(lm: tuple[str, Any]) -> None
 
 def test_callers_ask_capabilities_not_prefixes(tmp_path: Path) -> None:
     """A climb's fine-tuning rung refuses a backend that declares no training, by name."""
-    from ladder.climb.finetune_rungs import _check_local
+    from ladder.climb.finetune_rungs import check_trainable
 
     with pytest.raises(UnsupportedError, match="words:test is not a local model"):
-        _check_local("lora", "words:test")
+        check_trainable("lora", "words:test")
     assert capabilities_of("words:x") == WORDS_CAPABILITIES

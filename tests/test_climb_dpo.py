@@ -18,7 +18,7 @@ import pytest
 from conftest import CLIMB_LABELS, climb_rows, write_climb_task
 from ladder.cli.main import main
 from ladder.climb import ClimbOptions, ClimbResult, climb, load_task
-from ladder.climb.finetune_rungs import DPORung
+from ladder.climb.dpo_rung import DPORung
 from ladder.climb.rungs import RungContext
 from ladder.errors import ConfigError, UnsupportedError
 

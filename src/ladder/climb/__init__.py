@@ -15,7 +15,7 @@ terminal tables), select.py (model selection on the dev split).
 """
 
 # The built-in rungs join the registry from here, like any other (the registry names none).
-from ladder.climb import chain_rung, finetune_rungs, prompt_rungs, rag_rung  # noqa: F401
+from ladder.climb import chain_rung, dpo_rung, finetune_rungs, prompt_rungs, rag_rung  # noqa: F401
 from ladder.climb.climb import ClimbOptions, ClimbResult, climb
 from ladder.climb.record import Row, Variant
 from ladder.climb.rungs import Rung, RungContext, RungResult, register_rung, rung_names

@@ -1,5 +1,5 @@
-"""Fine-tuning rungs: one per registered method (lora, qlora, dora, freeze, full) and dpo —
-train, then ask the new checkpoint.
+"""Fine-tuning rungs: one per registered method that trains on records (lora, qlora, dora,
+freeze, full) — train, then ask the new checkpoint. (dpo: :mod:`ladder.climb.dpo_rung`.)
 
 The train split becomes chat records: the user turn is the task's zero-shot prompt
 (:func:`ladder.climb.prompt_rungs.task_template`) over the record, the assistant turn its
@@ -25,17 +25,6 @@ reader trained on retrieved passages (Lewis et al. 2020 train the reader with th
 retriever; RAFT, Zhang et al. 2024, fine-tunes on retrieved documents, distractors
 included). Retrieval seconds count as compute: the train records' with the training, the
 test records' in each record's latency.
-
-**dpo** (Direct Preference Optimization: Rafailov et al. 2023) trains on the task's
-``data.preference`` pairs: each pair's ``prompt`` (a task input) is rendered with the same
-zero-shot prompt, ``chosen`` and ``rejected`` are answers. It starts, by default
-(``start: sft``), from the checkpoint of the last fine-tuning rung that finished below it on
-the same model — the usual recipe: supervised fine-tuning first, then preference tuning
-with the SFT model as the frozen reference — and from the base model when there is none
-(or with ``start: base``). Its cost includes the training of the checkpoint it started
-from. Own options: ``beta``, ``weights`` (lora: adapters on top, merged; full), ``start``.
-Without preference pairs the rung is skipped (listed by default) or refused at load time
-(listed in the task file).
 """
 
 from __future__ import annotations
@@ -68,15 +57,18 @@ from ladder.prompts.template import PromptTemplate
 from ladder.train.methods import get_method, method_names
 
 __all__ = [
-    "DPORung",
+    "OPTIONS",
     "FinetuneRung",
     "TunedAnswerRung",
+    "answer_tuned",
     "chat_records",
     "check_retrieve",
-    "preference_records",
+    "check_trainable",
+    "trained_once",
+    "training_summary",
 ]
 
-_OPTIONS = (
+OPTIONS = (
     "train",
     "lora",
     "freeze",
@@ -85,12 +77,6 @@ _OPTIONS = (
     "retrieve",
     "max_tokens",
     "batch_size",
-)
-_DPO_OPTIONS = (
-    *(o for o in _OPTIONS if o not in ("freeze", "retrieve")),
-    "beta",
-    "weights",
-    "start",
 )
 
 
@@ -148,20 +134,8 @@ def _retrieval(
     return TaskRetrieval.index(task, settings, ctx)
 
 
-def preference_records(task: LoadedTask) -> list[dict[str, Any]]:
-    """The preference pairs with each prompt rendered as the task's zero-shot chat prompt."""
-    template = task_template(task.spec)
-    return [
-        {
-            "prompt": template.render(doc),
-            "chosen": doc.record["chosen"],
-            "rejected": doc.record["rejected"],
-        }
-        for doc in task_records(task.preference)
-    ]
-
-
-def _check_local(rung: str, model: str) -> None:
+def check_trainable(rung: str, model: str) -> None:
+    """Refuse, in one line, a model whose backend cannot be trained here."""
     from ladder.models import capabilities_of
 
     if not capabilities_of(model).trainable:
@@ -171,8 +145,9 @@ def _check_local(rung: str, model: str) -> None:
         )
 
 
-def _trained(ctx: RungContext, train: Any) -> dict[str, Any]:
-    """``train()``'s summary, or, resuming, the one a finished training saved."""
+def trained_once(ctx: RungContext, train: Any) -> dict[str, Any]:
+    """``train()``'s summary (saved in the rung's folder), or, resuming, the one a finished
+    training saved."""
     summary_file = ctx.out / "finetune.json"
     if ctx.resume and summary_file.is_file():
         summary: dict[str, Any] = json.loads(summary_file.read_text(encoding="utf-8"))
@@ -214,7 +189,7 @@ def _ask(
     return result
 
 
-def _answer(
+def answer_tuned(
     task: LoadedTask,
     ctx: RungContext,
     options: Mapping[str, Any],
@@ -238,7 +213,8 @@ def _answer(
     return result
 
 
-def _summary(method: str, result: Any, seconds: float) -> dict[str, Any]:
+def training_summary(method: str, result: Any, seconds: float) -> dict[str, Any]:
+    """What a rung keeps of a fine-tuning run (``finetune.json``)."""
     return {
         "method": method,
         "model_dir": str(result.model_dir),
@@ -268,10 +244,10 @@ class FinetuneRung:
 
     def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
         """Train (or, resuming, reuse a finished training), then answer the test split."""
-        _check_local(self.method, model)
+        check_trainable(self.method, model)
         retrieval = _retrieval(task, self.options, ctx, self.method)
-        summary = _trained(ctx, lambda: self._train(task, model, ctx, retrieval))
-        return _answer(task, ctx, self.options, summary, retrieval)
+        summary = trained_once(ctx, lambda: self._train(task, model, ctx, retrieval))
+        return answer_tuned(task, ctx, self.options, summary, retrieval)
 
     def _train(
         self, task: LoadedTask, model: str, ctx: RungContext, retrieval: TaskRetrieval | None
@@ -307,7 +283,7 @@ class FinetuneRung:
         ctx.log(f"{self.method}: fine-tuning {model} on {len(rows)} records")
         started = time.perf_counter()
         result = finetune(cfg, progress=False, log=ctx.log)
-        summary = _summary(self.method, result, time.perf_counter() - started)
+        summary = training_summary(self.method, result, time.perf_counter() - started)
         if retrieval is not None:
             summary["retrieval_seconds"] = round(sum(seconds), 3)
         return summary
@@ -334,74 +310,14 @@ class TunedAnswerRung:
         return _ask(task, ctx, self.options, model, retrieval)
 
 
-@dataclass(frozen=True)
-class DPORung:
-    """Preference-tune (DPO) on ``data.preference``, then answer zero-shot (module docstring)."""
-
-    options: Mapping[str, Any]
-
-    @classmethod
-    def build(cls, name: str, options: Mapping[str, Any]) -> DPORung:
-        """The rung with the task file's ``options``."""
-        start = options.get("start", "sft")
-        if start not in ("sft", "base"):
-            raise ConfigError(f"rung {name}: option 'start' is {start!r}; use sft or base")
-        return cls(dict(options))
-
-    def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
-        """Train on the pairs from the SFT checkpoint below (or the base), then answer."""
-        if not task.preference:
-            raise UnsupportedError(
-                "rung dpo trains on preference pairs; the task has no data.preference "
-                "(a file of prompt, chosen, rejected)"
-            )
-        _check_local("dpo", model)
-        summary = _trained(ctx, lambda: self._train(task, model, ctx))
-        return _answer(task, ctx, self.options, summary)
-
-    def _train(self, task: LoadedTask, model: str, ctx: RungContext) -> dict[str, Any]:
-        from ladder.train.finetune import finetune
-        from ladder.train.finetune_config import FinetuneConfig
-
-        from_sft = self.options.get("start", "sft") == "sft" and ctx.tuned is not None
-        start = ctx.tuned if from_sft and ctx.tuned else model
-        data = ctx.out / "pairs.jsonl"
-        rows = preference_records(task)
-        atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        out = ctx.out / "ft"
-        dpo = {k: self.options[k] for k in ("beta", "weights") if k in self.options}
-        settings = {
-            k: self.options[k] for k in ("lora", "epochs", "max_seq_len") if k in self.options
-        }
-        cfg = FinetuneConfig(
-            model=start,
-            data=str(data),
-            method="dpo",
-            out=str(out),
-            format="preference",
-            dpo=dpo,
-            train={"seed": task.spec.seed, **dict(self.options.get("train") or {})},
-            resume=ctx.resume and (out / "checkpoints").is_dir(),
-            **settings,
-        )
-        ctx.log(f"dpo: preference-tuning {start} on {len(rows)} pairs")
-        started = time.perf_counter()
-        result = finetune(cfg, progress=False, log=ctx.log)
-        summary = _summary("dpo", result, time.perf_counter() - started)
-        summary["start"] = start
-        summary["start_train_seconds"] = ctx.tuned_seconds if from_sft else 0.0
-        return summary
-
-
 # One rung per registered method that trains on the task's records (lora, qlora, dora,
 # freeze, full ...); preference methods need the pairs and a start, so dpo has its own rung.
 for _method in (m for m in method_names() if not get_method(m).needs_preference):
     register_rung(
         _method,
         FinetuneRung.build,
-        options=_OPTIONS,
+        options=OPTIONS,
         needs_train=True,
         knowledge_option="retrieve",
         validate=check_retrieve,
     )
-register_rung("dpo", DPORung.build, options=_DPO_OPTIONS, needs_preference=True)
