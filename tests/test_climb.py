@@ -189,10 +189,11 @@ def test_all_rungs_and_json_leaderboard(
     assert [r["rung"] for r in rows] == ["zero_shot", "few_shot", "lora"]
     assert set(LEADERBOARD_KEYS) <= set(rows[0])
     assert data["recommendation"] == {"rung": "zero_shot", "model": api(server)}
-    # the oracle answers without the output-format line too; int8 needs local weights
+    # the oracle answers without the output-format line too; int8 and GGUF need local weights
     assert [(v["name"], v["verdict"]) for v in data["variants"]] == [
         ("no output format", "keeps quality"),
         ("dynamic int8", "skipped"),
+        ("gguf", "skipped"),
     ]
     assert data["variants"][0]["cost_saving"] > 0.3  # 18 → 9 prompt words per record
     # few_shot ties zero_shot (both perfect): not significantly better, so not good enough

@@ -65,6 +65,7 @@ DEFAULT_PRICES: dict[str, Price] = {
     "openai:o4-mini*": Price(input=1.10, output=4.40),
     "openai:o3-mini*": Price(input=1.10, output=4.40),
     "openai:gpt-3.5-turbo*": Price(input=0.50, output=1.50),
+    "gguf:*": Price(),  # GGUF files run by llama.cpp here: your own hardware too
     "hf:*": Price(),  # local checkpoints and builtin: models run on your own hardware
 }
 

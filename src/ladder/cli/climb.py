@@ -35,7 +35,7 @@ class ClimbFlags(BaseModel):
     no_optimise: bool = Field(
         False,
         description="Do not try cheaper variants (smaller model, fewer shots, shorter prompt, "
-        "int8) of the recommended rung.",
+        "int8, GGUF) of the recommended rung.",
     )
     resume: bool = Field(
         False,

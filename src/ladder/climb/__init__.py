@@ -8,7 +8,8 @@ Modules: task/ (the task file: schema, validation, data, output parsing), rungs.
 registry), prompt_rungs.py, chain_rung.py, finetune_rungs.py (incl. dpo), rag_rung.py,
 climb.py (the loop and resume), record.py (a row and a variant, of typed parts),
 scoring.py (metric, CI, cost, paired test), stop_rule.py (verdict, recommendation, budget),
-optimise.py (cheaper variants of the recommendation), judging.py (the judge column),
+optimise.py (cheaper variants of the recommendation), parity.py (GGUF exports scored
+through llama.cpp), judging.py (the judge column),
 measure.py (memory, latency, paired tests), tracking.py (parent and child runs), state.py
 (climb.json, predictions), report.py + report_plots.py + report_tables.py (HTML, SVG and
 terminal tables), select.py (model selection on the dev split).

@@ -16,6 +16,11 @@ allows (``optimise: true`` or a list of kinds) are:
   (:func:`ladder.quantize.dynamic_int8`, CPU; Jacob et al. 2018) — the fine-tuned checkpoint
   for a fine-tuning winner, whose training cost it keeps. API models are skipped with the
   reason.
+- ``gguf``: the same answering checkpoint exported to GGUF at each of the task's quant types
+  (default q8_0 and q4_k_m) and asked the same way through llama.cpp's ``gguf:`` backend
+  (:mod:`ladder.climb.parity`): the score the model keeps once served by llama.cpp or
+  Ollama, with the file's size. Without llama-cpp-python, for an API model or a family the
+  export does not know, one skipped variant says why.
 
 Every variant answers the same test records and is compared with the winner by a paired
 bootstrap (Koehn 2004; the task's resamples, confidence and seed): it **keeps quality**
@@ -33,13 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ladder.climb.parts import Difference, Savings, Score, Training
+from ladder.climb.parts import Savings, Score, Training, WeightsFile
 from ladder.climb.record import DROPS, KEEPS, Row, Variant
 from ladder.climb.rungs import INT8_SUFFIX, Rung, RungContext, RungResult, build_rung
-from ladder.climb.scoring import RungJob, paired_on_task
-from ladder.climb.state import prediction_texts, save_state, slug
+from ladder.climb.scoring import RungJob, quality_verdict
+from ladder.climb.state import save_state, slug
 from ladder.climb.stop_rule import over_budget
 from ladder.climb.task import LoadedTask, RungSpec
+from ladder.climb.task.schema import OPTIMISE_KINDS
 from ladder.errors import ConfigError
 from ladder.models import capabilities_of
 
@@ -52,17 +58,15 @@ __all__ = [
     "smaller_models",
 ]
 
-KINDS = ("model", "shots", "prompt", "quantise")
+KINDS = OPTIMISE_KINDS
+
+#: A gguf variant's model: the checkpoint it was exported from, this, and the quant.
+GGUF_MARK = "#gguf-"
 
 
 def enabled_kinds(task: LoadedTask) -> tuple[str, ...]:
     """The variant kinds the task's ``optimise`` setting allows, in the order they are tried."""
-    chosen = task.spec.optimise
-    if chosen is True:
-        return KINDS
-    if chosen is False:
-        return ()
-    return tuple(k for k in KINDS if k in chosen)
+    return task.spec.optimise_kinds()
 
 
 def model_size(spec: str) -> tuple[str, float] | None:
@@ -107,6 +111,7 @@ class _Plan:
     rung: Rung | None = None  # None: skipped (reason) or reused (row)
     reason: str = ""
     reuse: Row | None = None
+    weights: Callable[[Path], Path | None] | None = None  # the file it answers from
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,6 @@ def plans(
     task: LoadedTask, winner: Row, spec: RungSpec, models: Sequence[str], rows: Sequence[Row]
 ) -> Iterator[_Plan]:
     """The variants to try for ``winner`` (its rung ``spec``), cheapest-looking first."""
-    from ladder.climb.finetune_rungs import TunedAnswerRung
     from ladder.climb.prompt_rungs import output_format
 
     kinds = enabled_kinds(task)
@@ -163,36 +167,54 @@ def plans(
             if applies:
                 yield _Plan("prompt", name, _with(task, **update), winner.model, build(spec))
     if "quantise" in kinds:
-        if not capabilities_of(winner.model).local_weights:
-            reason = f"dynamic int8 quantises local weights; {winner.model} is an API model"
-            yield _Plan("quantise", "dynamic int8", task, winner.model, reason=reason)
-        elif winner.answered_by and winner.answered_by != winner.model:  # a fine-tuned model
-            # asked the way its rung trained it (a reader: with the retrieved sources)
-            answer = TunedAnswerRung.build("answer", spec.options)
-            tuned = _TunedAnswer(answer, winner.training.seconds)
-            model = winner.answered_by + INT8_SUFFIX
-            yield _Plan("quantise", "dynamic int8", task, model, tuned)
-        else:
-            yield _Plan("quantise", "dynamic int8", task, winner.model + INT8_SUFFIX, build(spec))
+        yield from _quantise_plans(task, winner, spec, build)
+    if "gguf" in kinds:
+        yield from _gguf_plans(task, winner, spec, build)
+
+
+def _answering(winner: Row, spec: RungSpec, build: Callable[[RungSpec], Rung]) -> tuple[str, Rung]:
+    """The checkpoint that answered for ``winner`` and a rung that asks it the same way: a
+    fine-tuned one zero-shot (a reader with its retrieved sources) and charged its training;
+    otherwise the winner's model and rung."""
+    from ladder.climb.finetune_rungs import TunedAnswerRung
+
+    if winner.answered_by and winner.answered_by != winner.model:  # a fine-tuned model
+        answer = TunedAnswerRung.build("answer", spec.options)
+        return winner.answered_by, _TunedAnswer(answer, winner.training.seconds)
+    return winner.model, build(spec)
+
+
+def _quantise_plans(
+    task: LoadedTask, winner: Row, spec: RungSpec, build: Callable[[RungSpec], Rung]
+) -> Iterator[_Plan]:
+    if not capabilities_of(winner.model).local_weights:
+        reason = f"dynamic int8 quantises local weights; {winner.model} is an API model"
+        yield _Plan("quantise", "dynamic int8", task, winner.model, reason=reason)
+        return
+    source, answer = _answering(winner, spec, build)
+    yield _Plan("quantise", "dynamic int8", task, source + INT8_SUFFIX, answer)
+
+
+def _gguf_plans(
+    task: LoadedTask, winner: Row, spec: RungSpec, build: Callable[[RungSpec], Rung]
+) -> Iterator[_Plan]:
+    """One plan per quant; one skipped plan for all when none can run (one notice)."""
+    from ladder.climb.parity import GGUFAnswer, gguf_unavailable
+
+    reason = gguf_unavailable(winner.answered_by or winner.model)
+    if reason is not None:
+        yield _Plan("gguf", "gguf", task, winner.model, reason=reason)
+        return
+    source, answer = _answering(winner, spec, build)
+    for quant in task.spec.gguf_quants():
+        rung = GGUFAnswer(source, quant, answer)
+        model = f"{source}{GGUF_MARK}{quant}"
+        yield _Plan("gguf", f"gguf {quant}", task, model, rung, weights=rung.exported)
 
 
 def compare(task: LoadedTask, winner: Row, row: Row, kind: str, name: str) -> Variant:
     """A finished variant ``row`` against the ``winner`` on the same test records."""
-    s = task.spec
-    outcome = paired_on_task(task, prediction_texts(row), prediction_texts(winner))
-    value, best = row.score.value or 0.0, winner.score.value or 0.0
-    interval = f"{s.confidence:.0%} CI [{outcome.ci_low:+.3f}, {outcome.ci_high:+.3f}]"
-    head = (
-        f"{row.score.metric} {value:.3f} vs {best:.3f}, difference {outcome.delta:+.3f} "
-        f"({interval})"
-    )
-    keeps = outcome.ci_high >= -1e-12 and value >= s.good_enough
-    if keeps:
-        reason = f"{head}: the interval reaches 0, so no significant loss"
-    elif outcome.ci_high < -1e-12:
-        reason = f"{head}: significantly worse"
-    else:
-        reason = f"{head}: below good_enough {s.good_enough}"
+    judged = quality_verdict(task, row, winner)
 
     def saving(mine: float | None, theirs: float | None) -> float | None:
         return None if not theirs or mine is None else 1.0 - mine / theirs
@@ -204,9 +226,9 @@ def compare(task: LoadedTask, winner: Row, row: Row, kind: str, name: str) -> Va
         rung=winner.rung,
         model=row.model,
         score=row.score,
-        reason=reason,
-        difference=Difference(outcome.delta, outcome.ci_low, outcome.ci_high),
-        verdict=KEEPS if keeps else DROPS,
+        reason=judged.reason,
+        difference=judged.difference,
+        verdict=KEEPS if judged.keeps else DROPS,
         cost=row.cost,
         savings=Savings(
             saving(row.cost.usd, winner.cost.usd),
@@ -268,6 +290,7 @@ class Optimiser:
             self.say(f"variant {plan.name}: the climb's own row")
             return compare(self.task, winner, plan.reuse, plan.kind, plan.name)
         if plan.rung is None:
+            self.say(f"variant {plan.name}: skipped: {plan.reason}")
             return self._skipped(plan, winner, plan.reason)
         self.say(f"variant {plan.name} of {winner.rung} on {winner.model}: running")
         folder = self.out / "variants" / f"{i:02d}-{slug(plan.kind + '-' + plan.name)}"
@@ -277,6 +300,9 @@ class Optimiser:
                 return self._skipped(plan, winner, row.verdict.reason)
             variant = compare(self.task, winner, row, plan.kind, plan.name)
             variant.timing = row.timing
+            file = None if plan.weights is None else plan.weights(folder)
+            if file is not None:
+                variant.weights = WeightsFile(str(file), file.stat().st_size)
             self.log(variant, run)
         return variant
 

@@ -3,8 +3,9 @@
 The score with its CI, what the answers cost, how long they took, the memory they held, the
 verdict, the comparison with the rung below, the judge column, the training behind the
 answering checkpoint, where the numbers are kept, and a variant's difference from the
-recommended row and its savings. Each part is frozen: a row's part changes as a whole
-(``row.verdict = Verdict(...)``), so no half-updated number is ever seen.
+recommended row, its savings and the weights file it answered from. Each part is frozen: a
+row's part changes as a whole (``row.verdict = Verdict(...)``), so no half-updated number is
+ever seen.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "Training",
     "Verdict",
     "VsBelow",
+    "WeightsFile",
 ]
 
 
@@ -67,17 +69,21 @@ class Cost:
 
 @dataclass(frozen=True)
 class Timing:
-    """Latency per record and the wall time of the whole rung or variant.
+    """Latency per record, throughput and the wall time of the whole rung or variant.
 
     Attributes:
         latency_p50: median seconds per record.
         latency_p95: 95th percentile seconds per record (the stop rule's ``max_latency_s``).
         wall_s: seconds the rung took (0.0: reused or skipped).
+        tokens_per_s: tokens generated over the seconds spent answering the test split
+            (None: nothing generated, or not measured). A variant keeps it in its record;
+            a row's on-disk record predates it, so a row read back has None.
     """
 
     latency_p50: float | None = None
     latency_p95: float | None = None
     wall_s: float = 0.0
+    tokens_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -177,3 +183,16 @@ class Savings:
 
     cost: float | None = None
     latency: float | None = None
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """The file a variant's model was written to and answered from (a GGUF export).
+
+    Attributes:
+        path: the file ("": the variant answered from weights in memory, such as int8).
+        bytes: its size on disk.
+    """
+
+    path: str = ""
+    bytes: int = 0

@@ -25,6 +25,7 @@ from ladder.climb.parts import (
     Training,
     Verdict,
     VsBelow,
+    WeightsFile,
 )
 
 __all__ = ["DROPS", "KEEPS", "SKIPPED", "Row", "Variant"]
@@ -148,9 +149,11 @@ class Row:
 class Variant:
     """A cheaper variant of the recommended row, compared with it on the same test records.
 
-    ``kind`` is model, shots, prompt or quantise; ``of`` the recommended row's key;
+    ``kind`` is model, shots, prompt, quantise or gguf; ``of`` the recommended row's key;
     ``verdict`` is ``keeps quality``, ``drops quality`` or ``skipped`` and ``reason`` says
-    why (:func:`ladder.climb.optimise.compare`).
+    why (:func:`ladder.climb.optimise.compare`). ``weights`` is the file a gguf variant
+    answered from; its record's last keys (``tokens_per_s``, ``weights_file``,
+    ``weights_bytes``) are newer than the rest and take their defaults when missing.
     """
 
     kind: str
@@ -168,6 +171,7 @@ class Variant:
     timing: Timing = field(default_factory=Timing)
     memory: Memory = field(default_factory=Memory)
     provenance: Provenance = field(default_factory=Provenance)
+    weights: WeightsFile = field(default_factory=WeightsFile)
 
     @property
     def key(self) -> str:
@@ -210,6 +214,9 @@ class Variant:
             "template_version": p.template_version,
             "folder": p.folder,
             "run_id": p.run_id,
+            "tokens_per_s": t.tokens_per_s,
+            "weights_file": self.weights.path,
+            "weights_bytes": self.weights.bytes,
         }
 
     @classmethod
@@ -234,6 +241,7 @@ class Variant:
             timing=_timing(rec),
             memory=Memory(rec.get("peak_memory", 0)),
             provenance=_provenance(rec),
+            weights=WeightsFile(rec.get("weights_file", ""), rec.get("weights_bytes", 0)),
         )
 
 
@@ -258,7 +266,12 @@ def _cost(rec: Mapping[str, Any]) -> Cost:
 
 
 def _timing(rec: Mapping[str, Any]) -> Timing:
-    return Timing(rec.get("latency_p50"), rec.get("latency_p95"), rec.get("wall_s", 0.0))
+    return Timing(
+        rec.get("latency_p50"),
+        rec.get("latency_p95"),
+        rec.get("wall_s", 0.0),
+        rec.get("tokens_per_s"),
+    )
 
 
 def _provenance(rec: Mapping[str, Any]) -> Provenance:

@@ -23,6 +23,7 @@ __all__ = [
     "mib",
     "run_cell",
     "short",
+    "size",
     "terminal_table",
     "variants_html",
     "variants_table",
@@ -42,6 +43,13 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def mib(value: int) -> str:
     """Bytes as whole MiB, or an en dash for none."""
     return f"{value / 2**20:.0f} MiB" if value else "–"
+
+
+def size(value: int) -> str:
+    """A file size in MB (kB under one MB), or an en dash for none."""
+    if not value:
+        return "–"
+    return f"{value / 1e6:.1f} MB" if value >= 1e6 else f"{value / 1e3:.0f} kB"
 
 
 def short(model: str, n: int = 28) -> str:
@@ -93,14 +101,14 @@ def variants_html(result: ClimbResult) -> str:
             "p50 latency).</p>"
         )
     cells = ["variant", "kind", "model", "value", "95% CI", "difference [CI]", "verdict"]
-    cells += ["cost $", "cost saving", "p50 s", "latency saving", "run"]
+    cells += ["cost $", "cost saving", "p50 s", "latency saving", "tokens/s", "file", "run"]
     out = [head, "<table class='variants'><tr>" + "".join(f"<th>{c}</th>" for c in cells)]
     out[-1] += "</tr>"
     for v in result.variants:
         if v.status != "done":
             out.append(
                 f"<tr class='skipped'><td>{e(v.name)}</td><td>{e(v.kind)}</td>"
-                f"<td>{e(v.model)}</td><td colspan='9'>skipped: {e(v.reason)}</td></tr>"
+                f"<td>{e(v.model)}</td><td colspan='11'>skipped: {e(v.reason)}</td></tr>"
             )
             continue
         values = [
@@ -115,11 +123,13 @@ def variants_html(result: ClimbResult) -> str:
             pct(v.savings.cost),
             fmt(v.timing.latency_p50, 4),
             pct(v.savings.latency),
+            fmt(v.timing.tokens_per_s, 1),
         ]
         css = "keeps" if v.keeps_quality else "drops"
         out.append(
             f"<tr class='{css}' title='{e(v.reason)}'>"
             + "".join(f"<td>{e(x)}</td>" for x in values)
+            + f"<td class='file' title='{e(v.weights.path)}'>{e(size(v.weights.bytes))}</td>"
             + run_cell(v.provenance.run_id)
             + "</tr>"
         )
@@ -183,7 +193,8 @@ def variants_table(result: ClimbResult) -> Table | None:
     rec = result.recommendation
     title = f"cheaper variants of {rec.rung} on {rec.model}" if rec else "cheaper variants"
     table = Table(title=title)
-    for col in ("variant", "value", "difference [CI]", "verdict", "cost $", "saving", "p50 s"):
+    cols = ("variant", "value", "difference [CI]", "verdict", "cost $", "saving", "p50 s")
+    for col in (*cols, "tok/s", "size"):
         left = col in ("variant", "verdict")
         # Variant names hold model specs, and a skipped one's verdict its reason: they fold.
         table.add_column(
@@ -192,7 +203,7 @@ def variants_table(result: ClimbResult) -> Table | None:
     for v in result.variants:
         if v.status != "done":
             skipped = f"skipped: {v.reason}" if v.reason else "skipped"
-            table.add_row(v.name, "", "", skipped, "", "", "")
+            table.add_row(v.name, "", "", skipped, *[""] * 5)
             continue
         colour = "green" if v.keeps_quality else "red"
         table.add_row(
@@ -203,5 +214,7 @@ def variants_table(result: ClimbResult) -> Table | None:
             f"{v.cost.usd:.6f}",
             pct(v.savings.cost),
             fmt(v.timing.latency_p50, 4),
+            fmt(v.timing.tokens_per_s, 1),
+            size(v.weights.bytes),
         )
     return table

@@ -14,14 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ladder.climb.measure import PairedOutcome, paired_test, percentile
-from ladder.climb.parts import Cost, Provenance, Score, Timing, VsBelow
+from ladder.climb.parts import Cost, Difference, Provenance, Score, Timing, VsBelow
 from ladder.climb.record import Row
 from ladder.climb.rungs import Rung, RungResult
 from ladder.climb.state import prediction_texts, write_predictions
 from ladder.climb.stop_rule import verdict
 from ladder.climb.task import LoadedTask, parse_output
 
-__all__ = ["RungJob", "paired_on_task", "score_rung"]
+__all__ = [
+    "QualityVerdict",
+    "RungJob",
+    "paired_on_task",
+    "quality_verdict",
+    "score_rung",
+    "tokens_per_second",
+]
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,57 @@ def paired_on_task(
     )
 
 
+@dataclass(frozen=True)
+class QualityVerdict:
+    """Whether answers keep another row's quality on the same test records.
+
+    Attributes:
+        difference: this row's metric minus the other's, with its paired-bootstrap CI.
+        keeps: no significant loss (and, where asked, still good enough).
+        reason: one sentence with the numbers.
+    """
+
+    difference: Difference
+    keeps: bool
+    reason: str
+
+
+def quality_verdict(
+    task: LoadedTask, row: Row, reference: Row, *, good_enough: bool = True
+) -> QualityVerdict:
+    """``row`` against ``reference`` by the paired bootstrap (Koehn 2004): it keeps quality
+    when the interval of (row - reference) reaches 0 or above, and, with ``good_enough``,
+    its value is still at least the task's ``good_enough``."""
+    s = task.spec
+    outcome = paired_on_task(task, prediction_texts(row), prediction_texts(reference))
+    value, best = row.score.value or 0.0, reference.score.value or 0.0
+    interval = f"{s.confidence:.0%} CI [{outcome.ci_low:+.3f}, {outcome.ci_high:+.3f}]"
+    head = (
+        f"{row.score.metric} {value:.3f} vs {best:.3f}, difference {outcome.delta:+.3f} "
+        f"({interval})"
+    )
+    no_loss = outcome.ci_high >= -1e-12
+    keeps = no_loss and (not good_enough or value >= s.good_enough)
+    if keeps:
+        reason = f"{head}: the interval reaches 0, so no significant loss"
+    elif not no_loss:
+        reason = f"{head}: significantly worse"
+    else:
+        reason = f"{head}: below good_enough {s.good_enough}"
+    difference = Difference(outcome.delta, outcome.ci_low, outcome.ci_high)
+    return QualityVerdict(difference, keeps, reason)
+
+
+def tokens_per_second(result: RungResult) -> float | None:
+    """Tokens generated per second of answering: the completion tokens over the summed
+    per-record latencies (a batch's time is split between its records, so the sum is the
+    time spent); None when nothing was generated or no time was measured."""
+    seconds = sum(result.latencies)
+    if seconds <= 0 or result.completion_tokens <= 0:
+        return None
+    return round(result.completion_tokens / seconds, 2)
+
+
 def score_rung(job: RungJob, result: RungResult) -> Row:
     """The row of ``job`` from its ``result``, with its verdict.
 
@@ -99,7 +157,11 @@ def score_rung(job: RungJob, result: RungResult) -> Row:
             result.completion_tokens,
             round(result.compute_seconds, 3),
         ),
-        timing=Timing(percentile(result.latencies, 0.5), percentile(result.latencies, 0.95)),
+        timing=Timing(
+            percentile(result.latencies, 0.5),
+            percentile(result.latencies, 0.95),
+            tokens_per_s=tokens_per_second(result),
+        ),
         training=result.training,
         provenance=Provenance(str(job.folder), template_version=result.template_version),
     )

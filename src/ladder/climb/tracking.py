@@ -145,10 +145,13 @@ def record_variant(run: Any, task: LoadedTask, variant: Variant, out: Path) -> N
             "model": variant.model,
             "of": variant.of,
             "template_version": variant.provenance.template_version,
+            **({"weights_file": variant.weights.path} if variant.weights.path else {}),
         }
     )
     names = ("value", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high", "cost")
-    metrics = _metrics(variant, (*names, "cost_saving", "latency_p50", "latency_saving", "wall_s"))
+    more = ("cost_saving", "latency_p50", "latency_saving", "wall_s", "tokens_per_s")
+    sized = ("weights_bytes",) if variant.weights.path else ()  # int8 has no file of its own
+    metrics = _metrics(variant, (*names, *more, *sized))
     metrics["keeps_quality"] = float(variant.keeps_quality)
     metrics["peak_memory_bytes"] = float(variant.memory.peak_bytes)
     run.log_metrics(metrics)

@@ -7,15 +7,19 @@ none are :data:`DEFAULT_RUNGS`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from ladder.models.base import GenerationParams
 
 __all__ = [
+    "DEFAULT_GGUF_QUANTS",
     "DEFAULT_RUNGS",
     "METRICS_FOR",
+    "OPTIMISE_KINDS",
+    "GGUFVariants",
     "JudgeSpec",
     "OutputSpec",
     "OutputType",
@@ -43,6 +47,55 @@ METRICS_FOR: dict[str, tuple[str, ...]] = {
         "chrf",
     ),
 }
+
+
+OptimiseKind = Literal["model", "shots", "prompt", "quantise", "gguf"]
+#: The kinds of cheaper variant, in the order cost optimisation tries them.
+OPTIMISE_KINDS: tuple[str, ...] = get_args(OptimiseKind)
+
+#: The GGUF quant types a bare ``gguf`` (or ``optimise: true``) tries.
+DEFAULT_GGUF_QUANTS = ("q8_0", "q4_k_m")
+
+
+class GGUFVariants(BaseModel):
+    """The ``gguf`` variant kind with the quant types to try: ``{gguf: [q8_0, q4_k_m]}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gguf: list[str] = Field(
+        ..., min_length=1, description="GGUF quant types: f32, f16, q8_0, q4_k_m, q5_k_m, q6_k."
+    )
+
+
+def _check_optimise(value: Any) -> None:
+    """One readable error for a bad ``optimise`` (pydantic's union errors name its types)."""
+    kinds = ", ".join(OPTIMISE_KINDS)
+    if isinstance(value, bool):
+        return
+    if not isinstance(value, list):
+        raise PydanticCustomError("optimise", f"use true, false or a list of {kinds}")
+    for item in value:
+        if isinstance(item, dict):
+            _check_gguf_item(item)
+        elif item not in OPTIMISE_KINDS:
+            raise PydanticCustomError(
+                "optimise", f"unknown variant kind {item!r}; use {kinds} or {{gguf: [QUANT, ...]}}"
+            )
+
+
+def _check_gguf_item(item: dict[Any, Any]) -> None:
+    from ladder.export import QUANTS  # the export's own list, so the two cannot disagree
+
+    quants = item.get("gguf")
+    if set(item) != {"gguf"} or not isinstance(quants, list) or not quants:
+        raise PydanticCustomError(
+            "optimise", "a mapping item must be {gguf: [QUANT, ...]}, e.g. {gguf: [q8_0]}"
+        )
+    for quant in quants:
+        if quant not in QUANTS:
+            raise PydanticCustomError(
+                "optimise", f"gguf quant {quant!r} is not one of {', '.join(QUANTS)}"
+            )
 
 
 class TaskData(BaseModel):
@@ -206,11 +259,18 @@ class TaskSpec(BaseModel):
         description="Grade every rung's answers with an LLM judge as well (a judge column "
         "with its CI next to the metric).",
     )
-    optimise: bool | list[Literal["model", "shots", "prompt", "quantise"]] = Field(
+    optimise: bool | list[OptimiseKind | GGUFVariants] = Field(
         True,
         description="Once a rung is good enough, try cheaper variants of the recommended one: "
-        "true (all), false, or a list of model, shots, prompt, quantise.",
+        "true (all), false, or a list of model, shots, prompt, quantise, gguf ({gguf: [q8_0, "
+        "q4_k_m]} names the quant types; bare gguf: q8_0 and q4_k_m).",
     )
+
+    @field_validator("optimise", mode="before")
+    @classmethod
+    def _optimise_kinds(cls, value: Any) -> Any:
+        _check_optimise(value)
+        return value
 
     def rung_specs(self) -> list[RungSpec]:
         """The rungs as :class:`RungSpec` (a bare name has no options)."""
@@ -219,3 +279,20 @@ class TaskSpec(BaseModel):
     def metric_name(self) -> str:
         """The metric, or the output type's default."""
         return self.metric or METRICS_FOR[self.output.type][0]
+
+    def optimise_kinds(self) -> tuple[str, ...]:
+        """The variant kinds ``optimise`` allows, in the order they are tried."""
+        if self.optimise is True:
+            return OPTIMISE_KINDS
+        if self.optimise is False:
+            return ()
+        chosen = {"gguf" if isinstance(k, GGUFVariants) else k for k in self.optimise}
+        return tuple(k for k in OPTIMISE_KINDS if k in chosen)
+
+    def gguf_quants(self) -> tuple[str, ...]:
+        """The quant types of the gguf variants (none when ``optimise`` leaves them out)."""
+        if isinstance(self.optimise, list):
+            for item in self.optimise:
+                if isinstance(item, GGUFVariants):
+                    return tuple(dict.fromkeys(item.gguf))  # each quant once
+        return DEFAULT_GGUF_QUANTS if "gguf" in self.optimise_kinds() else ()
