@@ -165,3 +165,40 @@ def test_a_gguf_model_runs_on_your_own_hardware_at_no_token_price() -> None:
 
     table = PriceTable(list(DEFAULT_PRICES.items()))
     assert table.price_for(ModelInfo(name="model-q8_0", backend="gguf")) == Price()
+
+
+def test_export_check_scores_the_file_and_the_checkpoint(
+    tiny_causal_lm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # good_enough 0.8, which the random model misses: --check judges parity only
+    task = write_climb_task(tmp_path / "t", ["builtin:unused"], "  - zero_shot\n", test=12)
+    out = tmp_path / "export"
+    args = ["export", f"hf:{tiny_causal_lm}", "--quant", "f32", "--out", str(out)]
+    assert main([*args, "--check", str(task)]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert "check: 12 test records, zero-shot, accuracy with its CI" in lines
+    source = next(line for line in lines if line.startswith(f"  hf:{tiny_causal_lm}: "))
+    exported = next(line for line in lines if line.startswith("  gguf:"))
+    assert "tokens/s" in source and "tokens/s" in exported
+    assert source.split(": ")[1].split(",")[0] == exported.split(": ")[1].split(",")[0]
+    verdict = next(line for line in lines if line.startswith("gguf vs checkpoint: "))
+    assert "keeps quality" in verdict and "difference +0.000" in verdict
+    check = out / "check-animals"
+    assert outputs(check / "source") == outputs(check / "gguf")  # f32: the same answers
+
+
+def test_export_check_with_a_bad_task_writes_nothing(
+    tiny_causal_lm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "export"
+    missing = tmp_path / "nope.yaml"
+    args = ["export", f"hf:{tiny_causal_lm}", "--out", str(out), "--check", str(missing)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == f"ladder: error: {missing}: no such file"
+    assert not out.exists()
+    task = prompting_task(tmp_path / "t", "builtin:unused", "")
+    bare = ["export", str(tiny_causal_lm), "--out", str(out), "--check", str(task)]
+    assert main(bare) == 2  # a folder exports, but --check needs a spec it can load
+    assert "unknown model spec" in capsys.readouterr().err
+    assert not out.exists()

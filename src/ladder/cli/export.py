@@ -1,12 +1,18 @@
-"""``ladder export``: a checkpoint as GGUF (llama.cpp, Ollama), f32 down to K-quants."""
+"""``ladder export``: a checkpoint as GGUF (llama.cpp, Ollama), f32 down to K-quants;
+``--check TASK`` scores the file against the checkpoint on a climb task's test split."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ladder.cli._common import console
+
+if TYPE_CHECKING:
+    from ladder.climb.parity import ExportCheck
+    from ladder.climb.task import LoadedTask
 
 __all__ = ["export"]
 
@@ -32,6 +38,13 @@ def export(
     out: Path | None = typer.Option(
         None, "--out", help="Folder for the .gguf file and Modelfile (default: ./NAME-gguf)."
     ),
+    check: Path | None = typer.Option(
+        None,
+        "--check",
+        help="A climb task.yaml: score the exported file (through llama.cpp) and the "
+        "checkpoint (through hf:) zero-shot on its test split, with the paired verdict; "
+        "exit 1 when the file drops quality.",
+    ),
 ) -> None:
     """Export a model for llama.cpp / Ollama: one GGUF file plus an Ollama Modelfile."""
     from ladder.errors import ConfigError
@@ -40,6 +53,7 @@ def export(
 
     if format != "gguf":
         raise ConfigError(f"--format {format!r}: only gguf is supported")
+    task = None if check is None else _check_inputs(check, model)  # before anything is written
     text = None
     if check_text is not None:
         from ladder.evaluate.perplexity import read_texts
@@ -61,3 +75,43 @@ def export(
             markup=False,
             highlight=False,
         )
+    if task is not None:
+        from ladder.climb.parity import check_export
+
+        checked = check_export(task, model, result.gguf, folder / f"check-{task.spec.name}")
+        _print_check(checked)
+        if not checked.verdict.keeps:
+            raise typer.Exit(1)
+
+
+def _check_inputs(path: Path, model: str) -> LoadedTask:
+    """The task of ``--check``, loaded; ``model`` loadable as a spec (it is scored as given);
+    llama.cpp present to score the file. Each failure is one line."""
+    from ladder.climb.parity import llama_cpp_missing
+    from ladder.climb.task import load_task
+    from ladder.errors import UnsupportedError
+    from ladder.models import check_model
+
+    task = load_task(path)
+    check_model(model)
+    missing = llama_cpp_missing()
+    if missing is not None:
+        raise UnsupportedError(f"--check scores the file through llama.cpp: {missing}")
+    return task
+
+
+def _print_check(checked: ExportCheck) -> None:
+    """Both scores with their CIs and speeds, then the verdict, one line each."""
+    score = checked.source.score
+    lines = [f"check: {score.n} test records, zero-shot, {score.metric} with its CI"]
+    for row in (checked.source, checked.exported):
+        s, speed = row.score, row.timing.tokens_per_s
+        rate = "–" if speed is None else f"{speed:.1f}"
+        lines.append(
+            f"  {row.model}: {s.value:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}], {rate} tokens/s"
+        )
+    verdict = "keeps quality" if checked.verdict.keeps else "drops quality"
+    lines.append(f"gguf vs checkpoint: {verdict}: {checked.verdict.reason}")
+    lines.append(f"predictions in {checked.folder}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # paths whole
