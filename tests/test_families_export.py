@@ -206,6 +206,18 @@ def test_a_model_type_without_a_row_is_one_line(tiny_gpt2: Path, tmp_path: Path)
     assert not (tmp_path / "out").exists()
 
 
+def test_a_tokenizer_it_cannot_convert_says_which(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(tiny_causal_lm, tmp_path / "model"))
+    spec = json.loads((copy / "tokenizer.json").read_text())
+    spec["model"]["type"] = "WordPiece"
+    (copy / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(UnsupportedError, match="a WordPiece tokenizer cannot be exported"):
+        export_gguf(f"hf:{copy}", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 # A small evaluator of Go's text/template, enough for the Modelfiles ladder writes: literal
 # text, {{ .Content }}, {{ range .Messages }}, {{ if eq .Role "x" }} / else if / else / end,
 # string literals, and "{{-" / "-}}" whitespace trimming, with Go's rules for each.
