@@ -39,6 +39,7 @@ def test_greedy_text_and_token_counts_match_hf(pair: tuple[Any, Any]) -> None:
     assert [c.text for c in theirs] == [c.text for c in ours]
     assert [c.prompt_tokens for c in theirs] == [c.prompt_tokens for c in ours]
     assert [c.finish_reason for c in theirs] == [c.finish_reason for c in ours]
+    assert [c.completion_tokens for c in theirs] == [c.completion_tokens for c in ours]
 
 
 def test_chat_prompts_render_and_tokenize_as_in_training(pair: tuple[Any, Any]) -> None:
@@ -173,3 +174,17 @@ def test_the_server_runs_on_gguf_for_the_official_client(pair: tuple[Any, Any]) 
     finally:
         server.stop()
         engine.close()
+
+
+def test_a_prompt_past_the_context_keeps_its_end_as_hf_does(pair: tuple[Any, Any]) -> None:
+    """A prompt longer than the context is cut to its last tokens, leaving room to answer,
+    the way hf: cuts it (llama.cpp would otherwise run out of positions mid-answer)."""
+    hf, gguf = pair
+    long = "the cat sat on the mat and then the dog ran under the tree. " * 40
+    assert len(gguf.encode_prompt(long)) > gguf.context_length
+    params = GenerationParams(max_tokens=12)
+    ours, theirs = hf.generate([long], params)[0], gguf.generate([long], params)[0]
+    assert theirs.prompt_tokens < gguf.context_length
+    assert theirs.completion_tokens >= 1
+    assert gguf.context_length == hf.context_length
+    assert (theirs.text, theirs.prompt_tokens) == (ours.text, ours.prompt_tokens)

@@ -92,11 +92,14 @@ def load_gguf(rest: str, **options: Any) -> GGUFModel:
         ) from None
     path = Path(rest).expanduser()
     threads = int(options.get("threads") or os.cpu_count() or 1)
-    wanted = options.get("context")
     try:
+        # The trained context (the file's metadata) decides the default: a context past it
+        # is out of the model's range, and the logits kept for scoring cost context x
+        # vocabulary x 4 bytes.
+        context = int(options.get("context") or min(_trained_context(path), 4096))
         llm = llama_cpp.Llama(
             model_path=str(path),
-            n_ctx=int(wanted or 0),  # 0: the trained context; capped below
+            n_ctx=context,
             n_threads=threads,
             n_threads_batch=threads,
             logits_all=bool(options.get("scores", True)),
@@ -104,10 +107,17 @@ def load_gguf(rest: str, **options: Any) -> GGUFModel:
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"gguf:{rest}: llama.cpp cannot load it ({exc})") from None
-    if not wanted and llm.n_ctx() > 4096:
-        llm.close()
-        return load_gguf(rest, **{**options, "context": 4096})
-    return GGUFModel(llm, name=path.stem, scores=bool(options.get("scores", True)))
+    return GGUFModel(llm, name=path.stem, scores=bool(options.get("scores", True)), context=context)
+
+
+def _trained_context(path: Path) -> int:
+    """``ARCH.context_length`` from the GGUF header (2048 when a file has none)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    arch = reader.fields.get("general.architecture")
+    field = reader.fields.get(f"{arch.contents()}.context_length") if arch else None
+    return int(field.contents()) if field is not None else 2048
 
 
 class GGUFModel:
@@ -118,9 +128,12 @@ class GGUFModel:
         llm: a ``llama_cpp.Llama``.
         name: shown in :attr:`info`.
         scores: whether the context keeps every position's logits (log-likelihoods).
+        context: the context asked for (llama.cpp may allocate more).
     """
 
-    def __init__(self, llm: Any, *, name: str, scores: bool = True) -> None:
+    def __init__(
+        self, llm: Any, *, name: str, scores: bool = True, context: int | None = None
+    ) -> None:
         import llama_cpp
 
         self.llm = llm
@@ -137,7 +150,9 @@ class GGUFModel:
         self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "true") == "true"
         self._bos = self._text(llm.token_bos())
         self._eos = self._text(llm.token_eos())
-        self.context_length = int(llm.n_ctx())
+        # llama.cpp may round its context up (to a multiple of 256); the context asked for
+        # is what the kept logits and the model's training cover.
+        self.context_length = min(int(llm.n_ctx()), context or int(llm.n_ctx()))
         self._params = int(llama_cpp.llama_model_n_params(llm.model))
 
     def _text(self, token: int) -> str:
@@ -301,11 +316,12 @@ class GGUFModel:
         )
 
     def _fit(self, ids: list[int], params: GenerationParams) -> tuple[list[int], int]:
-        """Left-truncate a prompt that leaves no room; cap new tokens to the context."""
-        room = self.context_length - 1
-        if len(ids) > room:
-            ids = ids[-room:]
-        return ids, max(1, min(params.max_tokens, self.context_length - len(ids)))
+        """Fit prompt and answer to the context as hf: does (a long prompt keeps its end and
+        leaves room for ``min(max_tokens, context / 2)`` new tokens)."""
+        from ladder.models.hf_decoding import fit_to_context
+
+        [fitted], max_new = fit_to_context([ids], params.max_tokens, self.context_length)
+        return fitted, max_new
 
     def _sampling(self, params: GenerationParams, max_tokens: int) -> dict[str, Any]:
         # llama.cpp's defaults (top-k 40, min-p 0.05, a random seed) would change what the
@@ -336,7 +352,8 @@ class GGUFModel:
         return Completion(
             text=apply_stop(choice["text"], params.stop)[0],
             prompt_tokens=int(usage["prompt_tokens"]),
-            completion_tokens=int(usage["completion_tokens"]),
+            # As on hf:, the token that ended the answer (EOS) counts; llama.cpp leaves it out.
+            completion_tokens=int(usage["completion_tokens"]) + (finish == "stop"),
             finish_reason=finish,
             latency_s=time.perf_counter() - began,
         )
