@@ -141,11 +141,13 @@ def press_ctrl_c_after_a_checkpoint(run_dir: Path) -> threading.Thread:
     """A thread that sends SIGINT to this process once ``run_dir`` holds a checkpoint, while
     the training loop's handler is in place (so pytest itself is never interrupted)."""
 
+    before = signal.getsignal(signal.SIGINT)  # default, or "ignore" in a background job
+
     def watch() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             handler = signal.getsignal(signal.SIGINT)
-            if list_checkpoints(run_dir) and handler is not signal.default_int_handler:
+            if list_checkpoints(run_dir) and handler is not before:
                 os.kill(os.getpid(), signal.SIGINT)
                 return
             time.sleep(0.005)

@@ -41,6 +41,8 @@ def test_ctrl_c_saves_the_step_it_stopped_at_and_resume_matches_a_straight_run(
 ) -> None:
     cfg = micro_config(save_every=4)
     batches, val = data(cfg)
+    # What SIGINT did before (Python's default, or "ignore" under nohup / a background job).
+    before = signal.getsignal(signal.SIGINT)
     straight = train(micro_llama(), batches, val, cfg, tmp_path / "a", progress=False)
 
     with pytest.raises(TrainingInterrupted) as stopped:
@@ -52,7 +54,7 @@ def test_ctrl_c_saves_the_step_it_stopped_at_and_resume_matches_a_straight_run(
     assert stopped.value.summary("ladder pretrain run.yaml --resume") == (
         "interrupted at step 7 of 12; resume with: ladder pretrain run.yaml --resume"
     )
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
+    assert signal.getsignal(signal.SIGINT) is before  # handler put back
 
     resumed = train(micro_llama(9), batches, val, cfg, tmp_path / "b", resume=True, progress=False)
     assert resumed.train_losses == straight.train_losses  # bit-for-bit on CPU
