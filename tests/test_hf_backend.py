@@ -484,3 +484,14 @@ def test_prompts_longer_than_the_context_still_generate(tiny_causal_lm: Path) ->
     assert done.prompt_tokens + done.completion_tokens <= context
     assert done.completion_tokens >= 1
     assert "".join(model.stream(long_prompt, params)) == done.text
+
+
+def test_a_conversation_that_opens_with_a_reply_is_encoded_whole(llama: HFModel) -> None:
+    """No prompt precedes the first reply (a template refuses to render nothing): the
+    segments still join to the whole rendering."""
+    messages = [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "the cat"}]
+    text = llama.render_prompt(messages)
+    assert (
+        llama.encode_prompt(messages)
+        == llama.tokenizer(text, add_special_tokens=False)["input_ids"]
+    )

@@ -65,7 +65,9 @@ def chat_segments(
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = _render(tokenizer, template, messages[:i], generation_prompt=True)
+        # A conversation that opens with a reply has no prompt before it (and templates
+        # refuse to render an empty conversation).
+        prompt = _render(tokenizer, template, messages[:i], generation_prompt=True) if i else ""
         full = _render(tokenizer, template, messages[: i + 1], generation_prompt=False)
         _check_prefixes(done, prompt, full)
         segments += [(prompt[len(done) :], False), (full[len(prompt) :], True)]
