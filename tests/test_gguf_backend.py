@@ -188,3 +188,13 @@ def test_a_prompt_past_the_context_keeps_its_end_as_hf_does(pair: tuple[Any, Any
     assert theirs.completion_tokens >= 1
     assert gguf.context_length == hf.context_length
     assert (theirs.text, theirs.prompt_tokens) == (ours.text, ours.prompt_tokens)
+
+
+def test_the_chat_loop_on_gguf_answers_as_on_hf(pair: tuple[Any, Any]) -> None:
+    """``ladder chat``'s loop on the f32 file and on the checkpoint: the same replies."""
+    from ladder.cli.generate import run_chat
+
+    hf, gguf = pair
+    params = GenerationParams(max_tokens=8)
+    chats = [run_chat(lm, params, iter(["the cat ?", "a dog", "/exit"])) for lm in (hf, gguf)]
+    assert chats[1] == chats[0] and len(chats[0]) == 4
