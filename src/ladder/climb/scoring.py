@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ladder.climb.measure import PairedOutcome, paired_test, percentile
 from ladder.climb.parts import Cost, Difference, Provenance, Score, Timing, VsBelow
@@ -19,7 +20,7 @@ from ladder.climb.record import Row
 from ladder.climb.rungs import Rung, RungResult
 from ladder.climb.state import prediction_texts, write_predictions
 from ladder.climb.stop_rule import verdict
-from ladder.climb.task import LoadedTask, parse_output
+from ladder.climb.task import LoadedTask, TaskSpec, parse_output
 
 __all__ = [
     "QualityVerdict",
@@ -27,6 +28,7 @@ __all__ = [
     "paired_on_task",
     "quality_verdict",
     "score_rung",
+    "task_score",
     "tokens_per_second",
 ]
 
@@ -124,26 +126,35 @@ def tokens_per_second(result: RungResult) -> float | None:
     return round(result.completion_tokens / seconds, 2)
 
 
+def task_score(
+    spec: TaskSpec, result: RungResult, references: Sequence[Any]
+) -> tuple[list[Any], Any]:
+    """A rung's answers parsed as the task's output, and the task's metric over them (with
+    the task's resamples, confidence and seed)."""
+    from ladder.evaluate import get_metric
+
+    predictions = [
+        parse_output(a if a is not None else o, spec.output)
+        for a, o in zip(result.answers, result.outputs, strict=True)
+    ]
+    score = get_metric(
+        spec.metric_name(),
+        resamples=spec.resamples,
+        confidence=spec.confidence,
+        seed=spec.seed,
+        **spec.metric_options,
+    ).compute(predictions, references)
+    return predictions, score
+
+
 def score_rung(job: RungJob, result: RungResult) -> Row:
     """The row of ``job`` from its ``result``, with its verdict.
 
     Writes ``predictions.jsonl`` into the job's folder and compares the answers with the
     saved predictions of the job's ``below`` row (when there is one).
     """
-    from ladder.evaluate import get_metric
-
     task, s = job.task, job.task.spec
-    predictions = [
-        parse_output(a if a is not None else o, s.output)
-        for a, o in zip(result.answers, result.outputs, strict=True)
-    ]
-    score = get_metric(
-        s.metric_name(),
-        resamples=s.resamples,
-        confidence=s.confidence,
-        seed=s.seed,
-        **s.metric_options,
-    ).compute(predictions, task.references())
+    predictions, score = task_score(s, result, task.references())
     write_predictions(job.folder, task, result, predictions, score.per_example)
     usd = result.token_cost_usd + result.compute_seconds * s.compute_hour_usd / 3600.0
     row = Row(

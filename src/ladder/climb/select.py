@@ -17,7 +17,8 @@ from typing import Any
 from ladder.climb.measure import PeakMemory, percentile
 from ladder.climb.prompt_rungs import answer_with_prompts, task_template
 from ladder.climb.rungs import ModelCache, RungContext
-from ladder.climb.task import load_task, parse_output
+from ladder.climb.scoring import task_score
+from ladder.climb.task import load_task
 from ladder.errors import ConfigError
 
 __all__ = ["Candidate", "select_models"]
@@ -55,7 +56,6 @@ def select_models(
     Raises:
         ConfigError: the task has no ``data.dev`` (or any other task-file mistake).
     """
-    from ladder.evaluate import get_metric
 
     task = load_task(task_path)
     spec = task.spec
@@ -71,17 +71,7 @@ def select_models(
             result = answer_with_prompts(
                 lm, task_template(spec), "zero_shot", dev_task, ctx, model_spec=model
             )
-        preds = [
-            parse_output(a if a is not None else o, spec.output)
-            for a, o in zip(result.answers, result.outputs, strict=True)
-        ]
-        score = get_metric(
-            spec.metric_name(),
-            resamples=spec.resamples,
-            seed=spec.seed,
-            confidence=spec.confidence,
-            **spec.metric_options,
-        ).compute(preds, [r["answer"] for r in task.dev])
+        _, score = task_score(spec, result, [r["answer"] for r in task.dev])
         seconds = sum(result.latencies)
         found.append(
             Candidate(
