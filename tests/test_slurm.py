@@ -71,7 +71,7 @@ def test_script_asks_for_the_nodes_and_names_the_rendezvous(run_dir: Path) -> No
         "--account": "proj42",
         "--mem": "500G",
     }
-    assert 'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)' in script
+    assert 'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)' in script
     assert _launch(script) == [
         "srun", "torchrun",
         "--nnodes", '"$SLURM_NNODES"',
@@ -103,7 +103,9 @@ def test_script_runs_as_slurm_would_with_the_expansions_resolved(run_dir: Path) 
     (run_dir / "venv/bin").mkdir(parents=True)
     (run_dir / "venv/bin/activate").write_text("export ACTIVATED=yes\n")
     bindir = run_dir / "bin"
-    _fake(bindir, "scontrol", 'printf "gpu-node07\\ngpu-node08\\n"\n')  # show hostnames
+    # A large job's node list: the pipe that takes its first line must not kill the writer
+    # (with pipefail, `head -n1` exits early and scontrol's SIGPIPE failed the job: exit 141).
+    _fake(bindir, "scontrol", 'printf "gpu-node07\\n"; seq -f "gpu-node%05g" 8 200000\n')
     _fake(bindir, "srun", 'exec "$@"\n')
     _fake(bindir, "torchrun",
           'printf "%s\\n" "$ACTIVATED" "$SRUN_CPUS_PER_TASK" "$@" > torchrun.args\n')  # fmt: skip

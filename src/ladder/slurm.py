@@ -131,7 +131,7 @@ def render_sbatch(cfg: SlurmConfig, *, workdir: Path | None = None) -> str:
         "# export TORCH_NCCL_ASYNC_ERROR_HANDLING=1  # fail fast when a rank dies",
         "",
         "# The first node hosts the rendezvous (use its IP if hostnames do not resolve).",
-        'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
+        'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)',
         "",
         "srun torchrun \\",
         '  --nnodes "$SLURM_NNODES" \\',
