@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +18,18 @@ from ladder.cli._common import build, config_option, console, err_console, field
 from ladder.errors import ConfigError
 from ladder.procs import die_with_parent
 
-__all__ = ["STORE_HELP", "RunsConfig", "UiConfig", "run_server_process", "runs", "ui"]
+if TYPE_CHECKING:
+    from ladder.track import RunRow
+
+__all__ = [
+    "STORE_HELP",
+    "RunsConfig",
+    "UiConfig",
+    "print_flips",
+    "run_server_process",
+    "runs",
+    "ui",
+]
 
 STORE_HELP = (
     "The tracking store: sqlite:///PATH.db, http://HOST:PORT (an MLflow server), "
@@ -92,8 +104,63 @@ def runs(
 
     if config.compare:
         print_compared(console, rows)
+        print_flips(uri, rows)
     else:
         print_runs(console, rows, uri)
+
+
+def print_flips(uri: str, rows: Sequence[RunRow], shown: int = 20) -> None:
+    """Per-item flips from the first compared run to each other one: the test records it
+    fixed and broke, where both runs logged their predictions (climb rungs do)."""
+    import tempfile
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from ladder.climb.flips import FlipSet, flips_between, read_predictions
+    from ladder.track import run_artifact
+
+    with tempfile.TemporaryDirectory() as tmp:
+        found = [
+            run_artifact(uri, r.run_id, "predictions.jsonl", Path(tmp, str(i)))
+            for i, r in enumerate(rows)
+        ]
+        preds = [read_predictions(p.parent) if p else [] for p in found]
+    for number, (row, after) in enumerate(zip(rows[1:], preds[1:], strict=True), 2):
+        if not preds[0] or not after:
+            continue
+        if len(preds[0]) != len(after):
+            console.print(
+                f"flips [1] → [{number}]: not the same test records "
+                f"({len(preds[0])} vs {len(after)})",
+                markup=False,
+            )
+            continue
+        flips = FlipSet(
+            f"[1] {rows[0].name}",
+            f"[{number}] {row.name}",
+            "compare",
+            flips_between(preds[0], after),
+            len(after),
+        )
+        table = Table(title=flips.summary(), title_justify="left")
+        for column in ("change", "record", "input", "reference", "before", "after", "scores"):
+            table.add_column(column, overflow="fold")
+        for f in (flips.fixed + flips.broken)[:shown]:
+            table.add_row(
+                f.change,
+                f.id,
+                f.input,
+                _text(f.reference),
+                _text(f.before),
+                _text(f.after),
+                f"{f.score_before:.3g} → {f.score_after:.3g}",
+            )
+        console.print(table)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def ui(

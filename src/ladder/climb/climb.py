@@ -23,7 +23,9 @@ turns this off).
 
 State (``OUT/climb.json``) is written after every rung, atomically; ``resume=True`` keeps
 the finished rows (and variants) of an interrupted climb of the same task and data (a
-fingerprint of both) and runs only the rest. A climb whose total cost passes
+fingerprint of both) and runs only the rest. At the end ``OUT/flips.jsonl`` lists the test
+records each rung fixed and broke against the rung below it and against the recommendation
+(:mod:`ladder.climb.flips`). A climb whose total cost passes
 ``max_cost_usd`` stops after the rung that passed it, keeping every finished row, and tries
 no variants. The tracker gets a parent run and a child run per rung and per variant
 (:mod:`ladder.climb.tracking`).
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ladder.climb.flips import FLIPS_FILE, climb_flips, write_flips
 from ladder.climb.judging import Judge, make_judge, needs_judging
 from ladder.climb.measure import PeakMemory
 from ladder.climb.parts import Memory, Provenance, Score, Verdict
@@ -221,8 +224,9 @@ def _publish(result: ClimbResult, parent: Any) -> None:
 
     out, rec = result.out, result.recommendation
     atomic_write_text(out / LEADERBOARD_FILE, json.dumps(result.to_json(), indent=2) + "\n")
+    write_flips(out / FLIPS_FILE, climb_flips(result.rows, rec))
     result.report = write_report(result, out / "report.html")
-    for name in ("report.html", STATE_FILE, LEADERBOARD_FILE, RESOLVED_TASK_FILE):
+    for name in ("report.html", STATE_FILE, LEADERBOARD_FILE, RESOLVED_TASK_FILE, FLIPS_FILE):
         parent.log_artifact(out / name)
     if rec is not None:
         parent.set_tags({"recommendation": rec.key, "recommendation.run_id": rec.provenance.run_id})

@@ -4,7 +4,8 @@ The page holds the recommendation and why, the leaderboard, the cheaper variants
 recommended rung (:mod:`ladder.climb.optimise`), three plots drawn as inline SVG — score
 per rung with its CI bar and the good-enough line, quality against cost with the Pareto
 frontier (variants as hollow diamonds), the training loss of every fine-tuning rung — and
-example predictions, right and wrong, per rung. Every number sits in a row that names the
+example predictions, right and wrong, per rung, and the per-item flips between rungs
+(:mod:`ladder.climb.flips`). Every number sits in a row that names the
 tracker run it came from (``run`` column); the footer names the parent run, the task
 fingerprint and the data hashes. A few lines of inline JavaScript mark each plot that laid
 out with a non-empty box (``data-rendered``), so a headless browser can check it.
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ladder.climb.flips import climb_flips, flips_html
 from ladder.climb.report_plots import frontier_plot, loss_plot, pareto_front, score_plot
 from ladder.climb.report_tables import e as _e
 from ladder.climb.report_tables import fmt as _fmt
@@ -70,6 +72,7 @@ def render_html(result: ClimbResult) -> str:
     if losses:
         parts += ["<h2>Training loss of the fine-tuning rungs</h2>", loss_plot(losses)]
     parts += ["<h2>Example predictions</h2>", _examples(rows)]
+    parts += ["<h2>Per-item flips</h2>", flips_html(climb_flips(result.rows, rec))]
     runs = (
         f"climb run {_e(result.run_id)}; each row's run holds its params (rung settings, "
         "template version, data sha256), metrics and artifacts (predictions, resolved task)"

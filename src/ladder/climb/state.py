@@ -3,8 +3,9 @@
 ``climb.json`` is rewritten atomically after every rung and every cheaper variant, so a
 crash loses at most the one under way; ``--resume`` reads it back (only for the same task
 and data: a fingerprint of both). ``RUNG/predictions.jsonl`` holds one line per test
-record: input, reference, the parsed prediction, the raw output, its per-example score and
-latency. ``task.resolved.yaml`` is the task as validated, with the SHA-256 of each data file.
+record: its index and id, input, reference, the parsed prediction, the raw output, its
+per-example score and latency. ``task.resolved.yaml`` is the task as validated, with the
+SHA-256 of each data file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "model_folder",
     "prediction_texts",
     "predictions_of",
+    "record_id",
     "resolved_task",
     "resumable_rows",
     "save_state",
@@ -56,6 +58,7 @@ def write_predictions(
     for i, (record, pred) in enumerate(zip(task.test, predictions, strict=True)):
         item = {
             "index": i,
+            "id": record_id(record, i),
             "input": record["input"],
             "reference": record["answer"],
             "prediction": pred,
@@ -65,6 +68,15 @@ def write_predictions(
         }
         lines.append(json.dumps(item, ensure_ascii=False) + "\n")
     atomic_write_text(folder / "predictions.jsonl", "".join(lines))
+
+
+def record_id(record: dict[str, Any], index: int) -> str:
+    """A test record's id: its own ``id`` field, else ``FILE:LINE`` of its split (else
+    ``#INDEX``), so a flip or a gate names a record the user can find."""
+    if record.get("id") not in (None, ""):
+        return str(record["id"])
+    where = record.get("_where")
+    return Path(where).name if where else f"#{index}"
 
 
 def prediction_texts(row: Row) -> list[str]:

@@ -41,6 +41,7 @@ from ladder.track._runs import (
     compare_runs,
     is_loopback,
     list_runs,
+    run_artifact,
     ui_command,
     ui_environment,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "redact",
     "redact_text",
     "register_tracker",
+    "run_artifact",
     "score_fields",
     "span",
     "traced_generate",

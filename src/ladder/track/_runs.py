@@ -27,6 +27,7 @@ __all__ = [
     "is_loopback",
     "list_runs",
     "resolve_run_id",
+    "run_artifact",
     "ui_command",
     "ui_environment",
 ]
@@ -88,6 +89,25 @@ def compare_runs(uri: str, run_ids: Sequence[str]) -> list[RunRow]:
     """
     rows = {r.run_id: r for r in list_runs(uri, limit=1_000_000)}
     return [rows[resolve_run_id(wanted, rows, uri)] for wanted in run_ids]
+
+
+def run_artifact(uri: str, run_id: str, name: str, dest: Path) -> Path | None:
+    """A file a run logged as an artifact (``name``, at the run's top level), copied into
+    ``dest``; None when the run has no such artifact."""
+    if uri.startswith("jsonl:"):
+        events = Path(uri.partition(":")[2]).expanduser()
+        for line in events.read_text(encoding="utf-8").splitlines():
+            event = json.loads(line)
+            stored = Path(event.get("stored", ""))
+            if event["event"] == "artifact" and event["run"] == run_id and stored.name == name:
+                return stored if stored.is_file() else None
+        return None
+    client = mlflow_client(uri)
+    with store_errors(uri):
+        if name not in {f.path for f in client.list_artifacts(run_id)}:
+            return None
+        dest.mkdir(parents=True, exist_ok=True)  # MLflow downloads only into a folder that exists
+        return Path(client.download_artifacts(run_id, name, str(dest)))
 
 
 def resolve_run_id(wanted: str, run_ids: Collection[str], uri: str) -> str:
