@@ -49,7 +49,7 @@ class LoadedTask:
         higher one, and a judge added later grades the finished rows' answers on resume.
         """
         spec = self.spec.model_dump_json(
-            exclude={"max_cost_usd", "optimise", "description", "judge"}
+            exclude={"max_cost_usd", "optimise", "description", "judge", "gate"}
         )
         text = spec + json.dumps(self.data_hashes, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

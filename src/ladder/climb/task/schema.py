@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ladder.climb.task.gate import GateSpec
 from ladder.models.base import GenerationParams
 
 __all__ = [
@@ -258,6 +259,11 @@ class TaskSpec(BaseModel):
         None,
         description="Grade every rung's answers with an LLM judge as well (a judge column "
         "with its CI next to the metric).",
+    )
+    gate: GateSpec = Field(
+        GateSpec(),
+        description="The regression gate of `ladder check`: {margin: M} fails a new run that "
+        "is significantly worse than the baseline by more than M.",
     )
     optimise: bool | list[OptimiseKind | GGUFVariants] = Field(
         True,
