@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -12,11 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ladder.cli._common import build, config_option, console, err_console
-from ladder.data.curate.config import CurationConfig
+from ladder.data.curate.config import CurationConfig, ShardingConfig
 
-__all__ = ["C", "curate"]
+if TYPE_CHECKING:
+    from ladder.data.curate.report import CurationReport
+
+__all__ = ["C", "S", "curate"]
 
 C = CurationConfig
+S = ShardingConfig
 
 
 class _DocsPerSecond(ProgressColumn):
@@ -65,8 +70,25 @@ def curate(
     num_perm: int = config_option(C, "num_perm", "--num-perm"),
     shingle_words: int = config_option(C, "shingle_words", "--shingle-words"),
     seed: int = config_option(C, "seed", "--seed"),
+    executor: str | None = config_option(S, "executor", "--executor"),
+    workers: int | None = config_option(S, "workers", "--workers"),
+    unit_mb: float = config_option(S, "unit_mb", "--unit-mb"),
+    partition: str | None = config_option(S, "partition", "--partition"),
+    time: str = config_option(S, "time", "--time"),
+    account: str | None = config_option(S, "account", "--account"),
+    mem_per_cpu_gb: int = config_option(S, "mem_per_cpu_gb", "--mem-per-cpu-gb"),
 ) -> None:
     """Curate raw text into a training corpus: normalise, filter, deduplicate, shard."""
+    sharding = build(
+        ShardingConfig,
+        executor=executor,
+        workers=workers,
+        unit_mb=unit_mb,
+        partition=partition,
+        time=time,
+        account=account,
+        mem_per_cpu_gb=mem_per_cpu_gb,
+    )
     config = build(
         CurationConfig,
         text_field=text_field,
@@ -88,6 +110,24 @@ def curate(
         shingle_words=shingle_words,
         seed=seed,
     )
+    kind = sharding.resolved_executor
+    if kind == "slurm":
+        _submit(sources, out, config, sharding)
+        return
+    report = (
+        _run_local(sources, out, config, sharding)
+        if kind == "local"
+        else _run(sources, out, config)
+    )
+    _print_report(report.to_dict())
+    console.print(f"Wrote {len(report.shards)} shard(s) and report.json to {escape(str(out))}")
+
+
+def _warn(line: str) -> None:
+    err_console.print(f"warning: {line}", markup=False)
+
+
+def _run(sources: list[Path], out: Path, config: CurationConfig) -> CurationReport:
     from ladder.data.curate import curate as run_curation
 
     with Progress(
@@ -98,15 +138,51 @@ def curate(
         transient=True,
     ) as bar:
         task = bar.add_task("curate", total=None, mb=0.0)
-        report = run_curation(
+        return run_curation(
             sources,
             out,
             config,
-            warn=lambda line: err_console.print(f"warning: {line}", markup=False),
+            warn=_warn,
             progress=lambda docs, nbytes: bar.update(task, completed=docs, mb=nbytes / 1e6),
         )
-    _print_report(report.to_dict())
-    console.print(f"Wrote {len(report.shards)} shard(s) and report.json to {escape(str(out))}")
+
+
+def _run_local(
+    sources: list[Path], out: Path, config: CurationConfig, sharding: ShardingConfig
+) -> CurationReport:
+    from ladder.data.curate.parallel import curate_sharded
+
+    workers = sharding.workers or os.cpu_count() or 1
+    with Progress(
+        SpinnerColumn(),
+        TextColumn(f"curating with {workers} workers: {{task.completed}}/{{task.total}} units"),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("curate", total=None)
+        return curate_sharded(
+            sources,
+            out,
+            config,
+            workers=workers,
+            unit_mb=sharding.unit_mb,
+            warn=_warn,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+
+
+def _submit(
+    sources: list[Path], out: Path, config: CurationConfig, sharding: ShardingConfig
+) -> None:
+    from ladder.data.curate.slurm_job import submit_curation
+
+    sub = submit_curation(list(sources), out, config, sharding)
+    again = " (resuming: finished units are skipped)" if sub.resumed else ""
+    console.print(
+        f"Submitted {sub.units} unit(s) as Slurm job array {sub.shards_job}{again} and the "
+        f"merge job {sub.merge_job} after it; the corpus appears in {escape(str(out))} when "
+        f"{sub.merge_job} finishes. Script and logs: {escape(str(sub.work / 'logs'))}"
+    )
 
 
 def _print_report(report: dict[str, Any]) -> None:

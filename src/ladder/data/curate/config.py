@@ -11,7 +11,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["CurationConfig", "Language"]
+__all__ = ["CurationConfig", "Executor", "Language", "ShardingConfig"]
 
 Language = Literal["en", "none"]
 
@@ -119,3 +119,51 @@ class CurationConfig(BaseModel):
         if self.min_words > self.max_words:
             raise ValueError(f"min_words ({self.min_words}) is above max_words ({self.max_words})")
         return self
+
+
+Executor = Literal["inline", "local", "slurm"]
+_SLURM_WORD = r"^[A-Za-z0-9_.,:@+-]+$"  # what may go into an #SBATCH line unquoted
+
+
+class ShardingConfig(BaseModel):
+    """Where curation runs: one process, N local workers, or a Slurm job array."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    executor: Executor | None = Field(
+        None,
+        description="inline: this process, streaming (no work folder); local: --workers "
+        "processes on datatrove's local executor; slurm: a datatrove Slurm job array and a "
+        "merge job. Default: local with --workers above 1, else inline.",
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Local: worker processes (default: the CPU count). Slurm: the most array "
+        "tasks running at once (default: no limit).",
+    )
+    unit_mb: float = Field(
+        16.0,
+        gt=0,
+        description="Local and slurm: source MB per unit of work (one datatrove task); "
+        "larger JSONL files are cut at line boundaries.",
+    )
+    partition: str | None = Field(
+        None, pattern=_SLURM_WORD, description="Slurm: the partition (queue); required."
+    )
+    time: str = Field(
+        "24:00:00",
+        pattern=r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$",
+        description="Slurm: wall-clock limit per task, HH:MM:SS or D-HH:MM:SS.",
+    )
+    account: str | None = Field(
+        None, pattern=_SLURM_WORD, description="Slurm: the account to charge; your default."
+    )
+    mem_per_cpu_gb: int = Field(4, ge=1, description="Slurm: memory per task in GB.")
+
+    @property
+    def resolved_executor(self) -> Executor:
+        """The executor, with the default applied."""
+        if self.executor is not None:
+            return self.executor
+        return "local" if (self.workers or 1) > 1 else "inline"

@@ -30,9 +30,15 @@ __all__ = [
     "NearDeduplicator",
     "shingle_hashes",
     "shingles",
+    "text_digest",
 ]
 
 CANDIDATE_MARGIN = 0.2
+
+
+def text_digest(text: str) -> bytes:
+    """The 16-byte BLAKE2b digest that identifies a text for exact deduplication."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 class ExactDeduplicator:
@@ -43,7 +49,10 @@ class ExactDeduplicator:
 
     def is_duplicate(self, text: str) -> bool:
         """True when ``text`` was seen before; otherwise remember it and return False."""
-        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+        return self.is_duplicate_digest(text_digest(text))
+
+    def is_duplicate_digest(self, digest: bytes) -> bool:
+        """:meth:`is_duplicate` for a :func:`text_digest` computed beforehand."""
         if digest in self._seen:
             return True
         self._seen.add(digest)
@@ -137,10 +146,18 @@ class NearDeduplicator:
     def is_duplicate(self, words: Sequence[str], *, lowercase_already: bool = False) -> bool:
         """True when ``words`` is a near-duplicate of a kept document; otherwise index it."""
         signature = self.signature(words, lowercase_already=lowercase_already).hashvalues
-        keys = self._index.band_keys(signature)
-        if self.match(signature, keys) is not None:
+        return self.is_duplicate_signature(signature, self.band_keys(signature))
+
+    def band_keys(self, signature: np.ndarray) -> list[int]:
+        """The LSH band keys of a signature (what sharded curation computes in its workers)."""
+        return self._index.band_keys(signature)
+
+    def is_duplicate_signature(self, signature: np.ndarray, keys: Sequence[int]) -> bool:
+        """:meth:`is_duplicate` for a signature and band keys computed beforehand."""
+        listed = list(keys)
+        if self.match(signature, listed) is not None:
             return True
-        self._index.add(signature, keys)
+        self._index.add(signature, listed)
         return False
 
     @staticmethod

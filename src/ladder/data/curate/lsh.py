@@ -10,6 +10,8 @@ document. The banding (b bands of r rows) is datasketch's optimum for the chosen
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from datasketch import MinHashLSH
 
@@ -18,8 +20,13 @@ __all__ = ["BLOCK_ROWS", "BandIndex", "band_layout"]
 BLOCK_ROWS = 4096  # signatures per numpy block
 
 
+@functools.lru_cache(maxsize=16)
 def band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) that datasketch finds optimal for ``threshold`` with ``num_perm``."""
+    """(bands, rows) that datasketch finds optimal for ``threshold`` with ``num_perm``.
+
+    Cached: datasketch finds them by numerical integration (about 80 ms), and sharded
+    curation builds an index per unit.
+    """
     probe = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return probe.b, probe.r
 

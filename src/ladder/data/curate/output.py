@@ -8,7 +8,7 @@ from typing import IO
 
 from ladder.errors import ConfigError
 
-__all__ = ["REPORT_NAME", "SHARD_PATTERN", "ShardWriter", "check_out_dir"]
+__all__ = ["REPORT_NAME", "SHARD_PATTERN", "ShardWriter", "check_out_dir", "encode_line"]
 
 SHARD_PATTERN = "part-{:05d}.jsonl"
 REPORT_NAME = "report.json"
@@ -38,6 +38,12 @@ def check_out_dir(out: Path) -> None:
             )
 
 
+def encode_line(text: str, source: str) -> bytes:
+    """One output line: ``{"text", "source"}`` as UTF-8 JSON and a newline."""
+    line = json.dumps({"text": text, "source": source}, ensure_ascii=False) + "\n"
+    return line.encode("utf-8")
+
+
 class ShardWriter:
     """Writes ``{"text", "source"}`` lines into ``part-NNNNN.jsonl`` files of about ``shard_mb``.
 
@@ -53,11 +59,13 @@ class ShardWriter:
 
     def write(self, text: str, source: str) -> None:
         """Append one document, opening the next shard when the current one is full."""
+        self.write_line(encode_line(text, source))
+
+    def write_line(self, data: bytes) -> None:
+        """Append one document already encoded by :func:`encode_line`."""
         if self._file is None or self._size >= self.limit:
             self._open_next()
         assert self._file is not None
-        line = json.dumps({"text": text, "source": source}, ensure_ascii=False) + "\n"
-        data = line.encode("utf-8")
         self._file.write(data)
         self._size += len(data)
 

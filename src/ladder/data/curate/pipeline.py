@@ -36,7 +36,18 @@ from ladder.data.curate.sources import read_documents as read_sources
 from ladder.errors import ConfigError, LadderError
 from ladder.fsutil import atomic_dir
 
-__all__ = ["PROGRESS_EVERY", "Curator", "EmptyCorpusError", "Progress", "Verdict", "curate"]
+__all__ = [
+    "PROGRESS_EVERY",
+    "Curator",
+    "EmptyCorpusError",
+    "Progress",
+    "Verdict",
+    "check_not_empty",
+    "curate",
+    "folder_mode",
+    "quality_verdict",
+    "report_json",
+]
 
 Progress = Callable[[int, int], None]  # (documents read, bytes read)
 PROGRESS_EVERY = 200  # documents between progress calls
@@ -92,22 +103,37 @@ class Curator:
         return Verdict(None, view.text)
 
     def _first_rule(self, text: str) -> tuple[str | None, DocumentView, PiiCounts]:
-        pii = PiiCounts()
-        view = DocumentView(text)
-        if not text:
-            return "empty", view, pii
-        rule = failed_rule(view, self.config)
+        rule, view, pii = quality_verdict(text, self.config)
         if rule is not None:
             return rule, view, pii
-        if self.config.scrub_pii:
-            text, pii = scrub_pii(text)
-            view = DocumentView(text)
+        text = view.text
         if self._exact.is_duplicate(text):
             return "exact_duplicate", view, pii
         near = self._near
         if near is not None and near.is_duplicate(view.lowered, lowercase_already=True):
             return "near_duplicate", view, pii
         return None, view, pii
+
+
+def quality_verdict(
+    text: str, config: CurationConfig
+) -> tuple[str | None, DocumentView, PiiCounts]:
+    """Steps 1-3 for one normalised text: the rule that removes it (or None), and its view.
+
+    What a document is judged on before deduplication; the view holds the text as it would
+    be written (scrubbed with ``scrub_pii``) and the counts of what the scrub replaced.
+    """
+    pii = PiiCounts()
+    view = DocumentView(text)
+    if not text:
+        return "empty", view, pii
+    rule = failed_rule(view, config)
+    if rule is not None:
+        return rule, view, pii
+    if config.scrub_pii:
+        text, pii = scrub_pii(text)
+        view = DocumentView(text)
+    return None, view, pii
 
 
 def curate(
@@ -152,7 +178,7 @@ def curate(
     report.settings = {"sources": names, "out": str(target), **report.settings}
     stats = ReadStats()
     with atomic_dir(target) as folder:
-        folder.chmod(_folder_mode())  # a temp folder is private; a corpus is not
+        folder.chmod(folder_mode())  # a temp folder is private; a corpus is not
         writer = ShardWriter(folder, config.shard_mb)
         try:
             for document in read_sources(files, config.text_field, stats, warn):
@@ -167,15 +193,16 @@ def curate(
         report.records_skipped = stats.records_skipped
         if progress is not None:
             progress(report.docs_in, report.bytes_in)
-        _check_not_empty(report, names)
+        check_not_empty(report, names)
         report.shards = writer.names
         report.seconds = time.perf_counter() - began
         # Plain write: the folder is still private and appears only by the final rename.
-        (folder / REPORT_NAME).write_text(_json(report), encoding="utf-8")
+        (folder / REPORT_NAME).write_text(report_json(report), encoding="utf-8")
     return report
 
 
-def _check_not_empty(report: CurationReport, names: list[str]) -> None:
+def check_not_empty(report: CurationReport, names: list[str]) -> None:
+    """Raise :class:`EmptyCorpusError` naming the rules that removed everything, if they did."""
     if report.docs_out:
         return
     where = ", ".join(names)
@@ -190,11 +217,12 @@ def _check_not_empty(report: CurationReport, names: list[str]) -> None:
     )
 
 
-def _json(report: CurationReport) -> str:
+def report_json(report: CurationReport) -> str:
+    """``report.json``'s text."""
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def _folder_mode() -> int:
+def folder_mode() -> int:
     """0o777 less the process umask: the mode ``mkdir`` would have given."""
     umask = os.umask(0o022)
     os.umask(umask)

@@ -33,6 +33,7 @@ __all__ = [
     "ReadStats",
     "Warn",
     "find_files",
+    "jsonl_record_text",
     "read_documents",
 ]
 
@@ -149,7 +150,7 @@ def _read_jsonl(path: Path, field: str, stats: ReadStats, say: Warn) -> Iterator
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
-            text, problem = _jsonl_text(raw, field)
+            text, problem = jsonl_record_text(raw, field)
             if problem is None and text is not None:
                 good += 1
                 yield RawDocument(text, f"{path}:{number}", len(raw))
@@ -164,8 +165,8 @@ def _read_jsonl(path: Path, field: str, stats: ReadStats, say: Warn) -> Iterator
         say(f"{path}: no line had a usable '{field}' field; is --text-field right?")
 
 
-def _jsonl_text(raw: bytes, field: str) -> tuple[str | None, str | None]:
-    """(text, None) or (None, why this line is skipped)."""
+def jsonl_record_text(raw: bytes, field: str) -> tuple[str | None, str | None]:
+    """One JSONL line's text field: (text, None), or (None, why this line is skipped)."""
     try:
         data: Any = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
