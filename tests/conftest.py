@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# vLLM's session fixtures (one engine start serves the whole run): see vllm_fixtures.py.
+from vllm_fixtures import vllm_adapter, vllm_checkpoint, vllm_server  # noqa: F401
+
 # Verbs that track by default (`ladder climb` → ./ladder-runs.db) must not write into the
 # checkout; tests that exercise tracking set their own store.
 os.environ.setdefault("LADDER_TRACKING_URI", "none")
