@@ -92,13 +92,18 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 @dataclass(frozen=True)
 class PairedOutcome:
     """A against B: the difference of the metric, its p-value, the verdict, and the
-    bootstrap interval of the difference (at the test's ``confidence``)."""
+    bootstrap interval of the difference (at the test's ``confidence``); ``n`` records
+    compared and ``spread``, the standard deviation of the per-record differences (a corpus
+    metric's: the bootstrap standard error times sqrt(n)), for the minimum detectable effect
+    (:mod:`ladder.climb.honest`)."""
 
     delta: float
     p_value: float
     a_better: bool
     ci_low: float = 0.0
     ci_high: float = 0.0
+    n: int = 0
+    spread: float = 0.0
 
 
 def paired_test(
@@ -127,8 +132,16 @@ def paired_test(
             confidence=confidence,
             seed=seed,
         )
+        diff = np.asarray(score_a.per_example, np.float64) - np.asarray(score_b.per_example)
+        spread = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
         return PairedOutcome(
-            result.delta, result.p_value, result.a_better, result.ci_low, result.ci_high
+            result.delta,
+            result.p_value,
+            result.a_better,
+            result.ci_low,
+            result.ci_high,
+            len(diff),
+            spread,
         )
 
     def on(predictions: Sequence[str]) -> Any:
@@ -144,4 +157,7 @@ def paired_test(
     delta = float(score_a.value - score_b.value)
     p_value = float(np.mean(deltas <= 0.0))
     low, high = percentile_interval(deltas, confidence)
-    return PairedOutcome(delta, p_value, delta > 0 and p_value < 1.0 - confidence, low, high)
+    n = len(references)
+    spread = float(deltas.std(ddof=1)) * float(np.sqrt(n)) if len(deltas) > 1 else 0.0
+    better = delta > 0 and p_value < 1.0 - confidence
+    return PairedOutcome(delta, p_value, better, low, high, n, spread)

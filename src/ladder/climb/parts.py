@@ -101,11 +101,22 @@ class VsBelow:
         rung: the lower rung's leaderboard name.
         delta: this row's metric minus the lower rung's.
         p_value: the test's p-value that this row is not better.
+        ci_low: lower end of the difference's paired-bootstrap CI.
+        ci_high: upper end of that CI.
+        mde: the minimum detectable effect at the test split's size
+            (:mod:`ladder.climb.honest`).
+        needed_n: test records that would detect this difference (None: no difference).
+        call: better, worse, tied or too small to tell ("": a record from before calls).
     """
 
     rung: str
     delta: float
     p_value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    mde: float | None = None
+    needed_n: int | None = None
+    call: str = ""
 
 
 @dataclass(frozen=True)

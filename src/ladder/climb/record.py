@@ -106,6 +106,7 @@ class Row:
             "judge_valid": "" if j is None else j.valid,
             "judge_signature": "" if j is None else j.signature,
             "judge_key": "" if j is None else j.key,
+            **_honest_keys(b),
         }
 
     @classmethod
@@ -113,7 +114,16 @@ class Row:
         """A row from its flat JSON object (as :meth:`to_record` or an older ladder wrote it)."""
         below = None
         if rec.get("below") is not None:
-            below = VsBelow(rec["below"], rec["delta_vs_below"], rec["p_value_vs_below"])
+            below = VsBelow(
+                rec["below"],
+                rec["delta_vs_below"],
+                rec["p_value_vs_below"],
+                rec.get("ci_low_vs_below"),
+                rec.get("ci_high_vs_below"),
+                rec.get("mde_vs_below"),
+                rec.get("needed_n_vs_below"),
+                rec.get("call_vs_below", ""),
+            )
         judge = None
         if rec.get("judge_key"):
             judge = JudgeColumn(
@@ -243,6 +253,20 @@ class Variant:
             provenance=_provenance(rec),
             weights=WeightsFile(rec.get("weights_file", ""), rec.get("weights_bytes", 0)),
         )
+
+
+def _honest_keys(below: VsBelow | None) -> dict[str, Any]:
+    """The comparison's CI, MDE and call (newer keys, after the rest): written only for a
+    comparison that has them, so an older record reads back and writes the same."""
+    if below is None or not below.call:
+        return {}
+    return {
+        "ci_low_vs_below": below.ci_low,
+        "ci_high_vs_below": below.ci_high,
+        "mde_vs_below": below.mde,
+        "needed_n_vs_below": below.needed_n,
+        "call_vs_below": below.call,
+    }
 
 
 def _score(rec: Mapping[str, Any]) -> Score:

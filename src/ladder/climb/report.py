@@ -121,7 +121,7 @@ def _leaderboard(rows: Sequence[Row]) -> str:
             )
             continue
         s, t = r.score, r.timing
-        vs = "–" if r.below is None else f"{r.below.delta:+.3f} (p={r.below.p_value:.3f})"
+        vs = _vs_below(r)
         values = [
             r.rung,
             r.model,
@@ -144,6 +144,19 @@ def _leaderboard(rows: Sequence[Row]) -> str:
             + "</tr>"
         )
     return "\n".join(out) + "</table>"
+
+
+def _vs_below(r: Row) -> str:
+    """The paired test against the rung below: difference, p, and the honest call with the
+    minimum detectable effect (rows from before the calls show only the first two)."""
+    b = r.below
+    if b is None:
+        return "–"
+    cell = f"{b.delta:+.3f} (p={b.p_value:.3f})"
+    if not b.call:
+        return cell
+    need = f", need n={b.needed_n}" if b.call == "too small to tell" else ""
+    return f"{cell} {b.call}, MDE {b.mde or 0.0:.3f}{need}"
 
 
 def _examples(rows: Sequence[Row], per_kind: int = 3) -> str:

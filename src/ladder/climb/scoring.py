@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ladder.climb.honest import TIED, compare
 from ladder.climb.measure import PairedOutcome, paired_test, percentile
 from ladder.climb.parts import Cost, Difference, Provenance, Score, Timing, VsBelow
 from ladder.climb.record import Row
@@ -99,15 +100,17 @@ def quality_verdict(
     s = task.spec
     outcome = paired_on_task(task, prediction_texts(row), prediction_texts(reference))
     value, best = row.score.value or 0.0, reference.score.value or 0.0
+    said = compare(outcome, s.confidence)
     interval = f"{s.confidence:.0%} CI [{outcome.ci_low:+.3f}, {outcome.ci_high:+.3f}]"
     head = (
         f"{row.score.metric} {value:.3f} vs {best:.3f}, difference {outcome.delta:+.3f} "
-        f"({interval})"
+        f"({interval}; MDE {said.mde:.3f} at n={said.n})"
     )
     no_loss = outcome.ci_high >= -1e-12
     keeps = no_loss and (not good_enough or value >= s.good_enough)
     if keeps:
-        reason = f"{head}: the interval reaches 0, so no significant loss"
+        tied = "tied: " if said.call == TIED else ""
+        reason = f"{head}: {tied}the interval reaches 0, so no significant loss"
     elif not no_loss:
         reason = f"{head}: significantly worse"
     else:
@@ -178,6 +181,16 @@ def score_rung(job: RungJob, result: RungResult) -> Row:
     )
     if job.below is not None:
         outcome = paired_on_task(task, predictions, prediction_texts(job.below))
-        row.below = VsBelow(job.below.rung, outcome.delta, outcome.p_value)
+        said = compare(outcome, s.confidence)
+        row.below = VsBelow(
+            job.below.rung,
+            said.delta,
+            said.p_value,
+            said.ci_low,
+            said.ci_high,
+            said.mde,
+            said.needed_n,
+            said.call,
+        )
     row.verdict = verdict(row, task, job.below)
     return row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ladder.climb.honest import BETTER, describe
 from ladder.climb.parts import Verdict
 from ladder.climb.record import Row, Variant
 from ladder.climb.task import LoadedTask
@@ -33,8 +34,25 @@ def verdict(row: Row, task: LoadedTask, below: Row | None) -> Verdict:
     head = f"{score.metric} {_num(score.value)} >= {s.good_enough}"
     if below is None:
         return Verdict(True, f"{head}; first rung on the model")
-    delta = row.below.delta if row.below is not None else 0.0
-    p = row.below.p_value if row.below is not None else 1.0
+    b = row.below
+    if b is not None and b.call:
+        said = describe(
+            b.call, below.rung, b.delta, (b.ci_low, b.ci_high), b.mde, row.score.n, b.needed_n
+        )
+        if b.call == BETTER:
+            return Verdict(
+                True,
+                f"{head} and significantly better than {below.rung}: {said}, "
+                f"paired bootstrap p={b.p_value:.3f}",
+            )
+        return Verdict(
+            False,
+            f"{head} but not significantly better than {below.rung} "
+            f"(paired bootstrap p={b.p_value:.3f}): {said}",
+        )
+    # A row read back from a climb.json written before the honest calls.
+    delta = b.delta if b is not None else 0.0
+    p = b.p_value if b is not None else 1.0
     if delta > 0 and p < 1.0 - s.confidence:
         return Verdict(
             True,
