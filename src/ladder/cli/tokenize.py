@@ -35,6 +35,12 @@ class TokenizeConfig(BaseModel):
     )
     seed: int = Field(0, description="Seed of the (document-level) validation split.")
     text_field: str = Field("text", description="JSONL field that holds each document's text.")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Pack with this many worker processes (datatrove's local executor); "
+        "the same shard files whatever the count. Default: pack in this process.",
+    )
 
 
 def tokenize(
@@ -50,6 +56,7 @@ def tokenize(
     val_fraction: float = typer.Option(0.01, help=field_help(TokenizeConfig, "val_fraction")),
     seed: int = typer.Option(0, help=field_help(TokenizeConfig, "seed")),
     text_field: str = typer.Option("text", help=field_help(TokenizeConfig, "text_field")),
+    workers: int | None = typer.Option(None, help=field_help(TokenizeConfig, "workers")),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train a BPE tokenizer on a corpus (or reuse one) and pack it into token shards."""
@@ -63,6 +70,7 @@ def tokenize(
         val_fraction=val_fraction,
         seed=seed,
         text_field=text_field,
+        workers=workers,
     )
     result = tokenize_corpus(
         corpus,
@@ -74,6 +82,7 @@ def tokenize(
         seed=settings.seed,
         text_field=settings.text_field,
         progress=not quiet,
+        workers=settings.workers,
     )
     info = result.info
     table = Table(title=f"token shards in {result.out}", show_header=False)

@@ -8,13 +8,13 @@ streaming: once to train the tokenizer, once to pack.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ladder.data.pack_sharded import pack_shards_sharded, record_text
 from ladder.data.shards import ShardInfo, load_tokenizer, pack_shards
 from ladder.data.tokenizer import train_tokenizer
 from ladder.errors import ConfigError
@@ -78,19 +78,8 @@ def iter_texts(files: Sequence[Path], text_field: str = "text") -> Iterator[str]
 def _jsonl_texts(file: Path, text_field: str) -> Iterator[str]:
     with open(file, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{file}:{number}: invalid JSON ({exc.msg})") from None
-            text = record.get(text_field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise ConfigError(
-                    f"{file}:{number}: field '{text_field}' is missing or not a string; "
-                    "pick the field with --text-field"
-                )
-            if text.strip():
+            text = record_text(line, file, number, text_field)
+            if text is not None:
                 yield text
 
 
@@ -116,6 +105,7 @@ def tokenize_corpus(
     text_field: str = "text",
     model_max_length: int = 2048,
     progress: bool = True,
+    workers: int | None = None,
 ) -> TokenizeResult:
     """Train a byte-level BPE on ``corpus`` (or reuse ``tokenizer``) and pack it into ``out``.
 
@@ -130,6 +120,8 @@ def tokenize_corpus(
         text_field: the JSONL field that holds a document's text.
         model_max_length: the context length recorded in a trained tokenizer.
         progress: show progress bars on stderr.
+        workers: pack with this many worker processes on datatrove's local executor
+            (:mod:`ladder.data.pack_sharded`; the same files); None packs in this process.
 
     Raises:
         ConfigError: an empty corpus, a vocabulary too small for its special tokens, a
@@ -150,15 +142,29 @@ def tokenize_corpus(
             trained.save_pretrained(tmp)
         else:
             _check_has_special_tokens(Path(tokenizer), special_tokens)
-        info = pack_shards(
-            tmp if tokenizer is None else tokenizer,
-            iter_texts(files, text_field),
-            out,
-            val_fraction=val_fraction,
-            seed=seed,
-            progress=progress,
-            source=[str(p) for p in corpus],
-        )
+        tokenizer_dir = tmp if tokenizer is None else tokenizer
+        source = [str(p) for p in corpus]
+        if workers is None:
+            info = pack_shards(
+                tokenizer_dir,
+                iter_texts(files, text_field),
+                out,
+                val_fraction=val_fraction,
+                seed=seed,
+                progress=progress,
+                source=source,
+            )
+        else:
+            info = pack_shards_sharded(
+                tokenizer_dir,
+                files,
+                out,
+                workers=workers,
+                val_fraction=val_fraction,
+                seed=seed,
+                text_field=text_field,
+                source=source,
+            )
     return TokenizeResult(
         info=info, out=Path(out), trained_tokenizer=tokenizer is None, files=files
     )

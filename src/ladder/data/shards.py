@@ -37,11 +37,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT",
+    "TRAIN_FILE",
+    "VAL_FILE",
+    "PackSetup",
     "ShardInfo",
     "Shards",
+    "finish_shard_folder",
     "is_validation",
     "load_tokenizer",
     "open_shards",
+    "pack_setup",
     "pack_shards",
     "shard_dtype",
     "tokenizer_sha256",
@@ -214,22 +219,12 @@ def pack_shards(
     """
     from tqdm.auto import tqdm
 
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val_fraction {val_fraction} must be in [0, 1)")
-    tokenizer = load_tokenizer(tokenizer_dir)
-    sha = tokenizer_sha256(tokenizer_dir)
-    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
-    if eos is None:
-        raise ConfigError(
-            f"{tokenizer_dir}: the tokenizer has no EOS token to end documents with; "
-            "use one that has (or train one with `ladder tokenize`)"
-        )
-    prefix = [] if bos is None or bos == eos else [bos]
-    dtype = shard_dtype(vocab_size_of(tokenizer))
-    encoder = tokenizer.backend_tokenizer
+    setup = pack_setup(tokenizer_dir, val_fraction)
+    encoder = setup.tokenizer.backend_tokenizer
     chars = 0
     with atomic_dir(out) as tmp:
-        train, val = _SplitFile(tmp / TRAIN_FILE, dtype), _SplitFile(tmp / VAL_FILE, dtype)
+        train = _SplitFile(tmp / TRAIN_FILE, setup.dtype)
+        val = _SplitFile(tmp / VAL_FILE, setup.dtype)
         try:
             bar = tqdm(desc="packing", unit="doc", disable=not progress)
             for start, batch in _batches(texts, _BATCH_DOCS):
@@ -237,7 +232,7 @@ def pack_shards(
                 split: dict[bool, list[list[int]]] = {False: [], True: []}
                 for index, encoding in enumerate(encodings, start=start):
                     split[is_validation(index, seed, val_fraction)].append(
-                        [*prefix, *encoding.ids, eos]
+                        [*setup.prefix, *encoding.ids, setup.eos]
                     )
                 train.write(split[False])
                 val.write(split[True])
@@ -251,24 +246,77 @@ def pack_shards(
             val.close()
         if train.documents + val.documents == 0:
             raise ConfigError(f"{out}: no documents to pack; the corpus is empty")
-        _copy_tokenizer(Path(tokenizer_dir), tmp / TOKENIZER_DIR)
-        info = ShardInfo(
+        info = setup.info(
+            train=(train.tokens, train.documents),
+            val=(val.tokens, val.documents),
+            chars=chars,
+            source=source,
+        )
+        finish_shard_folder(tmp, Path(tokenizer_dir), info)
+    return info
+
+
+@dataclass(frozen=True)
+class PackSetup:
+    """What packing takes from a tokenizer: the ids around each document and the file dtype."""
+
+    tokenizer: PreTrainedTokenizerFast
+    sha256: str
+    prefix: list[int]  # [BOS], or nothing when there is no BOS or it is the EOS
+    eos: int
+    dtype: str
+
+    def info(
+        self,
+        *,
+        train: tuple[int, int],
+        val: tuple[int, int],
+        chars: int,
+        source: str | Sequence[str] | None,
+    ) -> ShardInfo:
+        """The shard folder's meta from (tokens, documents) of each split."""
+        tokenizer = self.tokenizer
+        return ShardInfo(
             format=FORMAT,
-            dtype=dtype,
+            dtype=self.dtype,
             vocab_size=vocab_size_of(tokenizer),
-            train_tokens=train.tokens,
-            val_tokens=val.tokens,
-            documents=train.documents + val.documents,
-            bos_id=bos,
-            eos_id=eos,
-            pad_id=pad,
-            tokenizer_sha256=sha,
+            train_tokens=train[0],
+            val_tokens=val[0],
+            documents=train[1] + val[1],
+            bos_id=tokenizer.bos_token_id,
+            eos_id=self.eos,
+            pad_id=tokenizer.pad_token_id,
+            tokenizer_sha256=self.sha256,
             source=source if source is None or isinstance(source, str) else list(source),
-            val_documents=val.documents,
+            val_documents=val[1],
             chars=chars,
         )
-        (tmp / META_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n", "utf-8")
-    return info
+
+
+def pack_setup(tokenizer_dir: str | os.PathLike[str], val_fraction: float) -> PackSetup:
+    """Load and check the tokenizer for packing.
+
+    Raises:
+        ConfigError: a bad ``val_fraction``; a tokenizer without an EOS token.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction {val_fraction} must be in [0, 1)")
+    tokenizer = load_tokenizer(tokenizer_dir)
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    if eos is None:
+        raise ConfigError(
+            f"{tokenizer_dir}: the tokenizer has no EOS token to end documents with; "
+            "use one that has (or train one with `ladder tokenize`)"
+        )
+    prefix = [] if bos is None or bos == eos else [bos]
+    dtype = shard_dtype(vocab_size_of(tokenizer))
+    return PackSetup(tokenizer, tokenizer_sha256(tokenizer_dir), prefix, eos, dtype)
+
+
+def finish_shard_folder(folder: Path, tokenizer_dir: Path, info: ShardInfo) -> None:
+    """Add the tokenizer copy and ``meta.json`` to a folder holding the two ``.bin`` files."""
+    _copy_tokenizer(tokenizer_dir, folder / TOKENIZER_DIR)
+    (folder / META_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n", "utf-8")
 
 
 def _batches(texts: Iterable[str], size: int) -> Iterator[tuple[int, list[str]]]:
