@@ -6,9 +6,10 @@ every rung). **The stop rule** — a rung is *good enough* when all of:
 
 1. its metric value is at least the task's ``good_enough``;
 2. it is the first rung climbed on that model, or a paired bootstrap test (Koehn 2004) on
-   the same test records says it is significantly better than the rung directly below it
-   on the same model (p < 1 - ``confidence``): a rung that only ties the cheaper rung below
-   is not worth its price;
+   the same test records calls it better than the rung directly below it on the same
+   model (the CI of the difference above 0, on a split large enough to tell:
+   :mod:`ladder.climb.honest`): a rung that only ties the cheaper rung below is not worth
+   its price;
 3. its p95 latency per record is within ``max_latency_s`` (when set);
 4. with a judge and ``judge.min_score``: its mean judge grade is at least that
    (:mod:`ladder.climb.judging`).
@@ -16,6 +17,10 @@ every rung). **The stop rule** — a rung is *good enough* when all of:
 Without ``all_rungs`` the climb stops on a model at its first good-enough rung. The
 recommendation is the cheapest good-enough row (cost, then the lower rung), or, when none is,
 the best-scoring row with the advice that nothing is good enough yet.
+
+Before anything is written the task's data is checked (:mod:`ladder.climb.datacheck`:
+leakage, duplicates, cut prompts; ``OUT/datacheck.json``): a rule the task makes an error
+stops the climb with one line.
 
 Once there is a recommendation, the cheaper variants the task allows are tried and compared
 with it (:mod:`ladder.climb.optimise`; ``optimise: false`` or ``ClimbOptions.optimise``
@@ -42,6 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ladder.climb.datacheck import DATACHECK_FILE, DataReport, raise_on_errors
+from ladder.climb.datacheck import write_report as write_datacheck
+from ladder.climb.datacheck_prompts import run_data_checks
 from ladder.climb.flips import FLIPS_FILE, climb_flips, write_flips
 from ladder.climb.judging import Judge, make_judge, needs_judging
 from ladder.climb.measure import PeakMemory
@@ -181,11 +189,14 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
         _check_models(models)
     out = Path(options.out)
     check_out(out, task, resume=options.resume, overwrite=options.overwrite)
+    cache = ModelCache(options.model_loader)
+    checked = _check_data(task, models, cache, options.log)
     # Nothing above wrote anything: every input is checked before an earlier result is touched.
     done = resumable_rows(out, task) if options.resume else {}
     kept = {v.key: v for v in load_variants(out) if v.status == "done"} if options.resume else {}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RESOLVED_TASK_FILE, resolved_task(task))
+    write_datacheck(checked, out / DATACHECK_FILE)
     stopped = "all rungs climbed" if options.all_rungs else ""
     tracker = get_tracker(options.tracking_uri)
     if judge is None and task.spec.judge is not None:
@@ -195,7 +206,7 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
         )
     with tracker.run(f"climb {task.spec.name}", tags={"task": task.spec.name}) as parent:
         log_parent(parent, task, models)
-        climber = _Climber(task, options, ModelCache(options.model_loader), judge, parent, done)
+        climber = _Climber(task, options, cache, judge, parent, done)
         budget_hit = climber.climb_models(models)
         rows = climber.rows
         recommendation, why = recommend(rows, task)
@@ -230,6 +241,18 @@ def _publish(result: ClimbResult, parent: Any) -> None:
         parent.log_artifact(out / name)
     if rec is not None:
         parent.set_tags({"recommendation": rec.key, "recommendation.run_id": rec.provenance.run_id})
+
+
+def _check_data(
+    task: LoadedTask, models: Sequence[str], cache: ModelCache, log: Callable[[str], None]
+) -> DataReport:
+    """The task's data checks (:mod:`ladder.climb.datacheck`): an error stops the climb
+    before anything is written; each warning is one line of the log."""
+    report = run_data_checks(task, models, cache)
+    raise_on_errors(report)
+    for finding in report.findings:
+        log(f"data check (warning): {finding.message}")
+    return report
 
 
 def _check_models(models: Sequence[str]) -> None:

@@ -45,11 +45,12 @@ class LoadedTask:
         """16 hex digits over the resolved task and its data: resume only matching state.
 
         Settings that change no finished row's answers (the budget, cost optimisation, the
-        description, the judge) are left out, so a climb stopped by its budget resumes with a
-        higher one, and a judge added later grades the finished rows' answers on resume.
+        description, the judge, the data checks) are left out, so a climb stopped by its
+        budget resumes with a higher one, and a judge added later grades the finished rows'
+        answers on resume.
         """
         spec = self.spec.model_dump_json(
-            exclude={"max_cost_usd", "optimise", "description", "judge", "gate"}
+            exclude={"max_cost_usd", "optimise", "description", "judge", "checks", "gate"}
         )
         text = spec + json.dumps(self.data_hashes, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

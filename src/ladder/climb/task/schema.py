@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ladder.climb.task.checks import ChecksSpec
 from ladder.climb.task.gate import GateSpec
 from ladder.models.base import GenerationParams
 
@@ -259,6 +260,11 @@ class TaskSpec(BaseModel):
         None,
         description="Grade every rung's answers with an LLM judge as well (a judge column "
         "with its CI next to the metric).",
+    )
+    checks: ChecksSpec = Field(
+        ChecksSpec(),
+        description="Data checks before a climb (leakage, duplicates, cut inputs): thresholds "
+        "and whether a breach is an error or a warning.",
     )
     gate: GateSpec = Field(
         GateSpec(),
