@@ -53,6 +53,7 @@ def _register_verbs() -> None:
     # Each module imports its heavy dependencies inside its verbs, so --help stays fast.
     from ladder.cli import agent as agent_cli
     from ladder.cli import check as check_cli
+    from ladder.cli import check_data as check_data_cli
     from ladder.cli import climb as climb_cli
     from ladder.cli import curate as curate_cli
     from ladder.cli import demo, eval, fit, generate, info, perplexity, pretrain, score
@@ -75,6 +76,7 @@ def _register_verbs() -> None:
 
     # In lifecycle order, which is the order `ladder --help` lists them in.
     verb("demo", demo.demo)
+    verb("check-data", check_data_cli.check_data)
     verb("climb", climb_cli.climb)
     verb("select", climb_cli.select)
     verb("info", info.info)
