@@ -95,15 +95,18 @@ def build_corpus(
     *,
     stdlib_chars: int | None = None,
     instructions: int = 5000,
+    extra: Sequence[Document] = (),
     validation_fraction: float = 0.02,
 ) -> Corpus:
-    """Mix standard-library documentation with generated instructions; split by document.
+    """Mix standard-library documentation with generated instructions (and ``extra``
+    documents, such as :func:`ladder.data.corpus_skills.skill_documents`); split by document.
 
     Args:
         seed: the same seed (and Python install) gives the same corpus, in the same order.
         stdlib_chars: at most this many characters of documentation (a seeded sample of
             whole docstrings); None keeps all of it, 0 none.
         instructions: how many generated conversations to add.
+        extra: more documents to mix in (shuffled with the rest, split the same way).
         validation_fraction: share of documents held out for validation (at least one).
     """
     rng = random.Random(seed)
@@ -120,6 +123,7 @@ def build_corpus(
         sampled = kept
     documents = [Document(text=f"{d.header}\n\n{d.text}") for d in sampled]
     documents += instruction_documents(instructions, seed=seed, definitions=docstrings)
+    documents += extra
     rng.shuffle(documents)
     n_val = max(1, round(len(documents) * validation_fraction))
     return Corpus(train=documents[n_val:], validation=documents[:n_val])

@@ -152,6 +152,12 @@ class PretrainData(BaseModel):
     instructions: int = Field(
         6000, ge=0, description="Built-in corpus only: generated chat conversations."
     )
+    skills: int = Field(
+        0,
+        ge=0,
+        description="Built-in corpus only: generated skill documents (reading a passage, "
+        "extraction and labels from in-context examples).",
+    )
 
 
 class PretrainConfig(BaseModel):

@@ -172,6 +172,7 @@ def data_spec(cfg: PretrainConfig) -> DataSpec:
             vocab_size=preset.shape.vocab,
             stdlib_chars=preset.stdlib_chars,
             instructions=preset.instructions,
+            skills=preset.skills,
         )
     return cfg.data or DataSpec()
 
@@ -253,6 +254,7 @@ def load_data(cfg: PretrainConfig, tokenizer_dir: Path, specials: Sequence[str])
         "python": platform.python_version(),
         "stdlib_chars": data.stdlib_chars,
         "instructions": data.instructions,
+        "skills": data.skills,
     }
     train, val = token_stream(tokenizer, corpus.train), token_stream(tokenizer, corpus.validation)
     return RunData(tokenizer, train, val, source)
@@ -262,8 +264,13 @@ def _corpus(cfg: PretrainConfig) -> Corpus:
     from ladder.data.corpus import build_corpus
 
     data = data_spec(cfg)
+    from ladder.data.corpus_skills import skill_documents
+
     return build_corpus(
-        cfg.train.seed, stdlib_chars=data.stdlib_chars, instructions=data.instructions
+        cfg.train.seed,
+        stdlib_chars=data.stdlib_chars,
+        instructions=data.instructions,
+        extra=skill_documents(data.skills, seed=cfg.train.seed),
     )
 
 
