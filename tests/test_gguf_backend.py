@@ -23,12 +23,23 @@ CHAT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def pair(tiny_causal_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+_EXPORTED: dict[Path, Path] = {}
+
+
+def f32_gguf(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``checkpoint`` exported as an f32 GGUF file, once per test session (the gguf test
+    modules share it; the fixtures of conftest.py are the session's checkpoints)."""
     from ladder.export import export_gguf
 
-    out = tmp_path_factory.mktemp("gguf") / "out"
-    gguf_file = export_gguf(f"hf:{tiny_causal_lm}", out, quant="f32").gguf
+    if checkpoint not in _EXPORTED:
+        out = tmp_path_factory.mktemp("gguf") / "out"
+        _EXPORTED[checkpoint] = export_gguf(f"hf:{checkpoint}", out, quant="f32").gguf
+    return _EXPORTED[checkpoint]
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_causal_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    gguf_file = f32_gguf(tiny_causal_lm, tmp_path_factory)
     return load_model(f"hf:{tiny_causal_lm}"), load_model(f"gguf:{gguf_file}", threads=1)
 
 
@@ -68,13 +79,12 @@ def test_seeded_sampling_repeats_and_differs_by_seed(pair: tuple[Any, Any]) -> N
 
 
 def test_json_schema_output_is_valid_json_within_the_budget(
-    tiny_json_lm: Path, tmp_path: Path
+    tiny_json_lm: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The same xgrammar matcher and closing budget as hf: (a tokenizer that can spell JSON)."""
-    from ladder.export import export_gguf
     from ladder.prompts.structured import generate_structured
 
-    exported = export_gguf(f"hf:{tiny_json_lm}", tmp_path / "out", quant="f32").gguf
+    exported = f32_gguf(tiny_json_lm, tmp_path_factory)
     gguf = load_model(f"gguf:{exported}", threads=1)
     schema = {
         "type": "object",

@@ -2,21 +2,17 @@
 
 ``load_model("gguf:./model-q8_0.gguf", threads=2, context=2048)`` returns a
 :class:`GGUFModel`. Decoding means what it means on ``hf:``: :class:`GenerationParams` alone
-decides it, so llama.cpp's own sampling defaults (top-k 40, min-p 0.05) are switched off;
-greedy decoding is argmax, and a seed makes sampling repeatable. Chat prompts are rendered
-by the chat template inside the file; prompts are tokenized by llama.cpp's tokenizer, as
-the engine will in deployment. JSON-schema output is constrained by the same xgrammar
-matcher and closing budget as on ``hf:`` (:mod:`ladder.models._hf_grammar`), applied to
-llama.cpp's logits token by token, so it is valid JSON within ``max_tokens``
-(llama-cpp-python 0.3.36's own grammar sampler aborts the process on some token/grammar
-pairs, so it is not used).
+decides it (llama.cpp's top-k 40 and min-p 0.05 are off); greedy is argmax, a seed repeats
+a sample, and the text is decoded and counted as ``hf:`` does. Chat prompts go through the
+chat template inside the file; llama.cpp tokenizes, as it will in deployment. JSON-schema
+output uses the same xgrammar matcher and closing budget as ``hf:`` on llama.cpp's logits
+(llama-cpp-python's own grammar sampler aborts the process on some token/grammar pairs).
 
-Log-likelihoods need the logits of every prompt position: the context keeps them
-(``logits_all``), which costs ``context × vocabulary × 4`` bytes (2048 × 32,000: 256 MB);
-pass ``scores=False`` to leave them out (then log-likelihoods are refused).
-
-One sequence at a time: llama.cpp reuses the cached prefix of the previous prompt, so
-prompts that share a prefix (few-shot examples, a system prompt) cost only their new tokens.
+The context keeps the last position's logits only, as llama.cpp's own programs do; scoring
+asks for logits just where it reads them (:mod:`ladder.models._llamacpp_engine`).
+``scores=False`` turns log-likelihoods off. One sequence at a time: a prefix of the
+previous prompt (few-shot examples, a system prompt, the context of a multiple-choice
+question) is not decoded again.
 """
 
 from __future__ import annotations
@@ -24,11 +20,21 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ladder.errors import ConfigError, ModelLoadError, UnsupportedError
+from ladder.errors import ConfigError, UnsupportedError
+from ladder.models._llamacpp_engine import (
+    LogitReader,
+    check_gguf,
+    constrained_tokens,
+    draw_tokens,
+    open_llama,
+    vocab_grammar,
+)
 from ladder.models.base import (
     GGUF_CAPABILITIES,
     Capabilities,
@@ -44,34 +50,15 @@ __all__ = ["GGUFModel", "check_gguf", "load_gguf"]
 _OPTIONS = {"threads", "context", "scores", "batch_size", "dtype", "device"}
 
 
-def check_gguf(rest: str) -> None:
-    """The file exists and is GGUF (its first four bytes), without loading it.
-
-    Raises:
-        ModelLoadError: a missing file, a folder, or a file that is not GGUF.
-    """
-    path = Path(rest).expanduser()
-    if not path.is_file():
-        raise ModelLoadError(
-            f"gguf:{rest}: no such file; give a .gguf file (`ladder export --format gguf` "
-            "writes one)"
-        )
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != b"GGUF":
-        raise ModelLoadError(f"gguf:{rest}: not a GGUF file (it does not start with GGUF)")
-
-
 def load_gguf(rest: str, **options: Any) -> GGUFModel:
     """Load a GGUF file with llama.cpp.
 
     Args:
         rest: the file's path.
         **options: ``threads`` (default: every core), ``context`` (tokens; default the
-            model's trained context, at most 4096), ``scores`` (keep every position's
-            logits for log-likelihoods; default True). ``dtype``, ``device`` and
-            ``batch_size`` (options of local checkpoints) are accepted and ignored: the
-            file's own types and the CPU decide.
+            model's trained context, at most 4096), ``scores`` (offer log-likelihoods;
+            default True). ``dtype``, ``device`` and ``batch_size`` (options of local
+            checkpoints) are accepted and ignored: the file's own types and the CPU decide.
 
     Raises:
         ModelLoadError: a missing or corrupt file, or llama-cpp-python not installed.
@@ -83,41 +70,15 @@ def load_gguf(rest: str, **options: Any) -> GGUFModel:
             f"gguf:{rest}: unknown option {unknown[0]!r}; gguf: takes threads, context, scores"
         )
     check_gguf(rest)
-    try:
-        import llama_cpp
-    except ImportError:
-        raise ModelLoadError(
-            "gguf: models run on llama.cpp: pip install 'ladder[llama]' (llama-cpp-python, "
-            "built from source in about 5 minutes)"
-        ) from None
-    path = Path(rest).expanduser()
     threads = int(options.get("threads") or os.cpu_count() or 1)
-    try:
-        # The trained context (the file's metadata) decides the default: a context past it
-        # is out of the model's range, and the logits kept for scoring cost context x
-        # vocabulary x 4 bytes.
-        context = int(options.get("context") or min(_trained_context(path), 4096))
-        llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=context,
-            n_threads=threads,
-            n_threads_batch=threads,
-            logits_all=bool(options.get("scores", True)),
-            verbose=False,
-        )
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ModelLoadError(f"gguf:{rest}: llama.cpp cannot load it ({exc})") from None
-    return GGUFModel(llm, name=path.stem, scores=bool(options.get("scores", True)), context=context)
+    llm, context = open_llama(rest, threads, options.get("context"))
+    name = Path(rest).expanduser().stem
+    return GGUFModel(llm, name=name, scores=bool(options.get("scores", True)), context=context)
 
 
-def _trained_context(path: Path) -> int:
-    """``ARCH.context_length`` from the GGUF header (2048 when a file has none)."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
-    arch = reader.fields.get("general.architecture")
-    field = reader.fields.get(f"{arch.contents()}.context_length") if arch else None
-    return int(field.contents()) if field is not None else 2048
+def _free(reader: LogitReader, llm: Any) -> None:
+    reader.close()
+    llm.close()
 
 
 class GGUFModel:
@@ -127,7 +88,7 @@ class GGUFModel:
     Args:
         llm: a ``llama_cpp.Llama``.
         name: shown in :attr:`info`.
-        scores: whether the context keeps every position's logits (log-likelihoods).
+        scores: whether log-likelihoods are offered.
         context: the context asked for (llama.cpp may allocate more).
     """
 
@@ -151,9 +112,18 @@ class GGUFModel:
         self._bos = self._text(llm.token_bos())
         self._eos = self._text(llm.token_eos())
         # llama.cpp may round its context up (to a multiple of 256); the context asked for
-        # is what the kept logits and the model's training cover.
+        # is what the model's training covers.
         self.context_length = min(int(llm.n_ctx()), context or int(llm.n_ctx()))
         self._params = int(llama_cpp.llama_model_n_params(llm.model))
+        self._eos_ids = frozenset(self.eos_token_ids)
+        self._reader = LogitReader(llm)
+        # Freed while the interpreter still runs: llama-cpp-python's own __del__ at exit
+        # finds its module globals gone and prints a traceback.
+        self._finalizer = weakref.finalize(self, _free, self._reader, llm)
+
+    def close(self) -> None:
+        """Free llama.cpp's model and context now (also done at exit)."""
+        self._finalizer()
 
     def _text(self, token: int) -> str:
         if token < 0:
@@ -247,7 +217,8 @@ class GGUFModel:
     def generate_ids(
         self, encoded: Sequence[Sequence[int]], params: GenerationParams, grammar: Any = None
     ) -> list[Completion]:
-        """Like :meth:`generate` for prompts already encoded."""
+        """Like :meth:`generate` for prompts already encoded (``grammar``: a
+        ``llama_cpp.LlamaGrammar`` for llama.cpp's own sampler)."""
         return [self._complete(list(ids), params, grammar) for ids in encoded]
 
     def generate_json(
@@ -257,25 +228,17 @@ class GGUFModel:
 
         Raises:
             ConfigError: ``max_tokens`` is too small for the schema's shortest output.
-            UnsupportedError: xgrammar cannot translate the schema, or the model was loaded
-                with ``scores=False``.
+            UnsupportedError: xgrammar cannot translate the schema.
         """
-        if not self.scores:
-            raise UnsupportedError(f"gguf:{self.name}: JSON output needs scores=True")
         grammar = self._grammar()
         compiled = grammar.compile(schema)
         plain = params.model_copy(update={"stop": ()})
         return [self._constrained(self.encode_prompt(p), grammar, compiled, plain) for p in prompts]
 
     def _grammar(self) -> Any:
-        from ladder.models._hf_grammar import JSONGrammar
-
         if self._json_grammar is None:
-            pieces = [
-                bytes(self.llm.detokenize([t], special=False)) for t in range(self.vocab_size)
-            ]
-            self._json_grammar = JSONGrammar.from_vocab(
-                pieces, self.encode_text, set(self._special), self.eos_token_ids
+            self._json_grammar = vocab_grammar(
+                self.llm, self.encode_text, self._special, self.eos_token_ids
             )
         return self._json_grammar
 
@@ -283,29 +246,10 @@ class GGUFModel:
         self, ids: list[int], grammar: Any, compiled: Any, params: GenerationParams
     ) -> Completion:
         """Decode one prompt token by token under the grammar (its picks are final)."""
-        import time
-
-        import numpy as np
-        import torch
-
-        from ladder.models._hf_grammar import JSONConstraint
-
         ids, max_tokens = self._fit(ids, params)
-        constraint = JSONConstraint(grammar, compiled, 1, max_tokens, params, len(ids))
         began = time.perf_counter()
-        made: list[int] = []
-        with self._lock, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(params.seed or 0)
-            self.llm.reset()
-            self.llm.eval(ids)
-            for _ in range(max_tokens):
-                row = np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32)
-                chosen = constraint(torch.tensor([ids + made]), torch.from_numpy(row)[None])
-                token = int(torch.argmax(chosen[0]))
-                made.append(token)
-                if token in grammar.stop_ids:
-                    break
-                self.llm.eval([token])
+        with self._lock:
+            made = constrained_tokens(self.llm, ids, grammar, compiled, params, max_tokens)
         ended = bool(made) and made[-1] in grammar.stop_ids
         return Completion(
             text=self.decode(made[:-1] if ended else made),
@@ -323,52 +267,54 @@ class GGUFModel:
         [fitted], max_new = fit_to_context([ids], params.max_tokens, self.context_length)
         return fitted, max_new
 
-    def _sampling(self, params: GenerationParams, max_tokens: int) -> dict[str, Any]:
-        # llama.cpp's defaults (top-k 40, min-p 0.05, a random seed) would change what the
-        # same params mean; switch them off so gguf: and hf: decode alike.
-        return {
-            "max_tokens": max_tokens,
-            "temperature": 0.0 if params.greedy else params.temperature,
-            "top_p": params.top_p,
-            "top_k": 0,
-            "min_p": 0.0,
-            "repeat_penalty": 1.0,
-            "stop": list(params.stop),
-            "seed": params.seed,  # None: the context's own random seed
-        }
+    def _settle(self, made: list[int], stop: Sequence[str]) -> tuple[str, bool]:
+        """The text of the tokens drawn so far (cut at a stop string; an ending EOS not
+        shown) and whether the answer has ended, as ``hf:`` settles a row."""
+        eos = bool(made) and made[-1] in self._eos_ids
+        text, stopped = apply_stop(self.decode(made[:-1] if eos else made), stop)
+        return text, stopped or eos
 
     def _complete(self, ids: list[int], params: GenerationParams, grammar: Any) -> Completion:
-        import time
-
         ids, max_tokens = self._fit(ids, params)
         began = time.perf_counter()
+        made: list[int] = []
         with self._lock:
-            out = self.llm.create_completion(
-                prompt=ids, grammar=grammar, **self._sampling(params, max_tokens)
-            )
-        choice = out["choices"][0]
-        usage = out["usage"]
-        finish = "stop" if choice["finish_reason"] == "stop" else "length"
+            for token in draw_tokens(self.llm, ids, params, max_tokens, self._eos_ids, grammar):
+                made.append(token)
+                if params.stop and self._settle(made, params.stop)[1]:
+                    break
+        text, ended = self._settle(made, params.stop)
         return Completion(
-            text=apply_stop(choice["text"], params.stop)[0],
-            prompt_tokens=int(usage["prompt_tokens"]),
-            # As on hf:, the token that ended the answer (EOS) counts; llama.cpp leaves it out.
-            completion_tokens=int(usage["completion_tokens"]) + (finish == "stop"),
-            finish_reason=finish,
+            text=text,
+            prompt_tokens=len(ids),
+            # As on hf:, the token that ended the answer (EOS, or one completing a stop
+            # string) counts.
+            completion_tokens=len(made),
+            finish_reason="stop" if ended else "length",
             latency_s=time.perf_counter() - began,
         )
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[str]:
-        """Yield text pieces as llama.cpp makes them; they join to :meth:`generate`'s text."""
+        """Yield text pieces as they settle (an incomplete character or the start of a stop
+        string is held back); they join to :meth:`generate`'s text."""
+        from ladder.models.hf_decoding import held_back_suffix
+
         ids, max_tokens = self._fit(self.encode_prompt(prompt), params)
+        made: list[int] = []
+        emitted = ""
         with self._lock:
-            pieces = self.llm.create_completion(
-                prompt=ids, stream=True, **self._sampling(params, max_tokens)
-            )
-            for chunk in pieces:
-                text = chunk["choices"][0]["text"]
-                if text:
-                    yield text
+            for token in draw_tokens(self.llm, ids, params, max_tokens, self._eos_ids):
+                made.append(token)
+                text, ended = self._settle(made, params.stop)
+                ready = text if ended else text[: len(text) - held_back_suffix(text, params.stop)]
+                if len(ready) > len(emitted) and ready.startswith(emitted):
+                    yield ready[len(emitted) :]
+                    emitted = ready
+                if ended:
+                    break
+        text = self._settle(made, params.stop)[0]
+        if len(text) > len(emitted) and text.startswith(emitted):
+            yield text[len(emitted) :]
 
     def stream_ids(
         self,
@@ -383,9 +329,8 @@ class GGUFModel:
 
     # -- log-likelihood -----------------------------------------------------------------
 
-    def token_logprobs(self, ids: Sequence[int]) -> Any:
-        """Row ``i``: log-probabilities of token ``i + 1`` after ``ids[: i + 1]`` (fp32)."""
-        import numpy as np
+    def _logit_rows(self, ids: Sequence[int], first: int) -> Any:
+        """Logits after each of ``ids[first:]`` (a float32 tensor, one row per position)."""
         import torch
 
         if not self.scores:
@@ -396,10 +341,13 @@ class GGUFModel:
                 "context; load it with a larger context= or score a shorter text"
             )
         with self._lock:
-            self.llm.reset()
-            self.llm.eval(list(ids))
-            logits = np.array(self.llm.scores[: len(ids)], dtype=np.float32)
-        return torch.log_softmax(torch.from_numpy(logits), dim=-1)
+            return torch.from_numpy(self._reader.rows(ids, first))
+
+    def token_logprobs(self, ids: Sequence[int]) -> Any:
+        """Row ``i``: log-probabilities of token ``i + 1`` after ``ids[: i + 1]`` (fp32)."""
+        import torch
+
+        return torch.log_softmax(self._logit_rows(ids, 0), dim=-1)
 
     def loglikelihood(self, context: str, continuation: str) -> float:
         """Sum of natural-log probabilities of ``continuation``'s tokens after ``context``."""
@@ -410,7 +358,10 @@ class GGUFModel:
     ) -> list[float]:
         """:meth:`loglikelihood` for many pairs (lm-evaluation-harness style: trailing
         whitespace of the context moves to the continuation, and the continuation is the
-        tail of ``context + continuation`` tokenized whole)."""
+        tail of ``context + continuation`` tokenized whole). Only the continuation's
+        positions get logits; a context scored just before is not decoded again."""
+        import torch
+
         if not self.scores:
             raise UnsupportedError(f"gguf:{self.name} was loaded with scores=False")
         values = []
@@ -418,19 +369,26 @@ class GGUFModel:
             if not continuation:
                 values.append(0.0)
                 continue
-            stripped = context.rstrip()
-            context, continuation = stripped, context[len(stripped) :] + continuation
-            whole = self._tokens(context + continuation)
-            n_context = len(self._tokens(context))
-            if n_context == 0:  # nothing to condition on: start from BOS (or EOS)
-                start = self.llm.token_bos()
-                whole, n_context = [start if start >= 0 else self.llm.token_eos(), *whole], 1
-            whole = whole[-(self.context_length + 1) :]
-            n = min(max(len(whole) - n_context, 1), len(whole) - 1)
-            rows = self.token_logprobs(whole[:-1])  # row p - 1 predicts whole[p]
-            start = len(whole) - n
-            values.append(float(sum(rows[p - 1, whole[p]] for p in range(start, len(whole)))))
+            whole, start = self._scored_tokens(context, continuation)
+            # Row j of the logits after whole[start - 1 + j] predicts whole[start + j].
+            rows = torch.log_softmax(self._logit_rows(whole[:-1], start - 1), dim=-1)
+            picked = rows[torch.arange(len(whole) - start), torch.tensor(whole[start:])]
+            values.append(float(picked.sum()))
         return values
+
+    def _scored_tokens(self, context: str, continuation: str) -> tuple[list[int], int]:
+        """The tokens of ``context + continuation`` (cut to the context) and where the
+        continuation's tokens start in them (at least 1: something to condition on)."""
+        stripped = context.rstrip()
+        context, continuation = stripped, context[len(stripped) :] + continuation
+        whole = self._tokens(context + continuation)
+        n_context = len(self._tokens(context))
+        if n_context == 0:  # nothing to condition on: start from BOS (or EOS)
+            start = self.llm.token_bos()
+            whole, n_context = [start if start >= 0 else self.llm.token_eos(), *whole], 1
+        whole = whole[-(self.context_length + 1) :]
+        n = min(max(len(whole) - n_context, 1), len(whole) - 1)
+        return whole, len(whole) - n
 
     # -- adapters (not offered) ---------------------------------------------------------
 
