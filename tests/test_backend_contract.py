@@ -100,7 +100,15 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "openai": lambda request: f"openai:echo@{request.getfixturevalue('server').base_url}",
     "words": lambda request: "words:test",
     "gguf": lambda request: f"gguf:{request.getfixturevalue('tiny_gguf')}",
+    "vllm": lambda request: _vllm(request),
 }
+
+
+def _vllm(request: pytest.FixtureRequest) -> str:
+    """The session's vLLM server (one engine start for every test), through the pool."""
+    from test_vllm_backend import use_fixture_server
+
+    return f"vllm:{use_fixture_server(request)}"
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Model backends behind one spec string: ``hf:PATH``, ``openai:MODEL@URL``, ``builtin:NAME``,
-``gguf:FILE``.
+``gguf:FILE``, ``vllm:DIR``.
 
 A backend joins with one :func:`register_backend` call; :func:`load_model` parses the
 spec and hands the rest of it to the backend's factory.
@@ -17,6 +17,7 @@ from ladder.models.base import (
     GGUF_CAPABILITIES,
     LOCAL_CAPABILITIES,
     OPENAI_CAPABILITIES,
+    VLLM_CAPABILITIES,
     Capabilities,
     LanguageModel,
 )
@@ -155,6 +156,13 @@ def _register_builtin_backends() -> None:
             _lazy("ladder.models.llamacpp", "load_gguf"),
             _lazy_check("ladder.models.llamacpp", "check_gguf"),
             GGUF_CAPABILITIES,
+        )
+    if "vllm" not in _BACKENDS:
+        register_backend(
+            "vllm",
+            _lazy("ladder.models.vllm_backend", "load_vllm"),
+            _lazy_check("ladder.models.vllm_backend", "check_vllm"),
+            VLLM_CAPABILITIES,
         )
     if "openai" not in _BACKENDS:
         factory = _lazy("ladder.models.openai_api", "load_openai")

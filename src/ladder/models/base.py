@@ -19,6 +19,7 @@ __all__ = [
     "GGUF_CAPABILITIES",
     "LOCAL_CAPABILITIES",
     "OPENAI_CAPABILITIES",
+    "VLLM_CAPABILITIES",
     "Capabilities",
     "Completion",
     "GenerationParams",
@@ -134,6 +135,21 @@ GGUF_CAPABILITIES = Capabilities(
     tokenizer=True,
     chat_template=True,
     token_level=True,
+)
+
+#: What a checkpoint served by vLLM can do (``vllm:``): batched, scored and constrained on
+#: this machine's hardware, adapters by request; its weights live in vLLM's process, so not
+#: ``local_weights`` (nothing here trains or quantises them), and no per-position
+#: distributions come back over HTTP, so not ``token_level``.
+VLLM_CAPABILITIES = Capabilities(
+    local_compute=True,
+    loglikelihood=True,
+    batched=True,
+    constrained=True,
+    adapters=True,
+    streaming=True,
+    tokenizer=True,
+    chat_template=True,
 )
 
 #: What an OpenAI-compatible endpoint can do (log-likelihoods and JSON schemas where the
