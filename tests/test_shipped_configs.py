@@ -10,6 +10,7 @@ from ladder.climb.task import TaskSpec
 from ladder.config import load_yaml
 from ladder.evaluate.rubric import Rubric
 from ladder.evaluate.tasks import TaskConfig
+from ladder.prompts.agent import AgentConfig
 from ladder.prompts.chain import ChainSpec
 from ladder.prompts.runner import RunConfig
 from ladder.prompts.template import TemplateSpec
@@ -35,9 +36,11 @@ MODEL_FOR = {
     "topic-template.yaml": TemplateSpec,
     "riddle-chain.yaml": ChainSpec,
     "topic-run.yaml": RunConfig,
-    "task.yaml": TaskSpec,  # examples/tagger, riddles, rag-qa, offensive
-    "chain.yaml": ChainSpec,  # examples/riddles: the chain rung's steps
+    "task.yaml": TaskSpec,  # examples/tagger, riddles, rag-qa, offensive, movies
+    "chain.yaml": ChainSpec,  # examples/riddles, movies: the chain rung's steps
     "rubric.yaml": Rubric,  # examples/riddles: the judge column's rubric
+    "finetune.yaml": FinetuneConfig,  # examples/dolly, examples/qlora
+    "agent.yaml": AgentConfig,  # examples/nba-agent: the ReAct agent's settings
 }
 
 
