@@ -69,6 +69,26 @@ def test_loglikelihoods_match_hf(pair: tuple[Any, Any]) -> None:
         assert theirs == pytest.approx(ours, rel=2e-3)
 
 
+def test_choices_of_one_context_score_as_on_hf_and_generation_after_is_unchanged(
+    pair: tuple[Any, Any],
+) -> None:
+    """Choices sharing a context reuse its cached keys and values (only the continuation is
+    decoded again, with logits at its positions alone); the values are hf:'s, a repeated
+    choice scores as before, and generation afterwards starts from the right prefix."""
+    hf, gguf = pair
+    context = "the cat sat on the mat and then the dog"
+    pairs = [(context, c) for c in (" ran", " sat on the log", " was happy", " ran")]
+    pairs.append(("the cat sat on a log and then the bird", " ran"))  # shares a shorter prefix
+    ours, theirs = hf.loglikelihood_batch(pairs), gguf.loglikelihood_batch(pairs)
+    assert theirs == pytest.approx(ours, rel=2e-3)
+    assert theirs[3] == pytest.approx(theirs[0], abs=1e-4)
+    params = GenerationParams(max_tokens=8)
+    for prompt in (context, context + " ran"):
+        assert gguf.generate([prompt], params)[0].text == hf.generate([prompt], params)[0].text
+    ids = gguf.encode_prompt(context + " ran")  # " ran" is one token here
+    assert float(gguf.token_logprobs(ids)[-2, ids[-1]]) == pytest.approx(theirs[0], abs=1e-4)
+
+
 def test_seeded_sampling_repeats_and_differs_by_seed(pair: tuple[Any, Any]) -> None:
     _, gguf = pair
     sampled = [
