@@ -199,7 +199,8 @@ def main() -> None:
             verdict + " MB/s is over the whole run: planning, worker start-up (each imports "
             "ladder, datatrove, datasketch and scipy), stage 1 and the single-process merge "
             "(cross-unit dedup and the copy of kept lines). Peak RSS per worker is its "
-            "largest sample (psutil, every 50 ms).",
+            "largest sample (psutil, every 50 ms); the parent's includes the benchmark's own "
+            "copy of the output shards, kept for the comparison.",
         ]
     )
     if not args.no_write:
