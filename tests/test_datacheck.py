@@ -246,6 +246,9 @@ def test_a_climb_writes_its_data_check_beside_its_results(
     assert saved["ok"] is True and len(saved["leakage"]) == 3
     assert saved["lengths"][0]["model"] == model and saved["examples"][0]["rung"] == "zero_shot"
     assert sum("data check (warning): task.yaml: checks.leakage" in line for line in logged) == 2
+    page = (tmp_path / "out" / "report.html").read_text()  # and the report shows it
+    assert "<h2>Data checks</h2>" in page and "warn: task.yaml: checks.leakage: dev record" in page
+    assert "<details class='seen'><summary>zero_shot on " in page
 
 
 @pytest.mark.parametrize("example", ["tagger", "riddles", "rag-qa", "offensive"])

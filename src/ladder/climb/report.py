@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ladder.climb.flips import climb_flips, flips_html
+from ladder.climb.report_datacheck import datacheck_section
 from ladder.climb.report_plots import frontier_plot, loss_plot, pareto_front, score_plot
 from ladder.climb.report_tables import e as _e
 from ladder.climb.report_tables import fmt as _fmt
@@ -71,6 +72,7 @@ def render_html(result: ClimbResult) -> str:
     losses = [r for r in rows if r.training.losses]
     if losses:
         parts += ["<h2>Training loss of the fine-tuning rungs</h2>", loss_plot(losses)]
+    parts += datacheck_section(result.out)  # what the data checks found before the climb
     parts += ["<h2>Example predictions</h2>", _examples(rows)]
     parts += ["<h2>Per-item flips</h2>", flips_html(climb_flips(result.rows, rec))]
     runs = (
