@@ -142,7 +142,7 @@ RUNNABLE: dict[str, str] = {
     "ladder score rougeLsum --predictions sum.jsonl --references ref.jsonl --option "
     "tokenizer=unicode": "rougeLsum",
     "ladder serve hf:./my-model --adapter sql=./lora-sql --engine vllm --host 0.0.0.0 "
-    "--dry-run": "vllm serve",
+    "--dry-run": "vllm.entrypoints.openai.api_server",
     "ladder export hf:./my-model --format gguf --quant q8_0 --out ./my-model-gguf": ".gguf",
     "ladder pretrain --list": "",
     "ladder slurm run.yaml --nodes 4 --gpus-per-node 8 --partition gpu --time 12:00:00 "

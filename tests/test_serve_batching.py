@@ -1,10 +1,9 @@
 """Dynamic batching, LoRA adapters side by side, the OpenAPI document, a fuzz of request
-bodies, and the ``--engine vllm`` command."""
+bodies (the ``--engine vllm`` command: tests/test_serve_vllm_engine.py)."""
 
 from __future__ import annotations
 
 import json
-import shlex
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,14 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import UvicornThread, build_tiny_lora
-from ladder.cli.main import main
-from ladder.errors import ConfigError
 from ladder.models import load_model
 from ladder.models.base import GenerationParams
 from ladder.serve.app import create_app
 from ladder.serve.batching import Batcher
 from ladder.serve.engine import Engine
-from ladder.serve.vllm import vllm_command
 
 PROMPTS = [
     f"the {a} {b} sat on" for a in ("big", "red", "sad") for b in ("cat", "dog", "bird", "log")
@@ -220,88 +216,6 @@ def test_fuzzed_bodies_never_get_a_5xx(ladder_server, path: str, body: dict) -> 
     assert response.status_code < 500, (body, response.text)
     if response.status_code >= 400:
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
-
-
-def test_vllm_command_for_a_model_and_adapters(tmp_path) -> None:
-    for name, rank in (("sql", 8), ("chat", 32)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "adapter_config.json").write_text(json.dumps({"r": rank}))
-    argv, env = vllm_command(
-        f"hf:{tmp_path}/base",
-        name="base",
-        host="0.0.0.0",
-        port=9000,
-        dtype="bf16",
-        adapters={"sql": tmp_path / "sql", "chat": tmp_path / "chat"},
-        api_key="k-123",
-        tensor_parallel=2,
-    )
-    assert argv == [
-        "vllm",
-        "serve",
-        f"{tmp_path}/base",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "9000",
-        "--served-model-name",
-        "base",
-        "--dtype",
-        "bfloat16",
-        "--tensor-parallel-size",
-        "2",
-        "--enable-lora",
-        "--lora-modules",
-        f"sql={tmp_path}/sql",
-        f"chat={tmp_path}/chat",
-        "--max-lora-rank",
-        "32",
-    ]
-    assert env == {"VLLM_API_KEY": "k-123"} and "k-123" not in argv
-    plain, env = vllm_command("hf:/m", name="m")
-    assert (
-        plain
-        == [
-            "vllm",
-            "serve",
-            "/m",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "8000",
-            "--served-model-name",
-            "m",
-            "--dtype",
-            "auto",
-        ]
-        and env == {}
-    )
-    with pytest.raises(ConfigError, match="local weights"):
-        vllm_command("openai:gpt@http://h/v1", name="x")
-    with pytest.raises(ConfigError, match=r"adapter_config\.json"):
-        vllm_command("hf:/m", name="m", adapters={"x": tmp_path / "missing"})
-
-
-def test_serve_cli_prints_the_vllm_command(capsys, monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("LADDER_API_KEY", "secret-key-1")
-    monkeypatch.setenv("COLUMNS", "400")
-    code = main(
-        [
-            "serve",
-            f"hf:{tmp_path}",
-            "--engine",
-            "vllm",
-            "--dry-run",
-            "--host",
-            "0.0.0.0",
-            "--name",
-            "mine",
-        ]
-    )
-    assert code == 0
-    out = capsys.readouterr().out.strip()
-    assert shlex.split(out)[:3] == ["vllm", "serve", str(tmp_path)]
-    assert "--served-model-name mine" in out and "secret-key-1" not in out
 
 
 def test_concurrent_streams_are_batched_and_equal_unbatched(tiny_causal_lm) -> None:

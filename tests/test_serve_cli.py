@@ -44,7 +44,7 @@ def test_dry_run_on_a_public_host_needs_no_key_and_says_a_real_run_does(
     # docs/serving.md's vLLM command: the same note, the command alone on stdout.
     assert main(["serve", spec, "--engine", "vllm", "--host", "0.0.0.0", "--dry-run"]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("vllm serve ") and "needs an API key" in err
+    assert " -m vllm.entrypoints.openai.api_server " in out and "needs an API key" in err
     # A real run is still refused without a key, and a dry run still checks the model.
     assert main(["serve", spec, "--host", "0.0.0.0"]) == 2
     assert main(["serve", "hf:/no/such/model", "--dry-run"]) == 2

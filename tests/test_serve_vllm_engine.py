@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -22,9 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from ladder.cli.main import main
 from ladder.engines.vllm import PYTHON_ENV, VLLMServer, cpu_memory_fraction, probe, vllm_python
 from ladder.engines.vllm_log import failure_cause, progress_text
 from ladder.errors import ConfigError, EndpointError, ModelLoadError
+
+API_SERVER = "vllm.entrypoints.openai.api_server"
 
 # vLLM's own lines (0.32.0 on this machine), shortened: the cause comes first, wrappers after.
 CRASH_LOG = """\
@@ -149,7 +153,7 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no config\.json"):
         VLLMServer(tmp_path / "nothing", served_name="m")
     with pytest.raises(ConfigError, match="non-loopback"):
-        VLLMServer(tmp_path, served_name="m", host="0.0.0.0")
+        VLLMServer(tmp_path, served_name="m", host="0.0.0.0").start()
     with pytest.raises(ConfigError, match="vLLM takes one of"):
         VLLMServer(tmp_path, served_name="m", max_lora_rank=12)
 
@@ -251,3 +255,26 @@ def test_log_lines_for_the_progress_line_and_the_cause() -> None:
     )
     assert "exceeds max_position_embeddings" in (failure_cause(pydantic) or "")
     assert failure_cause("all fine\n") is None
+
+
+def test_serve_dry_run_prints_the_vllm_command_and_auto_picks_it(
+    fake_vllm: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LADDER_API_KEY", "secret-key-1")
+    monkeypatch.setenv("COLUMNS", "400")
+    spec = f"hf:{fake_vllm}"
+    argv = ["serve", spec, "--dry-run", "--host", "0.0.0.0", "--name", "mine", "--port", "9100"]
+    for engine in ("vllm", "auto"):
+        assert main([*argv, "--engine", engine]) == 0
+        out = capsys.readouterr().out.strip()
+        assert shlex.split(out)[:3] == [os.environ[PYTHON_ENV], "-m", API_SERVER]
+        assert "--served-model-name mine --host 0.0.0.0 --port 9100" in out
+        assert "--enforce-eager" in out and "secret-key-1" not in out
+    # Where no interpreter has vLLM: the GPU command with a note saying how to install it.
+    monkeypatch.setenv(PYTHON_ENV, sys.executable)
+    assert main([*argv, "--engine", "vllm"]) == 0
+    out, err = capsys.readouterr()
+    assert shlex.split(out)[:3] == ["python", "-m", API_SERVER] and "make test" in err
+    # auto never sends a model vLLM cannot serve (an API endpoint) to vLLM.
+    assert main(["serve", "openai:gpt@http://127.0.0.1:9/v1", "--engine", "auto", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("would serve openai:")

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from ladder import quiet
 from ladder.cli._common import build, console, err_console, field_help
@@ -34,6 +35,7 @@ def serve(
     dtype: str = typer.Option("auto", help=field_help(ServeConfig, "dtype")),
     device: str = typer.Option("auto", help=field_help(ServeConfig, "device")),
     tensor_parallel: int = typer.Option(1, help=field_help(ServeConfig, "tensor_parallel")),
+    max_lora_rank: int = typer.Option(16, help=field_help(ServeConfig, "max_lora_rank")),
     dry_run: bool = typer.Option(False, "--dry-run", help=field_help(ServeConfig, "dry_run")),
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (127.0.0.1:8000 by default)."""
@@ -63,8 +65,12 @@ def serve(
         dtype=dtype,
         device=device,
         tensor_parallel=tensor_parallel,
+        max_lora_rank=max_lora_rank,
         dry_run=dry_run,
     )
+    from ladder.serve.vllm import resolve_engine
+
+    config = config.model_copy(update={"engine": resolve_engine(config.engine, config.spec)})
     if config.dry_run:
         from ladder.serve.server import dry_run as plan
 
@@ -75,7 +81,20 @@ def serve(
             err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         return
 
+    # vLLM takes a minute or more to start: its latest log line shows behind a spinner.
+    status = err_console.status("starting vLLM", spinner="dots")
+
+    def progress(line: str) -> None:
+        status.update(Text(f"starting vLLM: {line}"[:160], overflow="ellipsis", no_wrap=True))
+        status.start()
+
     def listening(url: str) -> None:
+        status.stop()
         console.print(f"listening on {url} (Ctrl-C stops it)", markup=False, highlight=False)
 
-    run_server(config, on_listening=listening, server_logs=quiet.is_verbose())
+    try:
+        run_server(
+            config, on_listening=listening, server_logs=quiet.is_verbose(), on_progress=progress
+        )
+    finally:
+        status.stop()

