@@ -141,18 +141,8 @@ def summarise(m: dict[str, Any]) -> dict[str, dict[str, float]]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=float, default=24.0, help="corpus size to generate")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--unit-mb", type=float, default=2.0, help="source MB per unit")
-    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        m = measure(args.mb, args.repeats, args.unit_mb, Path(tmp))
-    rows, q = summarise(m), m["quality"]
-    speedup = rows["2 workers"]["mb_s"] / rows["1 worker"]["mb_s"]
-    vs_inline = rows["2 workers"]["mb_s"] / rows["inline"]["mb_s"]
+def render_table(rows: dict[str, dict[str, float]]) -> str:
+    """The markdown table of the summary rows."""
     names = {
         "inline": "`curate()`, one process",
         "1 worker": "`--workers 1` (datatrove local)",
@@ -168,7 +158,22 @@ def main() -> None:
             f"| {names[key]} | {r['mb_s']:.2f} | {r['seconds']:.1f} | {worker} | "
             f"{r['parent_mb']:.0f} |"
         )
-    table = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=24.0, help="corpus size to generate")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--unit-mb", type=float, default=2.0, help="source MB per unit")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        m = measure(args.mb, args.repeats, args.unit_mb, Path(tmp))
+    rows, q = summarise(m), m["quality"]
+    speedup = rows["2 workers"]["mb_s"] / rows["1 worker"]["mb_s"]
+    vs_inline = rows["2 workers"]["mb_s"] / rows["inline"]["mb_s"]
+    table = render_table(rows)
     verdict = (
         f"**2 workers / 1 worker: {speedup:.2f}x** (goal >= 1.8x on a quiet machine); "
         f"2 workers / one process: {vs_inline:.2f}x. **Output identical** in all "

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ladder.data.pack_sharded import pack_shards_sharded, record_text
 from ladder.data.shards import ShardInfo, load_tokenizer, pack_shards
@@ -142,32 +143,35 @@ def tokenize_corpus(
             trained.save_pretrained(tmp)
         else:
             _check_has_special_tokens(Path(tokenizer), special_tokens)
-        tokenizer_dir = tmp if tokenizer is None else tokenizer
-        source = [str(p) for p in corpus]
-        if workers is None:
-            info = pack_shards(
-                tokenizer_dir,
-                iter_texts(files, text_field),
-                out,
-                val_fraction=val_fraction,
-                seed=seed,
-                progress=progress,
-                source=source,
-            )
-        else:
-            info = pack_shards_sharded(
-                tokenizer_dir,
-                files,
-                out,
-                workers=workers,
-                val_fraction=val_fraction,
-                seed=seed,
-                text_field=text_field,
-                source=source,
-            )
+        info = _pack(
+            tmp if tokenizer is None else tokenizer,
+            files,
+            out,
+            workers,
+            val_fraction=val_fraction,
+            seed=seed,
+            text_field=text_field,
+            progress=progress,
+            source=[str(p) for p in corpus],
+        )
     return TokenizeResult(
         info=info, out=Path(out), trained_tokenizer=tokenizer is None, files=files
     )
+
+
+def _pack(
+    tokenizer_dir: str | os.PathLike[str],
+    files: list[Path],
+    out: str | os.PathLike[str],
+    workers: int | None,
+    **options: Any,
+) -> ShardInfo:
+    """Pack in this process, or with ``workers`` processes (the same files either way)."""
+    if workers is None:
+        text_field = options.pop("text_field")
+        return pack_shards(tokenizer_dir, iter_texts(files, text_field), out, **options)
+    options.pop("progress")
+    return pack_shards_sharded(tokenizer_dir, files, out, workers=workers, **options)
 
 
 def _check_has_special_tokens(tokenizer_dir: Path, special_tokens: Sequence[str]) -> None:
