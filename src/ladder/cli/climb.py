@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,8 +16,9 @@ from ladder.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
     from ladder.climb.climb import ClimbResult
+    from ladder.climb.plan import Bounds
 
-__all__ = ["ClimbFlags", "climb", "print_result", "select"]
+__all__ = ["ClimbFlags", "climb", "print_plan", "print_result", "select"]
 
 
 class ClimbFlags(BaseModel):
@@ -26,6 +28,13 @@ class ClimbFlags(BaseModel):
 
     all_rungs: bool = Field(
         False, description="Run every rung, not only up to the first good-enough one."
+    )
+    plan: bool = Field(
+        False,
+        description="Do not climb: probe each rung on each model briefly and print the "
+        "planned wall time, peak memory and cost (low / expected / high), written to "
+        "OUT/plan.json; the report of the climb into OUT then shows them beside what it "
+        "measured.",
     )
     json_out: Path | None = Field(
         None,
@@ -75,6 +84,7 @@ F = ClimbFlags
 def climb(
     task: Path = typer.Argument(..., help="The task file (task.yaml)."),
     all_rungs: bool = typer.Option(False, "--all", help=field_help(F, "all_rungs")),
+    plan: bool = typer.Option(False, "--plan", help=field_help(F, "plan")),
     json_out: Path | None = typer.Option(None, "--json", help=field_help(F, "json_out")),
     resume: bool = typer.Option(False, "--resume", help=field_help(F, "resume")),
     overwrite: bool = typer.Option(False, "--overwrite", help=field_help(F, "overwrite")),
@@ -91,6 +101,9 @@ def climb(
 
     track = track or default_tracking_uri()
     folder = out or Path("runs") / f"climb-{task.stem if task.stem != 'task' else task.parent.name}"
+    if plan:
+        print_plan(task, model or (), folder)
+        return
     options = ClimbOptions(
         out=folder,
         all_rungs=all_rungs,
@@ -114,6 +127,7 @@ def climb(
         typer.echo(f"interrupted; the finished rungs are kept. Resume with: {again}", err=True)
         raise typer.Exit(130) from None
     print_result(result)
+    _plan_line(result)
     if result.stopped:
         console.print(f"Stopped: {result.stopped}", markup=False)
     console.print(f"Report: {result.report}", markup=False)
@@ -122,6 +136,54 @@ def climb(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result.to_json(), indent=2) + "\n")
         console.print(f"Leaderboard: {json_out}", markup=False)
+
+
+def print_plan(task: Path, models: Sequence[str], folder: Path) -> None:
+    """Plan the climb (:mod:`ladder.climb.plan`), print it, and write ``folder/plan.json``."""
+    from rich.table import Table
+
+    from ladder.climb.plan import make_plan, write_plan
+    from ladder.climb.task import load_task
+
+    loaded = load_task(task)
+    say = lambda line: err_console.print(f"[dim]{line}[/]")  # noqa: E731
+    plan = make_plan(loaded, list(models) or loaded.spec.models, log=say)
+    table = Table(title=f"plan: {loaded.spec.name} (low / expected / high)")
+    for col in ("rung", "model", "wall s", "peak MiB", "cost $", "how"):
+        table.add_column(col, overflow="fold")
+    for p in plan.rungs:
+        table.add_row(
+            p.rung,
+            p.model,
+            _three(p.wall_s, "{:.1f}"),
+            _three(p.peak_bytes, "{:.0f}", 2**20),
+            _three(p.cost_usd, "{:.6f}"),
+            p.note,
+        )
+    console.print(table)
+    total = plan.total_wall_s()
+    console.print(
+        f"Every rung: {_three(total, '{:.0f}')} s (a climb stops at the first good-enough "
+        "rung unless --all; cheaper variants are not planned)",
+        markup=False,
+    )
+    console.print(f"Plan: {write_plan(folder, plan)}", markup=False)
+
+
+def _three(bounds: Bounds | None, form: str, unit: float = 1.0) -> str:
+    if bounds is None:
+        return "–"
+    return " / ".join(form.format(v / unit) for v in (bounds.low, bounds.expected, bounds.high))
+
+
+def _plan_line(result: ClimbResult) -> None:
+    """One line on how the climb's times compare with the plan in its folder, if any."""
+    from ladder.climb.plan import read_plan
+    from ladder.climb.plan_report import plan_summary
+
+    plan = read_plan(result.out, result.task.fingerprint())
+    if plan is not None:
+        console.print(f"Plan: {plan_summary(plan, result.rows)}", markup=False)
 
 
 def print_result(result: ClimbResult, *, times: bool = False) -> None:

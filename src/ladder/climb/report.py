@@ -5,10 +5,12 @@ recommended rung (:mod:`ladder.climb.optimise`), three plots drawn as inline SVG
 per rung with its CI bar and the good-enough line, quality against cost with the Pareto
 frontier (variants as hollow diamonds), the training loss of every fine-tuning rung — and
 example predictions, right and wrong, per rung, and the per-item flips between rungs
-(:mod:`ladder.climb.flips`). Every number sits in a row that names the
-tracker run it came from (``run`` column); the footer names the parent run, the task
-fingerprint and the data hashes. A few lines of inline JavaScript mark each plot that laid
-out with a non-empty box (``data-rendered``), so a headless browser can check it.
+(:mod:`ladder.climb.flips`); after a ``ladder climb --plan`` into the same folder, the
+planned time, memory and cost beside the measured (:mod:`ladder.climb.plan_report`).
+Every number sits in a row that names the tracker run it came from (``run`` column); the
+footer names the parent run, the task fingerprint and the data hashes. A few lines of
+inline JavaScript mark each plot that laid out with a non-empty box (``data-rendered``), so
+a headless browser can check it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ladder.climb.flips import climb_flips, flips_html
+from ladder.climb.plan import read_plan
+from ladder.climb.plan_report import plan_vs_measured_html
 from ladder.climb.report_datacheck import datacheck_section
 from ladder.climb.report_plots import frontier_plot, loss_plot, pareto_front, score_plot
 from ladder.climb.report_tables import e as _e
@@ -60,6 +64,9 @@ def render_html(result: ClimbResult) -> str:
         "<h2>Leaderboard</h2>",
         _leaderboard(result.rows),
     ]
+    plan = read_plan(result.out, result.task.fingerprint())
+    if plan is not None:  # a ladder climb --plan made into this folder
+        parts += ["<h2>Plan against measured</h2>", plan_vs_measured_html(plan, result.rows)]
     if result.variants:
         parts += ["<h2>Cheaper variants</h2>", variants_html(result)]
     variants = [v for v in result.variants if v.status == "done"]
