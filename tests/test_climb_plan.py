@@ -48,7 +48,9 @@ def test_plan_structure_then_the_climb_takes_a_time_within_it(
     assert not (out / "climb.json").exists()  # a plan climbs nothing
     data = json.loads((out / "plan.json").read_text())
     assert data["task"] == "animals" and data["fingerprint"] == load_task(task).fingerprint()
-    assert data["spread"] == 2.0 and data["machine"]["cpus"] >= 1
+    # x2 either way, or the machine's oversubscription when more (other jobs share it)
+    spread = max(2.0, data["machine"]["load_average_1m"] / data["machine"]["cpus"])
+    assert data["spread"] == pytest.approx(spread, abs=0.01) and data["machine"]["cpus"] >= 1
     assert [(r["rung"], r["model"]) for r in data["rungs"]] == [
         ("planted", model),
         ("again", model),
@@ -60,7 +62,9 @@ def test_plan_structure_then_the_climb_takes_a_time_within_it(
         assert 0 <= b["low"] <= b["expected"] <= b["high"], key
     # 60 records at 40 ms: about 2.4 s of answering
     assert 1.2 < first["wall_s"]["expected"] < 6.0
-    assert first["wall_s"]["high"] == pytest.approx(4 * first["wall_s"]["low"])
+    assert first["wall_s"]["high"] == pytest.approx(
+        data["spread"] ** 2 * first["wall_s"]["low"], rel=1e-4
+    )
 
     result = climb(task, ClimbOptions(out=out, all_rungs=True, optimise=False))
     plan = read_plan(out, result.task.fingerprint())

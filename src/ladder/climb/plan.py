@@ -16,9 +16,11 @@ For every rung on every model the plan gives the wall time, the peak memory and 
   expected compute seconds at the task's ``compute_hour_usd`` (as the climb prices rows).
 
 The expected value is that arithmetic; low and high divide and multiply the time by
-``spread`` (default :data:`SPREAD`). A probe of a few steps on a machine other jobs share
-is noisy, and the climb's own batching differs from a probe's, so the range is wide on
-purpose; the plan records the machine's load when it was made. A probe of an API model
+``spread``: :data:`SPREAD`, or the machine's oversubscription when it is larger (load
+average over CPU count: where other jobs share the CPUs, this process's share can change by
+that factor between the probe and the climb). A probe of a few steps is noisy, and the
+climb's own batching differs from a probe's, so the range is wide on purpose; the plan
+records the machine's load when it was made. A probe of an API model
 makes real (billed) calls on the probe records. Cheaper variants are not planned.
 
 The plan is written to ``OUT/plan.json`` (atomically); the climb's report puts it next to
@@ -207,11 +209,15 @@ def make_plan(
     task: LoadedTask,
     models: Sequence[str],
     *,
-    spread: float = SPREAD,
+    spread: float | None = None,
     cache: ModelCache | None = None,
     log: Callable[[str], None] = lambda _line: None,
 ) -> ClimbPlan:
     """Probe every rung on every model (module docstring) and plan the climb.
+
+    ``spread`` divides and multiplies each expected time for its range; by default
+    :data:`SPREAD`, or the machine's oversubscription (load average over CPUs) when that is
+    larger: other jobs' share of the CPUs can change by that factor while the climb runs.
 
     Raises:
         ConfigError: a model that cannot load (checked before any probe).
@@ -222,6 +228,10 @@ def make_plan(
     for model in models:
         check_model(model)
     cache = cache or ModelCache()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cpus = os.cpu_count() or 1
+    if spread is None:
+        spread = round(max(SPREAD, load / cpus), 2)
     plans: list[RungPlan] = []
     with tempfile.TemporaryDirectory(prefix="ladder-plan-") as tmp:
         for model in models:
@@ -235,8 +245,7 @@ def make_plan(
                 first_load = load_s if index == 0 else 0.0
                 plans.append(_plan_rung(task, spec, model, cache, folder, first_load, spread))
             cache.drop(model)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    machine = {"cpus": os.cpu_count(), "load_average_1m": round(load[0], 2)}
+    machine = {"cpus": cpus, "load_average_1m": round(load, 2)}
     return ClimbPlan(task.spec.name, task.fingerprint(), spread, plans, machine)
 
 
