@@ -65,6 +65,7 @@ def _register_verbs() -> None:
     from ladder.cli import prompt as prompt_cli
     from ladder.cli import quantize as quantize_cli
     from ladder.cli import rag as rag_cli
+    from ladder.cli import review as review_cli
     from ladder.cli import runs as runs_cli
     from ladder.cli import serve as serve_cli
     from ladder.cli import slurm as slurm_cli
@@ -95,6 +96,7 @@ def _register_verbs() -> None:
     verb("eval", eval.eval_task)
     verb("score", score.score)
     verb("check", check_cli.check)
+    verb("review", review_cli.review)
     verb("judge", judge_cli.judge)
     verb("perplexity", perplexity.perplexity)
     verb("index", rag_cli.index)
