@@ -260,7 +260,7 @@ def test_vllm_dies_when_ladder_is_killed(fake_vllm: Path) -> None:
 
 
 def test_log_lines_for_the_progress_line_and_the_cause() -> None:
-    assert progress_text(CRASH_LOG).startswith("RuntimeError: Engine core initialization")
+    assert progress_text(CRASH_LOG).startswith("ValueError: Model architectures")
     assert progress_text("(APIServer pid=1) INFO 12-07 21:28:12 [x.py:1] Loading\n") == "Loading"
     assert failure_cause(CRASH_LOG) == (
         "ValueError: Model architectures ['NopeForCausalLM'] are not supported for now."

@@ -85,7 +85,8 @@ def serve(
     status = err_console.status("starting vLLM", spinner="dots")
 
     def progress(line: str) -> None:
-        status.update(Text(f"starting vLLM: {line}"[:160], overflow="ellipsis", no_wrap=True))
+        shown = f"starting vLLM: {line}"[: max(err_console.width - 4, 20)]  # one row
+        status.update(Text(shown, no_wrap=True))
         status.start()
 
     def listening(url: str) -> None:

@@ -34,11 +34,15 @@ def clean(line: str) -> str:
 
 
 def progress_text(log: str) -> str:
-    """The last line of ``log`` worth showing behind a progress line ('' when none)."""
+    """The last log record of ``log`` to show behind a progress line ('' when none).
+
+    Only vLLM's own records (with a level and time header) count: the Python warnings,
+    source lines and banners between them say nothing about progress.
+    """
     for raw in reversed(log.splitlines()):
-        line = clean(raw)
-        if line and not line.startswith(("-", "warnings.warn", "nanobind")):
-            return line
+        line = _PROCESS.sub("", _ANSI.sub("", raw).strip())
+        if _HEADER.match(line) and (text := clean(line)):
+            return text
     return ""
 
 
