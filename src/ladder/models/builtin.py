@@ -1,14 +1,17 @@
 """``builtin:NAME``: ladder's own small Llama-style models, pretrained on this machine.
 
-Nothing is downloaded. A preset is a row of :data:`ladder.models.shapes.SHAPES`
-(``llama-tiny``, ``llama-small``) with its corpus and training recipe.
+Nothing is downloaded. A preset is a shape from :data:`ladder.models.shapes.SHAPES`
+(``builtin:tiny`` is the ``llama-tiny`` row with 512 tokens of context, ``builtin:small``
+the ``llama-small`` row) with its corpus and training recipe.
 :func:`ladder.train.pretrain_run.train_builtin` (``ladder pretrain --preset tiny``) builds a
-corpus from the installed Python's documentation plus generated instructions
-(:mod:`ladder.data.corpus`), trains a byte-level BPE tokenizer with a chat template
-(:mod:`ladder.data.tokenizer`), pretrains the Llama-architecture model (Touvron et al.
-2023) the way ``ladder pretrain`` trains any architecture, and saves an ordinary Hugging
-Face checkpoint to ``$LADDER_HOME/models/builtin-NAME``. ``builtin:NAME`` then loads it
-through the ``hf:`` backend.
+corpus (:mod:`ladder.data.corpus`: some of the installed Python's documentation, generated
+instructions, and for ``tiny`` mostly the generated skill documents of
+:mod:`ladder.data.corpus_skills`: reading a passage, following in-context examples), trains
+a byte-level BPE tokenizer with a chat template (:mod:`ladder.data.tokenizer`), pretrains
+the Llama-architecture model (Touvron et al. 2023) the way ``ladder pretrain`` trains any
+architecture, and saves an ordinary Hugging Face checkpoint to
+``$LADDER_HOME/models/builtin-NAME``. ``builtin:NAME`` then loads it through the ``hf:``
+backend.
 
 This module imports no torch at import time, so the CLI's ``--help`` stays fast.
 """
@@ -16,6 +19,8 @@ This module imports no torch at import time, so the CLI's ``--help`` stays fast.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from ladder.train.config import TrainConfig
 
 __all__ = [
     "PRESETS",
+    "SIZE_RECIPES",
     "SUMMARY_FILE",
     "Preset",
     "builtin_path",
@@ -37,6 +43,7 @@ __all__ = [
     "is_trained",
     "load_builtin",
     "training_summary",
+    "untrained",
 ]
 
 SUMMARY_FILE = "training.json"  # what a pretraining run saves beside the weights
@@ -51,6 +58,7 @@ class Preset(BaseModel):
     shape: ModelShape  # vocab: the BPE tokenizer's size; context: tokens per training window
     stdlib_chars: int | None  # documentation characters in the corpus; None = all
     instructions: int  # generated chat conversations in the corpus
+    skills: int = 0  # generated skill documents (ladder.data.corpus_skills) in the corpus
     train: TrainConfig
     reference_minutes: float  # wall time of a full run on the reference machine (2-core EPYC)
 
@@ -59,41 +67,67 @@ class Preset(BaseModel):
         return self.shape.parameters()
 
 
+# The training recipes of ``ladder pretrain --model ARCH --size SIZE`` (what builtin:tiny was
+# before it learnt to read; its architecture row is unchanged).
+SIZE_RECIPES: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=30,
+        max_steps=500,
+        batch_size=16,
+        weight_decay=0.1,
+        eval_every=100,
+        eval_batches=8,
+        save_every=100,
+        log_every=10,
+    ),
+    "small": TrainConfig(
+        lr=2e-3,
+        min_lr=2e-4,
+        warmup_steps=50,
+        max_steps=800,  # ~1.7 s per step of 16 x 256 tokens on 2 cores
+        batch_size=16,
+        eval_every=100,
+        eval_batches=8,
+        save_every=100,
+    ),
+}
+
+# builtin:tiny reads: llama-tiny's blocks with 512 tokens of context (a retrieved source or a
+# few examples fit) and a 2,048-token vocabulary (the output layer is a third of the cost of
+# a step at 4,096), trained mostly on the generated skill corpus (ladder.data.corpus_skills).
+_READER = replace(SHAPES["llama-tiny"], name="llama-tiny-512", vocab=2048, context=512,
+                  max_positions=512)  # fmt: skip
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
-        description="1.4M parameters; about 3 minutes on 2 CPU cores. English-ish text.",
-        shape=SHAPES["llama-tiny"],
-        stdlib_chars=None,
-        instructions=6000,
+        description="1.1M parameters, 512 tokens of context; about 4 minutes on 2 CPU cores. "
+        "Reads a passage and follows examples.",
+        shape=_READER,
+        stdlib_chars=50_000,
+        instructions=1000,
+        skills=9000,
         train=TrainConfig(
             lr=3e-3,
             min_lr=3e-4,
             warmup_steps=30,
-            max_steps=500,
-            batch_size=16,
+            max_steps=300,
+            batch_size=8,
             weight_decay=0.1,
-            eval_every=100,
-            eval_batches=8,
-            save_every=100,
+            eval_every=300,
+            eval_batches=4,
+            save_every=300,
             log_every=10,
         ),
-        reference_minutes=3.0,
+        reference_minutes=4.0,
     ),
     "small": Preset(
         description="6.8M parameters; about 25 minutes on 2 CPU cores. Opt-in.",
         shape=SHAPES["llama-small"],
         stdlib_chars=None,
         instructions=20000,
-        train=TrainConfig(
-            lr=2e-3,
-            min_lr=2e-4,
-            warmup_steps=50,
-            max_steps=800,  # ~1.7 s per step of 16 x 256 tokens on 2 cores
-            batch_size=16,
-            eval_every=100,
-            eval_batches=8,
-            save_every=100,
-        ),
+        train=SIZE_RECIPES["small"],
         reference_minutes=25.0,
     ),
 }
@@ -120,6 +154,13 @@ def builtin_path(name: str) -> Path:
 def is_trained(name: str) -> bool:
     """Whether ``builtin:NAME`` has a complete checkpoint (saves are atomic)."""
     return (builtin_path(name) / "config.json").is_file()
+
+
+def untrained(models: Sequence[str]) -> list[str]:
+    """The presets that ``models`` name as ``builtin:NAME`` and this machine has not trained
+    yet, each once, in order (other specs and unknown names are not listed)."""
+    names = (m.removeprefix("builtin:") for m in models if m.startswith("builtin:"))
+    return [n for n in dict.fromkeys(names) if n in PRESETS and not is_trained(n)]
 
 
 def check_builtin(name: str) -> None:

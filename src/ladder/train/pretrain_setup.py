@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_write_text
 from ladder.models.architectures import get_architecture
-from ladder.models.builtin import PRESETS, SUMMARY_FILE, builtin_path, get_preset
+from ladder.models.builtin import SIZE_RECIPES, SUMMARY_FILE, builtin_path, get_preset
 from ladder.models.memory import GB, OVERHEAD_BYTES, FitConfig, estimate_memory
 from ladder.models.shapes import ModelShape
 from ladder.train.checkpoint import list_checkpoints
@@ -55,7 +55,7 @@ def resolve(cfg: PretrainConfig, max_steps: int | None = None) -> tuple[ModelSha
     else:
         spec_cfg = cfg.model or ModelSpec()
         spec = get_architecture(spec_cfg.arch, spec_cfg.size, **spec_cfg.dims())
-        recipe = PRESETS[spec.size].train
+        recipe = SIZE_RECIPES[spec.size]
     try:
         tcfg = cfg.train_config(recipe)
         if max_steps is not None:
