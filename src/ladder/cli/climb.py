@@ -100,6 +100,7 @@ def climb(
     from ladder.track import default_tracking_uri
 
     track = track or default_tracking_uri()
+    _train_builtins(task, model or [])
     folder = out or Path("runs") / f"climb-{task.stem if task.stem != 'task' else task.parent.name}"
     if plan:
         print_plan(task, model or (), folder)
@@ -136,6 +137,25 @@ def climb(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result.to_json(), indent=2) + "\n")
         console.print(f"Leaderboard: {json_out}", markup=False)
+
+
+def _train_builtins(task: Path, models: list[str]) -> None:
+    """Train the built-in models the climb will use that this machine does not have yet
+    (a fresh LADDER_HOME), with a progress bar, instead of stopping on the model check."""
+    from ladder.climb.task.schema import TaskSpec
+    from ladder.config import load_yaml
+    from ladder.errors import LadderError
+    from ladder.models.builtin import untrained
+
+    if not models:
+        try:
+            models = load_yaml(task, TaskSpec).models
+        except LadderError:
+            return  # the climb reports a bad task file in its own words
+    if untrained(models):
+        from ladder.train.pretrain_run import train_missing_builtins
+
+        train_missing_builtins(models, log=lambda line: err_console.print(line, markup=False))
 
 
 def print_plan(task: Path, models: Sequence[str], folder: Path) -> None:

@@ -18,7 +18,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ __all__ = [
     "GreedySampler",
     "run_pretrain",
     "train_builtin",
+    "train_missing_builtins",
 ]
 
 SAMPLES_FILE = "samples.jsonl"
@@ -110,6 +111,40 @@ def train_builtin(
     return run_pretrain(
         cfg, resume=resume, max_steps=max_steps, progress=progress, log=log, tracker=tracker
     )
+
+
+def train_missing_builtins(
+    models: Sequence[str],
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Train each ``builtin:NAME`` of ``models`` that this machine has not trained yet, so
+    that a command given one on a fresh ``LADDER_HOME`` (``ladder climb``) can go on.
+
+    Other specs, and names that are no preset (the model check reports them), are left
+    alone.
+
+    Args:
+        models: model specs, e.g. a task's ``models:``.
+        progress: show the training progress bar (with its time to go).
+        log: receives one line per model before it trains, with the time it will take.
+
+    Returns:
+        The presets trained.
+    """
+    from ladder.models.builtin import PRESETS, builtin_path, estimate_minutes, untrained
+
+    say = log or (lambda _line: None)
+    trained = untrained(models)
+    for name in trained:
+        minutes = estimate_minutes(PRESETS[name])
+        say(
+            f"builtin:{name} is not trained on this machine yet: training it now, about "
+            f"{minutes:.0f} minutes (once; it is kept in {builtin_path(name)})"
+        )
+        train_builtin(name, progress=progress, log=say)
+    return trained
 
 
 def run_pretrain(
