@@ -86,6 +86,8 @@ def write_climb_folder(out: Path, model: str = "hf:/models/tiny") -> Path:
         for i in range(len(RUNGS) - 1)
     ]
     write_flips(out / "flips.jsonl", sets)
+    # The part of the resolved task the review reads: the task's input and reference fields.
+    (out / "task.resolved.yaml").write_text("task:\n  data: {input: text, reference: label}\n")
     return out
 
 
@@ -159,6 +161,10 @@ def test_judgments_become_dpo_pairs_and_sft_records(climb_dir: Path, tmp_path: P
         ("the green frog sat", "green", "red"),  # the correction over the (equal) answers
     ]  # record 1's answers are the same, so its verdict makes no pair
     sft = read_records(store.folder / "corrections.jsonl")
+    assert [r.data for r in sft] == [
+        {"instruction": "the green frog sat", "output": "green", "text": "the green frog sat",
+         "label": "green", "id": "test.jsonl:3"}
+    ]  # fmt: skip
     assert detect_format(sft) == "alpaca"
     assert parse_records(sft, "alpaca")[0].messages[-1]["content"] == "green"
     examples = parse_records(read_records(store.folder / "preferences.jsonl"), "preference")
@@ -295,22 +301,38 @@ def test_ctrl_c_stops_the_server_cleanly(climb_dir: Path) -> None:
     assert "stopped; 0 judged" in out and "Traceback" not in err
 
 
-def test_a_real_climb_folder_reads(tiny_causal_lm: Path, tmp_path: Path) -> None:
+def test_a_real_climb_reads_and_its_review_feeds_the_next_climb(
+    tiny_causal_lm: Path, tmp_path: Path
+) -> None:
     from conftest import write_climb_task
     from ladder.climb import ClimbOptions, climb
+    from ladder.climb.task import load_task
 
     task = write_climb_task(
         tmp_path / "t", [f"hf:{tiny_causal_lm}"], "  - zero_shot\n  - few_shot\n", train=20, test=6
     )
     result = climb(task, ClimbOptions(out=tmp_path / "out", all_rungs=True))
     run = load_review_run(tmp_path / "out")
-    assert run.systems == ["zero_shot", "few_shot"]
+    assert run.systems == ["zero_shot", "few_shot"] and run.task_fields == ("text", "label")
     assert sorted(r.id for r in run.records) == [f"test.jsonl:{i}" for i in range(1, 7)]
+    by_id = run.by_id()
     for row in result.rows:
         file = Path(row.provenance.folder, "predictions.jsonl")
-        lines = [json.loads(x) for x in file.read_text().splitlines()]
-        by_id = run.by_id()
-        for line in lines:
+        for line in (json.loads(x) for x in file.read_text().splitlines()):
             answer = by_id[line["id"]].answers[row.rung]
             assert (answer.text, answer.score) == (line["prediction"], line["score"])
             assert by_id[line["id"]].input == line["input"]
+    # Judge one record, correct it; the pairs and the correction go into the task.
+    store = ReviewStore(run, tmp_path / "out" / "review")
+    first = run.records[0]
+    post = {"id": first.id, "left": "zero_shot", "right": "few_shot", "verdict": "both_bad"}
+    store.save(Judgment.from_json({**post, "correction": first.reference}, run))
+    with (tmp_path / "t" / "train.jsonl").open("a") as train:
+        train.write((store.folder / "corrections.jsonl").read_text())
+    text = task.read_text().replace("reference: label}", "reference: label, preference: "
+                                    f"{store.folder / 'preferences.jsonl'}}}")  # fmt: skip
+    task.write_text(text)
+    loaded = load_task(task)
+    assert len(loaded.train) == 21 and loaded.train[-1]["label"] == first.reference
+    assert [p["chosen"] for p in loaded.preference] == [first.reference] * len(loaded.preference)
+    assert loaded.preference and loaded.preference[0]["input"] == first.input

@@ -210,7 +210,13 @@ def test_judge_by_keyboard_correct_reload_and_resume(browser: Browser, climb: Pa
         ("the green frog sat", "green", "red"),
     ]
     assert [json.loads(x) for x in (folder / "corrections.jsonl").read_text().splitlines()] == [
-        {"instruction": "the green frog sat", "output": "green", "id": "test.jsonl:3"}
+        {
+            "instruction": "the green frog sat",
+            "output": "green",
+            "text": "the green frog sat",
+            "label": "green",
+            "id": "test.jsonl:3",
+        }
     ]
     # The pairs are what ladder finetune --method dpo reads.
     records = read_records(folder / "preferences.jsonl")

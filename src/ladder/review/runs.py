@@ -76,6 +76,7 @@ class ReviewRun:
     kind: str  # "climb" or "prompt"
     systems: list[str]
     records: list[ReviewRecord]
+    task_fields: tuple[str, str] | None = None  # a climb task's input and reference fields
 
     def by_id(self) -> dict[str, ReviewRecord]:
         """The records by id."""
@@ -184,7 +185,20 @@ def _load_climb(run: Path) -> ReviewRun:
     for record in records.values():
         scores = {a.score for a in record.answers.values() if a.score is not None}
         record.flipped = record.id in flipped or len(scores) > 1
-    return ReviewRun(run, "climb", systems, list(records.values()))
+    return ReviewRun(run, "climb", systems, list(records.values()), _task_fields(run))
+
+
+def _task_fields(run: Path) -> tuple[str, str] | None:
+    """The task's input and reference field names, from the task the climb resolved."""
+    import yaml
+
+    try:
+        resolved = yaml.safe_load((run / "task.resolved.yaml").read_text("utf-8"))
+        data = resolved["task"]["data"]
+        fields = (data["input"], data["reference"])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        return None  # an older or partial climb: corrections stay alpaca records only
+    return fields if all(isinstance(f, str) and f for f in fields) else None
 
 
 def _rung_folder(run: Path, recorded: str) -> Path | None:

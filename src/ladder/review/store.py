@@ -11,7 +11,8 @@ leaves each file whole and reopening the review shows every judgment made so far
   prompt is the task input). The better answer is chosen over the worse; a correction is
   chosen over each shown answer that differs from it.
 - ``corrections.jsonl``: SFT records in the alpaca format, ``{"instruction", "output"}``:
-  the input and the corrected answer.
+  the input and the corrected answer; from a climb, also under the task's own input and
+  reference fields (``{"text", "label"}`` for ``data: {input: text, reference: label}``).
 """
 
 from __future__ import annotations
@@ -139,14 +140,22 @@ class ReviewStore:
             record = records[judgment.id]
             pairs += preference_pairs(judgment, record.input, _answers(record, judgment))
             if judgment.correction.strip():
-                corrections.append(
-                    {"instruction": record.input, "output": judgment.correction, "id": record.id}
-                )
+                corrections.append(self._correction(record.input, judgment))
         # The state first: were the process killed between the writes, reopening the
         # review rewrites the training files from it on the next judgment.
         atomic_write_text(self.folder / JUDGMENTS_FILE, _jsonl(asdict(j) for j in ordered))
         atomic_write_text(self.folder / PREFERENCES_FILE, _jsonl(pairs))
         atomic_write_text(self.folder / CORRECTIONS_FILE, _jsonl(corrections))
+
+    def _correction(self, prompt: str, judgment: Judgment) -> dict[str, str]:
+        """An alpaca record; for a climb also under the task's own input and reference
+        fields, so the file can join the task's train split as it is."""
+        out = {"instruction": prompt, "output": judgment.correction}
+        if self.run.task_fields is not None:
+            source, reference = self.run.task_fields
+            out.setdefault(source, prompt)
+            out.setdefault(reference, judgment.correction)
+        return {**out, "id": judgment.id}
 
 
 def _answers(record: Any, judgment: Judgment) -> tuple[str, str]:
