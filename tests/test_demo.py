@@ -109,3 +109,63 @@ def test_demo_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None
     for option in ("--preset", "--task", "--out", "--track"):
         assert option in text
     assert "tagger and rag-qa examples" in text
+
+
+def small_rag_qa(folder: Path) -> Path:
+    """The rag-qa example without its data: closed-book and RAG on three test records."""
+    shutil.copytree(
+        ROOT / "examples" / "rag-qa", folder / "rag-qa", ignore=shutil.ignore_patterns("data")
+    )
+    task = folder / "rag-qa" / "task.yaml"
+    spec = yaml.safe_load(task.read_text())
+    spec["rungs"] = [{"rung": "zero_shot", "label": "closed_book"}, {"rung": "rag", "k": 1}]
+    spec["data"]["test_limit"] = 3
+    spec["params"]["max_tokens"] = 4
+    task.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return task
+
+
+# What the libraries under the demo print when nobody quiets them.
+NOISE = (
+    "IngestReport(",
+    "Creating initial MLflow database tables",
+    "Flushing the async trace logging queue",
+    "INFO mlflow",
+    "Token indices sequence length is longer",
+)
+
+
+def test_demo_reads_well_in_an_80_column_terminal(
+    home: Path,
+    tmp_path: Path,
+    tiny_causal_lm: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The leaderboard with every rung name and CI whole on its row's line, no library noise
+    on either stream (the default MLflow store, as `make demo` tracks; a knowledge base
+    indexed; prompts past the model's context), and one closing summary."""
+    shutil.copytree(tiny_causal_lm, builtin.builtin_path("micro"))
+    tasks = [small_rag_qa(tmp_path)]
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("LADDER_TRACKING_URI")  # the demo's default: MLflow in this folder
+    monkeypatch.chdir(tmp_path)
+    args = ["demo", "--preset", "micro", "--out", "runs"]
+    assert main([*args, *(w for t in tasks for w in ("--task", str(t)))]) == 0
+    out, err = capfd.readouterr()
+    assert "…" not in out and all(len(line) <= 80 for line in out.splitlines()), out
+    assert not [n for n in NOISE if n in out + err], out + err
+    board = {}
+    for name in ("rag-qa",):
+        state = json.loads((tmp_path / "runs" / f"climb-{name}" / "climb.json").read_text())
+        board[name] = state["rows"]
+        for row in state["rows"]:
+            ci = f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+            shown = [line for line in out.splitlines() if row["rung"] in line.split()]
+            assert any(f"{row['value']:.3f}" in line and ci in line for line in shown), out
+    summary = out.split("Summary (demo done in", 1)[1]
+    for name, rows in board.items():
+        block = summary.split(f"  {name}: ", 1)[1].split("report: ", 1)
+        assert block[1].startswith(f"runs/climb-{name}/report.html")
+        best = max(rows, key=lambda r: r["value"])
+        assert best["rung"] in block[0] and f"{best['value']:.3f}, 95% CI [" in block[0]

@@ -4,7 +4,8 @@ On a fresh machine it trains ``builtin:tiny`` (first run only, ~3 minutes on 2 c
 then climbs ``examples/tagger`` (extract model names as a JSON list) and ``examples/rag-qa``
 (questions about a knowledge base of invented facts) with it, every rung (``--all``). Each
 task's generator writes its data when it is missing. It prints each leaderboard, the
-recommendation, where the HTML report is and where the runs are tracked. The lesson, with
+recommendation and where the HTML report is, then one closing summary (per task: the
+recommended rung, its score and CI, the report) and where the runs are tracked. The lesson, with
 real numbers: a 1.4M-parameter model is useless when only prompted, and fine-tuning (or
 retrieval, with a model that can read) is what makes it work.
 """
@@ -12,7 +13,9 @@ retrieval, with a model that can read) is what makes it work.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import BaseModel, Field
@@ -20,7 +23,10 @@ from pydantic import BaseModel, Field
 from ladder.cli._common import console, err_console, field_help
 from ladder.errors import ConfigError
 
-__all__ = ["DEMO_TASKS", "DemoConfig", "demo", "resolve_task", "tracking_uri"]
+if TYPE_CHECKING:
+    from ladder.climb.climb import ClimbResult
+
+__all__ = ["DEMO_TASKS", "DemoConfig", "demo", "resolve_task", "summary_lines", "tracking_uri"]
 
 DEMO_TASKS = ("examples/tagger/task.yaml", "examples/rag-qa/task.yaml")
 _CHECKOUT = Path(__file__).resolve().parents[3]  # the source tree of an editable install
@@ -92,6 +98,7 @@ def demo(
 
         train_builtin(preset, progress=True)
     uri = tracking_uri(track)
+    results: list[ClimbResult] = []
     for file in tasks:
         name = file.stem if file.stem != "task" else file.parent.name
         folder = out / f"climb-{name}"
@@ -108,7 +115,37 @@ def demo(
         result = climb(file, options)
         print_result(result, times=True)
         console.print(f"Report: {result.report}", markup=False)
-    console.print(f"\nDemo done in {time.perf_counter() - started:.0f} s.", markup=False)
+        results.append(result)
+    seconds = time.perf_counter() - started
+    console.print(f"\nSummary (demo done in {seconds:.0f} s)", style="bold", markup=False)
+    for line in summary_lines(results):
+        console.print(line, markup=False)
     where = f"Runs tracked in: {uri} (list them: ladder runs; browse: ladder ui)"
     console.print(where, markup=False)
     console.print("Next: point a climb at a real model, e.g. ladder climb TASK --model hf:/path")
+
+
+def summary_lines(results: Sequence[ClimbResult]) -> list[str]:
+    """The demo's closing summary: per task, the recommended rung, its score with the 95% CI
+    and the report's path (without a recommendation, the best-scoring rung, marked so).
+
+    One short line per fact, so an 80-column terminal shows each whole.
+    """
+    from ladder.climb.report_tables import fmt
+
+    lines = []
+    for result in results:
+        rec = result.recommendation
+        done = [r for r in result.rows if r.done and r.score.value is not None]
+        best = rec or max(done, key=lambda r: r.score.value or 0.0, default=None)
+        name = result.task.spec.name
+        if best is None:
+            lines.append(f"  {name}: no rung finished")
+        else:
+            s = best.score
+            verdict = "recommended" if rec else "nothing good enough; best"
+            lines.append(f"  {name}: {verdict} {best.rung} ({best.model})")
+            ci = f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
+            lines.append(f"    {s.metric} {fmt(s.value)}, 95% CI {ci}")
+        lines.append(f"    report: {result.report}")
+    return lines

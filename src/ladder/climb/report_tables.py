@@ -137,36 +137,53 @@ def variants_html(result: ClimbResult) -> str:
 
 
 def terminal_table(result: ClimbResult) -> Table:
-    """The leaderboard as a rich table, for the terminal."""
+    """The leaderboard as a rich table, for the terminal.
+
+    Built to fit an 80-column terminal with every rung name and number on its row's line:
+    what all rows share (the model, the metric) goes into the title instead of a column,
+    the metric names the score column, and the table has no outer edge. Several models or
+    metrics bring their columns back (a model spec folds; it never cuts).
+    """
     from rich.table import Table
 
-    table = Table(title=f"ladder climb: {result.task.spec.name}")
+    done = [r for r in result.rows if r.done]
+    models = {r.model for r in result.rows}
+    metrics = {r.score.metric for r in done} or {result.task.spec.metric_name()}
+    one_model, one_metric = len(models) == 1, len(metrics) == 1
+    title = " · ".join(
+        [
+            f"ladder climb: {result.task.spec.name}",
+            *([next(iter(models))] if one_model and models else []),
+        ]
+    )
+    table = Table(title=title, show_edge=False)
+    table.add_column("rung")
+    if not one_model:
+        table.add_column("model", overflow="fold")
+    if not one_metric:
+        table.add_column("metric", overflow="fold")
     judged = any(r.judge is not None for r in result.rows)
-    cols = ["rung", "model", "metric", "value", "95% CI", *(["judge"] if judged else [])]
-    for col in (*cols, "cost $", "p50 s", "peak mem"):
-        left = col in ("rung", "model", "metric")
-        # Model specs (URLs, paths) and skip reasons fold in a narrow terminal, never cut.
-        fold = col in ("model", "metric")
-        table.add_column(
-            col, justify="left" if left else "right", overflow="fold" if fold else "ellipsis"
-        )
-    table.add_column("good", justify="right")
+    # A skipped rung's reason sits in the score column, which folds it.
+    table.add_column(next(iter(metrics)) if one_metric else "value", overflow="fold")
+    for col in ("95% CI", *(["judge"] if judged else []), "cost $", "p50 s", "mem", "good"):
+        table.add_column(col, justify="right", no_wrap=col == "95% CI")
     for r in result.rows:
+        first = [r.rung, *([] if one_model else [r.model])]
         if not r.done:
             reason = r.verdict.reason
             skipped = f"skipped: {reason}" if reason else "skipped"
-            table.add_row(r.rung, r.model, skipped, *[""] * (len(cols) + 1))
+            blanks = len(table.columns) - len(first) - 1 - (0 if one_metric else 1)
+            table.add_row(*first, *([] if one_metric else [""]), skipped, *[""] * blanks)
             continue
         s = r.score
         table.add_row(
-            r.rung,
-            r.model,
-            s.metric,
+            *first,
+            *([] if one_metric else [s.metric]),
             fmt(s.value),
             f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]",
             *([judge_cell(r)] if judged else []),
             f"{r.cost.usd:.6f}",
-            fmt(r.timing.latency_p50, 4),
+            fmt(r.timing.latency_p50, 3),
             mib(r.memory.peak_bytes),
             "[green]yes[/green]" if r.verdict.good_enough else "no",
         )
