@@ -235,7 +235,7 @@ RUNNER = """
 import sys
 from pathlib import Path
 from ladder.engines.vllm import VLLMServer
-server = VLLMServer(Path(sys.argv[1]), served_name="m")
+server = VLLMServer(Path(sys.argv[1]), served_name="m", log_path=Path(sys.argv[1]) / "log")
 server.start(timeout=60)
 print(open(Path(sys.argv[1]) / "engine.pid").read(), server._proc.pid, flush=True)
 import time; time.sleep(300)
