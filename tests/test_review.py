@@ -176,6 +176,18 @@ def test_judgments_become_dpo_pairs_and_sft_records(climb_dir: Path, tmp_path: P
     assert len((store.folder / "preferences.jsonl").read_text().splitlines()) == 1
 
 
+def test_a_broken_judgments_file_is_one_line(climb_dir: Path) -> None:
+    folder = climb_dir / "review"
+    folder.mkdir()
+    good = {"id": "test.jsonl:2", "left": "zero_shot", "right": "full", "verdict": "right"}
+    gone = {**good, "id": "test.jsonl:3", "left": "lora"}  # a rung the run no longer has
+    (folder / "judgments.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(gone) + "\n")
+    assert list(ReviewStore(load_review_run(climb_dir), folder).judgments) == ["test.jsonl:2"]
+    (folder / "judgments.jsonl").write_text(json.dumps(good) + "\n{oops\n")
+    with pytest.raises(ConfigError, match=r"judgments.jsonl:2: not a judgment line"):
+        open_review(climb_dir, None, "127.0.0.1", 0, None)
+
+
 @pytest.mark.parametrize(
     ("post", "message"),
     [
@@ -274,6 +286,24 @@ def test_with_a_key_every_request_needs_it(keyed: ReviewServer) -> None:
     assert status == 200 and saved["judged"] == 1
     assert "test.jsonl:2" in (keyed.store.folder / "judgments.jsonl").read_text()
     assert _call(keyed.url + "api/judge", {**judgment, "verdict": "x"}, bearer)[0] == 400
+
+
+def test_the_key_in_the_address_becomes_a_cookie(keyed: ReviewServer) -> None:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        opener.open(keyed.url + "?key=s3cret", timeout=10)
+    assert caught.value.code == 303 and caught.value.headers["Location"] == "/"
+    cookie = caught.value.headers["Set-Cookie"].split(";")[0]
+    assert "HttpOnly" in caught.value.headers["Set-Cookie"]
+    status, state = _call(keyed.url + "api/run", headers={"Cookie": cookie})
+    assert status == 200 and state["systems"] == list(RUNGS)
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        opener.open(keyed.url + "?key=guess", timeout=10)
+    assert wrong.value.code == 401
 
 
 def test_ctrl_c_stops_the_server_cleanly(climb_dir: Path) -> None:

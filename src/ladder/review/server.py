@@ -17,7 +17,7 @@ from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ladder.ports import listening_socket
 from ladder.review.page import PAGE
@@ -112,7 +112,8 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
                 self.send_response(HTTPStatus.SEE_OTHER)
                 self.send_header("Location", "/")
                 self.send_header(
-                    "Set-Cookie", f"{_COOKIE}={key}; HttpOnly; SameSite=Strict; Path=/"
+                    "Set-Cookie",
+                    f"{_COOKIE}={quote(key, safe='')}; HttpOnly; SameSite=Strict; Path=/",
                 )
                 self.send_header("Content-Length", "0")
                 return self.end_headers()
@@ -153,7 +154,7 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
                 return True
             cookie = SimpleCookie(self.headers.get("Cookie") or "")
             morsel = cookie.get(_COOKIE)
-            return morsel is not None and key_matches(morsel.value, server.api_key)
+            return morsel is not None and key_matches(unquote(morsel.value), server.api_key)
 
         def _send(self, status: HTTPStatus, body: Any, kind: str = "application/json") -> None:
             data = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)

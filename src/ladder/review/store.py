@@ -118,7 +118,9 @@ class ReviewStore:
                 raise ConfigError(
                     f"{file}:{number}: not a judgment line; move the file away to start afresh"
                 ) from None
-            if judgment.id in known:  # a record the run no longer has is dropped
+            record = known.get(judgment.id)
+            # A record or rung the run no longer has (the climb was re-run) is dropped.
+            if record is not None and {judgment.left, judgment.right} <= record.answers.keys():
                 out[judgment.id] = judgment
         return out
 
