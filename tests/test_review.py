@@ -144,6 +144,20 @@ def test_a_prompt_run_results_file_reads(tmp_path: Path) -> None:
     assert default_review_folder(results) == tmp_path / "prompt-results.review"
 
 
+def test_a_prompt_compare_folder_reads_one_system_per_cell(tmp_path: Path) -> None:
+    runs = tmp_path / "cmp" / "runs"
+    runs.mkdir(parents=True)
+    for cell, answers in (("m__zero", ["4", "5"]), ("m__cot", ["4", "4"])):
+        rows = [
+            {"index": i, "where": f"d.jsonl:{i + 1}", "prompt": q, "answer": a, "output": a}
+            for i, (q, a) in enumerate(zip(["2+2?", "3+1?"], answers, strict=True))
+        ]
+        (runs / f"{cell}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = load_review_run(tmp_path / "cmp")
+    assert run.systems == ["m__cot", "m__zero"]
+    assert [(r.id, r.disagree) for r in run.records] == [("d.jsonl:2", True), ("d.jsonl:1", False)]
+
+
 def test_judgments_become_dpo_pairs_and_sft_records(climb_dir: Path, tmp_path: Path) -> None:
     run = load_review_run(climb_dir)
     store = ReviewStore(run, tmp_path / "review")

@@ -25,7 +25,9 @@ label{margin-right:.8rem}
 .side{border:2px solid #ccc;padding:.5rem}
 .side.better{border-color:#1a7f37;background:#eefbf0}
 .side.worse{border-color:#b35900}
-.tag{display:inline-block;padding:0 .4rem;margin-left:.3rem;border-radius:.3rem;background:#ddd}
+.tag{display:inline-block;padding:0 .4rem;margin-left:.3rem;border-radius:.3rem;background:#ddd;
+font-size:.8rem;vertical-align:middle}
+input[type=number]{width:6rem}
 .tag.flip{background:#ffd6a5}.tag.diff{background:#cde4ff}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2rem .4rem;text-align:left}
 button{margin:.2rem .3rem .2rem 0}kbd{border:1px solid #999;border-radius:3px;padding:0 .2rem}
