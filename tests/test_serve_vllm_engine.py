@@ -186,6 +186,7 @@ def test_start_waits_for_health_passes_the_key_and_stop_ends_the_group(fake_vllm
         assert seen["key"] == "k-123" and "k-123" not in " ".join(seen["argv"])
         assert f"--port {server.port}" in " ".join(seen["argv"])
         assert "loading the weights" in lines and alive(engine)
+        assert server.start_seconds is not None and 0.5 < server.start_seconds < 60
         log = server.log_path
         assert probe(vllm_python())[:2] == (True, "0.32.0")
     assert not alive(engine) and not log.exists()  # the whole group stopped, temp log gone

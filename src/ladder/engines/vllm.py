@@ -138,6 +138,8 @@ class VLLMServer:
         self._own_log = log_path is None
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"ladder-vllm-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        # Seconds from launch to the first token served (the engine start; benchmarks report it).
+        self.start_seconds: float | None = None
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.base_url = f"http://{shown}:{self.port}/v1"
 
@@ -194,6 +196,7 @@ class VLLMServer:
         check_port_free(self.host, self.port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
+            launched = time.monotonic()
             self._proc = subprocess.Popen(
                 self.command(python, cuda=cuda),
                 stdin=subprocess.DEVNULL,
@@ -207,6 +210,7 @@ class VLLMServer:
         try:
             self._wait_healthy(timeout, progress)
             self._warm_up()
+            self.start_seconds = time.monotonic() - launched
         except BaseException:
             self.stop(keep_log=True)
             raise
