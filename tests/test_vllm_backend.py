@@ -17,7 +17,7 @@ import pytest
 from ladder.errors import ConfigError, LadderError, UnsupportedError
 from ladder.models import load_model
 from ladder.models.base import GenerationParams
-from ladder.models.vllm_backend import on_engine
+from ladder.models.engine_spec import on_engine
 
 GREEDY = GenerationParams(max_tokens=8)
 

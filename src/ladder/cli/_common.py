@@ -48,6 +48,24 @@ def config_option(model: type[BaseModel], name: str, *flags: str) -> Any:
     return typer.Option(default, *flags, help=field_help(model, name))
 
 
+ENGINE_HELP = (
+    "What runs the model: ladder (the spec's own backend) or vllm (a local checkpoint, "
+    "hf:DIR or builtin:NAME, served by vLLM in its own environment; see docs/serving.md)."
+)
+
+
+def engine_spec(spec: str, engine: str) -> str:
+    """The model spec a verb loads when ``engine`` runs it (``vllm``: ``vllm:DIR``).
+
+    Raises:
+        ConfigError: an unknown engine.
+        UnsupportedError: ``vllm`` for a model that is not a local checkpoint.
+    """
+    from ladder.models.engine_spec import on_engine
+
+    return on_engine(spec, engine)
+
+
 TRACK_HELP = (
     "Tracking URI (sqlite:///runs.db, http://host:5000, jsonl:events.jsonl, or none); "
     "default $LADDER_TRACKING_URI, else ./ladder-runs.db (MLflow, SQLite)."

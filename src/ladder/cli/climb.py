@@ -71,6 +71,11 @@ class ClimbFlags(BaseModel):
         "with it, a judge column next to the metric (replaces the task's judge.model; the "
         "task's judge section sets the rubric).",
     )
+    engine: str | None = Field(
+        None,
+        description="What runs the models: ladder or vllm (local checkpoints served by vLLM; "
+        "a LoRA rung answers with its adapter, unmerged); default: the task's engine field.",
+    )
     track: str | None = Field(
         None,
         description="Tracking URI (sqlite:///runs.db, http://host:5000, jsonl:events.jsonl, "
@@ -93,6 +98,7 @@ def climb(
     track: str | None = typer.Option(None, "--track", help=field_help(F, "track")),
     no_optimise: bool = typer.Option(False, "--no-optimise", help=field_help(F, "no_optimise")),
     judge: str | None = typer.Option(None, "--judge", help=field_help(F, "judge")),
+    engine: str | None = typer.Option(None, "--engine", help=field_help(F, "engine")),
 ) -> None:
     """Climb the ladder on a task: cheapest rung first, stop at the first good-enough one."""
     from ladder.climb.climb import ClimbOptions
@@ -114,6 +120,7 @@ def climb(
         optimise=not no_optimise,
         tracking_uri=track,
         judge=judge,
+        engine=engine,
         log=lambda line: err_console.print(f"[dim]{line}[/]"),
     )
     try:
@@ -123,6 +130,7 @@ def climb(
         words = ["ladder", "climb", str(task), *(["--all"] if all_rungs else [])]
         words += [w for m in model or () for w in ("--model", m)]
         words += ["--judge", judge] if judge else []
+        words += ["--engine", engine] if engine else []
         again = shlex.join([*words, "--out", str(folder), "--resume"])
         # One unwrapped line: the command must copy and paste whole.
         typer.echo(f"interrupted; the finished rungs are kept. Resume with: {again}", err=True)

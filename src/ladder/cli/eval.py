@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
 from ladder.cli._common import (
+    ENGINE_HELP,
     TRACK_HELP,
     build,
     config_option,
     console,
+    engine_spec,
     field_help,
     open_tracker,
     print_tracked,
@@ -75,6 +77,7 @@ def eval_task(
     dtype: str = typer.Option("auto", help=field_help(ModelOptions, "dtype")),
     device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
     track: str | None = typer.Option(None, "--track", help=TRACK_HELP),
+    engine: str = typer.Option("ladder", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Evaluate a model on a task: multiple choice by log-likelihood, or generation."""
     from ladder.cache_store import ResponseCache
@@ -94,6 +97,7 @@ def eval_task(
     )
     options = build(ModelOptions, dtype=dtype, device=device)
     task = load_task(task_yaml)  # before loading weights: a bad task fails fast
+    model = engine_spec(model, engine)
     lm = load_model(model, **options.for_backend(model))
     ci = CISettings(resamples=config.resamples, seed=task.seed)
     uri, tracker = open_tracker(track)  # a store that cannot open stops here, before the work

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ladder.cli._common import build, config_option, console, field_help
+from ladder.cli._common import ENGINE_HELP, build, config_option, console, engine_spec, field_help
 from ladder.errors import ConfigError
 from ladder.evaluate.judge_run import JudgeRunConfig, parse_fields
 
@@ -36,6 +36,7 @@ def judge(
         "--json",
         help="Print one JSON object: metric, value, ci_low, ci_high, signature, rows, errors.",
     ),
+    engine: str = typer.Option("ladder", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Judge predictions with an LLM: grade them, compare with a baseline, or check faithfulness."""
     from ladder.evaluate.judge_run import run_judge
@@ -43,7 +44,7 @@ def judge(
     config = build(
         JudgeRunConfig,
         predictions=predictions,
-        judge=judge_spec,
+        judge=engine_spec(judge_spec, engine),
         mode=mode,
         references=references,
         contexts=contexts,

@@ -12,7 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from ladder.cli._common import build, config_option, console, err_console, field_help
+from ladder.cli._common import (
+    ENGINE_HELP,
+    build,
+    config_option,
+    console,
+    engine_spec,
+    err_console,
+    field_help,
+)
 from ladder.config import ModelOptions
 from ladder.models.base import LanguageModel
 
@@ -94,6 +102,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     dtype: str = typer.Option("auto", help=field_help(ModelOptions, "dtype")),
     device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
+    engine: str = typer.Option("ladder", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Run a template + strategy over every record; write results JSONL and a summary."""
     from ladder.prompts.runner import load_run, run_records, summary_path
@@ -111,7 +120,7 @@ def run(
     prompt_run = load_run(config, **overrides)
     records = _records(opts.data, opts.limit)
     model_options = build(ModelOptions, dtype=dtype, device=device)
-    lm = _open_model(opts.cache, model_options)(model)
+    lm = _open_model(opts.cache, model_options)(engine_spec(model, engine))
     target = opts.out or Path("prompt-results.jsonl")
     with _progress() as bar:
         task = bar.add_task(prompt_run.template.name, total=len(records))

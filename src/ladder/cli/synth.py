@@ -6,10 +6,11 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ladder.cli._common import build, config_option, console, err_console
+from ladder.cli._common import ENGINE_HELP, build, config_option, console, engine_spec, err_console
 from ladder.data.synth.config import SynthConfig
 
 __all__ = ["S", "synth"]
@@ -33,12 +34,13 @@ def synth(
     max_tokens: int = config_option(S, "max_tokens", "--max-tokens"),
     cache: bool = config_option(S, "cache", "--cache/--no-cache"),
     resume: bool = config_option(S, "resume", "--resume"),
+    engine: str = typer.Option("ladder", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Grow a dataset from a few seed tasks with any model as the generator (self-instruct)."""
     cfg = build(
         SynthConfig,
         seeds=seeds,
-        model=model,
+        model=engine_spec(model, engine),
         out=out,
         n=n,
         seed=seed,

@@ -126,6 +126,7 @@ class ClimbOptions:
     judge: str | None = None  # judge model spec; replaces the task's judge.model
     embedder: Any = None
     model_loader: Callable[[str], Any] | None = None
+    engine: str | None = None  # what runs the models: ladder or vllm (None: the task's)
     log: Callable[[str], None] = lambda _line: None
 
 
@@ -185,11 +186,14 @@ def climb(task_path: str | Path, options: ClimbOptions) -> ClimbResult:
     task = load_task(task_path)
     judge = make_judge(task, options.judge)  # a bad judge spec stops here, before any change
     models = list(options.models) or task.spec.models
+    engine = options.engine or task.spec.engine
     if options.model_loader is None:
-        _check_models(models)
+        _check_models(models, engine)
     out = Path(options.out)
     check_out(out, task, resume=options.resume, overwrite=options.overwrite)
-    cache = ModelCache(options.model_loader)
+    cache = ModelCache(options.model_loader, engine=engine)
+    if engine == "vllm":
+        options.log("engine: vllm serves the local models (a start takes 30-90 s on a CPU)")
     checked = _check_data(task, models, cache, options.log)
     # Nothing above wrote anything: every input is checked before an earlier result is touched.
     done = resumable_rows(out, task) if options.resume else {}
@@ -255,10 +259,15 @@ def _check_data(
     return report
 
 
-def _check_models(models: Sequence[str]) -> None:
-    """Every candidate model must be loadable (as far as that shows without loading it)."""
+def _check_models(models: Sequence[str], engine: str) -> None:
+    """Every candidate model must be loadable (as far as that shows without loading it),
+    on the engine that will run it (vLLM installed, a local checkpoint for it)."""
+    from ladder.models.engine_spec import on_engine
+
     for model in models:
         check_model(model)
+        if engine != "ladder":
+            check_model(on_engine(model, engine))
 
 
 @dataclass

@@ -109,7 +109,7 @@ class DPORung:
         ctx.log(f"dpo: preference-tuning {start} on {len(rows)} pairs")
         started = time.perf_counter()
         result = finetune(cfg, progress=False, log=ctx.log)
-        summary = training_summary("dpo", result, time.perf_counter() - started)
+        summary = training_summary("dpo", result, time.perf_counter() - started, start)
         summary["start"] = start
         summary["start_train_seconds"] = ctx.tuned_seconds if from_sft else 0.0
         return summary

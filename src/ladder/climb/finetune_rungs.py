@@ -164,11 +164,14 @@ def _ask(
     options: Mapping[str, Any],
     tuned: str,
     retrieval: TaskRetrieval | None,
+    adapter: tuple[str | None, str | None] = (None, None),
 ) -> RungResult:
     """Answer the test split with checkpoint ``tuned`` in the shape it was trained on:
-    zero-shot, with the retrieved sources in the prompt when it was trained with them."""
+    zero-shot, with the retrieved sources in the prompt when it was trained with them.
+    ``adapter`` (base spec, LoRA folder) lets an engine that serves adapters (vLLM) answer
+    with the unmerged adapter (:meth:`ModelCache.tuned`)."""
     records, seconds = retrieval.with_sources(task.test) if retrieval else (None, [])
-    lm = ctx.models.get(tuned)
+    lm = ctx.models.tuned(tuned, *adapter)
     try:
         result = answer_with_prompts(
             lm,
@@ -197,7 +200,8 @@ def answer_tuned(
     retrieval: TaskRetrieval | None = None,
 ) -> RungResult:
     """Answer the test split with the trained checkpoint; charge its training."""
-    result = _ask(task, ctx, options, f"hf:{summary['model_dir']}", retrieval)
+    adapter = (summary.get("base"), summary.get("adapter_dir"))
+    result = _ask(task, ctx, options, f"hf:{summary['model_dir']}", retrieval, adapter)
     training = (
         float(summary["train_seconds"])
         + float(summary.get("start_train_seconds", 0.0))
@@ -213,11 +217,17 @@ def answer_tuned(
     return result
 
 
-def training_summary(method: str, result: Any, seconds: float) -> dict[str, Any]:
-    """What a rung keeps of a fine-tuning run (``finetune.json``)."""
+def training_summary(
+    method: str, result: Any, seconds: float, base: str | None = None
+) -> dict[str, Any]:
+    """What a rung keeps of a fine-tuning run (``finetune.json``); ``base`` is the spec
+    trained, kept with the LoRA adapter so that vLLM can serve it unmerged."""
+    adapter = getattr(result, "adapter_dir", None)
     return {
         "method": method,
         "model_dir": str(result.model_dir),
+        "base": base,
+        "adapter_dir": str(adapter) if adapter else None,
         "steps": result.steps,
         "train_seconds": round(seconds, 3),
         "train_losses": [round(float(x), 5) for x in result.train_losses],
@@ -283,7 +293,7 @@ class FinetuneRung:
         ctx.log(f"{self.method}: fine-tuning {model} on {len(rows)} records")
         started = time.perf_counter()
         result = finetune(cfg, progress=False, log=ctx.log)
-        summary = training_summary(self.method, result, time.perf_counter() - started)
+        summary = training_summary(self.method, result, time.perf_counter() - started, model)
         if retrieval is not None:
             summary["retrieval_seconds"] = round(sum(seconds), 3)
         return summary

@@ -95,10 +95,18 @@ class RungResult:
 
 
 class ModelCache:
-    """Loads each model spec once per climb; prompting rungs on one model share it."""
+    """Loads each model spec once per climb; prompting rungs on one model share it.
 
-    def __init__(self, loader: Callable[[str], LanguageModel] | None = None) -> None:
+    With ``engine="vllm"`` a local checkpoint runs on vLLM (``hf:DIR`` loads as
+    ``vllm:DIR``; :func:`ladder.models.vllm_backend.on_engine`) and a dropped model's
+    server is stopped. The spec stays the climb's name for the model.
+    """
+
+    def __init__(
+        self, loader: Callable[[str], LanguageModel] | None = None, engine: str = "ladder"
+    ) -> None:
         self._loader = loader
+        self.engine = engine
         self._models: dict[str, LanguageModel] = {}
 
     def get(self, spec: str) -> LanguageModel:
@@ -116,13 +124,32 @@ class ModelCache:
                 self._models[spec] = self._loader(spec)
             else:
                 from ladder.models import load_model
+                from ladder.models.engine_spec import on_engine
 
-                self._models[spec] = load_model(spec)
+                self._models[spec] = load_model(on_engine(spec, self.engine))
+        return self._models[spec]
+
+    def tuned(self, spec: str, base: str | None, adapter: str | None) -> LanguageModel:
+        """The fine-tuned checkpoint ``spec``; on vLLM, when training left a LoRA
+        ``adapter`` for ``base``, the base with that adapter per request, unmerged: what
+        is scored is what will be served."""
+        if self.engine != "vllm" or not base or not adapter or self._loader is not None:
+            return self.get(spec)
+        if spec not in self._models:
+            from ladder.models import load_model
+            from ladder.models.engine_spec import on_engine
+
+            served = on_engine(base, self.engine)
+            self._models[spec] = load_model(served, adapters={"tuned": adapter}, adapter="tuned")
         return self._models[spec]
 
     def drop(self, spec: str) -> None:
-        """Forget a model (frees its memory once nothing else holds it)."""
-        self._models.pop(spec, None)
+        """Forget a model (frees its memory once nothing else holds it; on vLLM, stops its
+        server once no other model uses it)."""
+        model = self._models.pop(spec, None)
+        close = getattr(model, "close", None)
+        if self.engine == "vllm" and callable(close):
+            close()
 
 
 @dataclass

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ladder.errors import ConfigError, EndpointError, ModelLoadError, UnsupportedError
+from ladder.errors import EndpointError, ModelLoadError, UnsupportedError
 from ladder.models.base import (
     VLLM_CAPABILITIES,
     Completion,
@@ -47,12 +47,9 @@ from ladder.models.base import (
     apply_stop,
 )
 
-__all__ = ["ENGINES", "VLLMModel", "VLLMOptions", "check_vllm", "load_vllm", "on_engine"]
+__all__ = ["VLLMModel", "VLLMOptions", "check_vllm", "load_vllm"]
 
 T = TypeVar("T")
-
-ENGINES = ("ladder", "vllm")
-"""What runs a verb's model: ``ladder`` (the spec's own backend) or ``vllm``."""
 
 
 class VLLMOptions(BaseModel):
@@ -128,28 +125,6 @@ def load_vllm(rest: str, **options: Any) -> VLLMModel:
     return VLLMModel(shared, opts)
 
 
-def on_engine(spec: str, engine: str) -> str:
-    """The spec a verb loads when ``engine`` runs its model: ``vllm`` turns a local
-    checkpoint (``hf:DIR``, ``builtin:NAME``) into ``vllm:DIR``; ``ladder`` keeps ``spec``.
-
-    Raises:
-        ConfigError: an unknown engine.
-        UnsupportedError: ``vllm`` for a model whose weights are not a local folder.
-    """
-    from ladder.models import capabilities_of, weights_folder
-
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
-    if engine == "ladder" or capabilities_of(spec) == VLLM_CAPABILITIES:
-        return spec
-    if not capabilities_of(spec).local_weights:
-        raise UnsupportedError(
-            f"--engine vllm serves local weights; {spec} is not a local checkpoint "
-            "(give hf:DIR or builtin:NAME)"
-        )
-    return f"vllm:{weights_folder(spec)}"
-
-
 class VLLMModel:
     """A checkpoint served by vLLM behind the :class:`~ladder.models.base.LanguageModel`
     interface (see the module's docstring)."""
@@ -173,6 +148,7 @@ class VLLMModel:
         )
         self.tokenizer = _load_tokenizer(self.folder)
         self.context_length = self._opts.max_model_len or _context_length(self.folder)
+        self._grammar: Any = None  # built on first use by generate_json
 
     @property
     def info(self) -> ModelInfo:
@@ -239,10 +215,40 @@ class VLLMModel:
         self, prompts: Sequence[Prompt], schema: Mapping[str, Any], params: GenerationParams
     ) -> list[Completion]:
         """Like :meth:`generate`, constrained to JSON that validates against ``schema``
-        (vLLM's structured outputs); stop strings are ignored."""
+        (vLLM's structured outputs); stop strings are ignored.
+
+        Refused as ``hf:`` refuses, by the same grammar (:mod:`ladder.models._hf_grammar`),
+        so callers fall back alike; unlike ``hf:``, vLLM keeps no closing budget, so a
+        document can still be cut by ``max_tokens``.
+
+        Raises:
+            ConfigError: ``max_tokens`` is too small for the schema's shortest output.
+            UnsupportedError: xgrammar cannot translate the schema, or the tokenizer cannot
+                spell the JSON.
+        """
+        grammar = self._json_grammar()
+        grammar.check_budget(grammar.compile(schema), params.max_tokens)
         fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": dict(schema)}}
         plain = params.model_copy(update={"stop": ()})
         return self._map(lambda p: self._complete(p, plain, fmt), list(prompts))
+
+    def _json_grammar(self) -> Any:
+        from ladder.models._hf_grammar import JSONGrammar
+
+        if self._grammar is None:
+            width = _config_value(self.folder, "vocab_size") or len(self.tokenizer)
+            self._grammar = JSONGrammar.from_tokenizer(self.tokenizer, width, self._eos_ids())
+        return self._grammar
+
+    def _eos_ids(self) -> list[int]:
+        """Every EOS id the checkpoint declares (its two configs and the tokenizer), as
+        vLLM stops on them."""
+        found: list[Any] = []
+        for name in ("generation_config.json", "config.json"):
+            value = _config_value(self.folder, "eos_token_id", name)
+            found += value if isinstance(value, list) else [value]
+        found.append(self.tokenizer.eos_token_id)
+        return list(dict.fromkeys(int(i) for i in found if i is not None))
 
     def _complete(
         self, prompt: Prompt, params: GenerationParams, fmt: Mapping[str, Any] | None
@@ -389,10 +395,16 @@ def _load_tokenizer(folder: Path) -> Any:
         raise ModelLoadError(f"vllm:{folder}: cannot load its tokenizer ({first})") from None
 
 
+def _config_value(folder: Path, key: str, name: str = "config.json") -> Any:
+    """``key`` of the folder's JSON config ``name`` (None when absent or unreadable)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+    return None
+
+
 def _context_length(folder: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-            if isinstance(config.get(key), int):
-                return int(config[key])
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = _config_value(folder, key)
+        if isinstance(value, int):
+            return value
     return None

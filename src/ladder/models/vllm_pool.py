@@ -30,6 +30,7 @@ logger = logging.getLogger("ladder.models.vllm")
 
 # vLLM's accepted --max-lora-rank values; the smallest one that fits the adapters is used.
 _LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+_COMPACT_JSON = '{"backend": "xgrammar", "disable_any_whitespace": true}'
 
 
 @dataclass
@@ -125,6 +126,9 @@ def _start(
         dtype=dtype,
         max_model_len=length,
         max_lora_rank=_rank_for(adapters),
+        # Compact JSON, as hf: writes it: vLLM's default grammar lets any whitespace in,
+        # which a small model fills max_tokens with.
+        extra_args=["--structured-outputs-config", _COMPACT_JSON],
     )
     began = time.perf_counter()
     logger.info("starting vLLM on %s (30-90 s on a CPU)", folder)

@@ -49,9 +49,10 @@ class LoadedTask:
         budget resumes with a higher one, and a judge added later grades the finished rows'
         answers on resume.
         """
-        spec = self.spec.model_dump_json(
-            exclude={"max_cost_usd", "optimise", "description", "judge", "checks", "gate"}
-        )
+        skip = {"max_cost_usd", "optimise", "description", "judge", "checks", "gate"}
+        if self.spec.engine == "ladder":  # the default: fingerprints from before it stay
+            skip.add("engine")
+        spec = self.spec.model_dump_json(exclude=skip)
         text = spec + json.dumps(self.data_hashes, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

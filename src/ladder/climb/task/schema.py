@@ -238,6 +238,12 @@ class TaskSpec(BaseModel):
     models: list[str] = Field(
         default_factory=lambda: ["builtin:tiny"], description="Candidate model specs."
     )
+    engine: Literal["ladder", "vllm"] = Field(
+        "ladder",
+        description="What runs the models: ladder (each spec's own backend) or vllm (local "
+        "checkpoints served by vLLM; a LoRA rung is answered with its adapter, unmerged). "
+        "`ladder climb --engine` overrides it.",
+    )
     rungs: list[str | RungSpec] = Field(
         default_factory=lambda: [RungSpec.model_validate(r) for r in DEFAULT_RUNGS],  # type: ignore[arg-type]
         description="Rungs to climb, cheapest first: names or {rung: NAME, options...}.",
