@@ -35,13 +35,15 @@ class Row:
     base: float  # validation loss before training (pinned to 0.05)
     ceiling: float  # validation loss after STEPS steps must be below this
     preference: bool = False  # trains on preference pairs
+    generates: bool = True  # saves a causal LM (False: a reward model, which scores)
 
 
 STEPS = 12
 # The random base is at 8.78 nats per token (8.51 with its linear layers in NF4); DPO starts
-# at log 2, where the policy is its own reference. Measured after 12 steps: full 0.12,
-# freeze 1.89, lora 1.07, qlora 0.81, dora 0.94, dpo 0.12. The ceilings leave room for float
-# differences between BLAS builds, not for a method that stopped learning.
+# at log 2, where the policy is its own reference, and reward at log 2, its score head zeroed.
+# Measured after 12 steps: full 0.12, freeze 1.89, lora 1.07, qlora 0.81, dora 0.94,
+# dpo 0.12, reward 0.34. The ceilings leave room for float differences between BLAS
+# builds, not for a method that stopped learning.
 ROWS: dict[str, Row] = {
     "full": Row(lr=3e-3, base=8.78, ceiling=0.6),
     "freeze": Row(lr=3e-3, base=8.78, ceiling=3.0),
@@ -49,6 +51,7 @@ ROWS: dict[str, Row] = {
     "qlora": Row(lr=1e-2, base=8.51, ceiling=2.0),
     "dora": Row(lr=1e-2, base=8.78, ceiling=2.0),
     "dpo": Row(lr=1e-2, base=math.log(2), ceiling=0.4, preference=True),
+    "reward": Row(lr=3e-3, base=math.log(2), ceiling=0.4, preference=True, generates=False),
 }
 # Settings ``ladder fit`` can mirror exactly: rank-4 adapters on every linear layer; the
 # top block and the head for freeze.
@@ -135,6 +138,13 @@ def test_saves_what_it_says_and_reloads(
     assert result.model_dir is not None and (result.model_dir / "model.safetensors").is_file()
     card = (result.model_dir / "README.md").read_text()
     assert f"ladder-{name}" in card and get_method(name).description in card
+    if not ROWS[name].generates:  # a reward model: it loads as a reward and scores
+        from ladder.evaluate.reward import load_reward
+
+        reward = load_reward(f"hf:{result.model_dir}")
+        scores = reward.score(["the sad dog sat on the"] * 2, ["blue log .", "red mat ."])
+        assert len(scores) == 2 and scores[0] != scores[1]
+        return
     lm = load_model(f"hf:{result.model_dir}", device="cpu")
     [completion] = lm.generate(
         [[{"role": "user", "content": "the sad dog sat on the"}]],
@@ -143,7 +153,7 @@ def test_saves_what_it_says_and_reloads(
     assert completion.text.strip()
 
 
-@pytest.mark.parametrize("name", [n for n in ROWS if n not in ("full", "freeze")])
+@pytest.mark.parametrize("name", [n for n in ROWS if n not in ("full", "freeze", "reward")])
 def test_adapters_merge_to_the_same_logits(
     runs: dict[str, FinetuneResult], tiny_causal_lm: Path, name: str
 ) -> None:

@@ -196,6 +196,8 @@ def estimate_memory(shape: ModelShape, config: FitConfig) -> FitEstimate:
         advice = profile.dtype_advice or f"use {'/'.join(profile.weight_dtypes)}"
         raise ConfigError(f"dtype {dtype} does not work with method {config.method}: {advice}")
     params, linear = count_params(shape)
+    if profile.score_head:  # a reward model: one score per position instead of V logits
+        params += shape.hidden - (0 if shape.tied else shape.vocab * shape.hidden)
     trainable = _trainable_params(shape, config, params)
     parts = [_weights(shape, params, linear, dtype)]
     if profile.trains == "nothing":

@@ -2,9 +2,10 @@
 
     setup (data → model → method) → fit (:func:`ladder.train.loop.train`) → save
 
-The method (full, freeze, lora, qlora, dora, dpo, or any other registered one) is asked
-from the registry in :mod:`ladder.train.methods`: it loads and prepares the model and says
-what the run saves; :mod:`ladder.train.preference` holds DPO's objective.
+The method (full, freeze, lora, qlora, dora, dpo, reward, or any other registered one) is
+asked from the registry in :mod:`ladder.train.methods`: it loads and prepares the model and
+says what the run saves; :mod:`ladder.train.preference` holds DPO's objective; a method
+that is :class:`~ladder.train.methods.OwnObjective` (reward) brings its own.
 
 Output folder::
 
@@ -57,7 +58,7 @@ from ladder.train.loop import (
     train,
 )
 from ladder.train.merge import merge_adapter, model_card
-from ladder.train.methods import get_method, method_names
+from ladder.train.methods import OwnObjective, get_method, method_names
 from ladder.train.methods.loading import trainable_count, training_device
 from ladder.train.preference import DPOObjective, preference_accuracy, reference_logps
 
@@ -78,7 +79,8 @@ class FinetuneResult:
     stopped_early: bool
     tokens_per_s: float
     peak_memory_bytes: int
-    preference_accuracy: float | None  # dpo: share of validation pairs ranked right
+    # dpo, reward: share of validation pairs ranked right (implicit / explicit reward)
+    preference_accuracy: float | None
     notices: list[str]
 
 
@@ -162,7 +164,9 @@ def finetune(
         hooks=TrainHooks(tracker=tracker if rank == 0 else None),
     )
     accuracy = None
-    if ref is not None:  # preference pairs: how often the chosen reply now wins
+    if isinstance(method, OwnObjective):  # e.g. a reward model: its own pairwise accuracy
+        accuracy = method.validation_accuracy(model, data.val, pad_id)
+    elif ref is not None:  # preference pairs: how often the chosen reply now wins
         accuracy = preference_accuracy(model, data.val, ref[1], pad_id=pad_id)
     card = {
         "base_model": str(base_path),
@@ -298,7 +302,10 @@ def _batches(
 ) -> tuple[Objective, TrainBatches, list[dict[str, torch.Tensor]], Any]:
     objective: Objective = NextTokenObjective()
     ref = None
-    if data.fmt == "preference":
+    method = get_method(cfg.method)
+    if isinstance(method, OwnObjective):  # a reward model: no reference log-probs
+        objective = method.objective(cfg)
+    elif data.fmt == "preference":
         objective = DPOObjective(cfg.dpo.beta)
         model.to(_model_device(model))
         # The reference: the model before any update (LoRA adapters start at zero).

@@ -7,6 +7,7 @@ lora        LoRA adapters, Hu et al. 2021 (:mod:`~ladder.train.methods.lora`)
 qlora       LoRA on a 4-bit NF4 base, Dettmers et al. 2023 (:mod:`~ladder.train.methods.qlora`)
 dpo         preference pairs, Rafailov et al. 2023 (:mod:`~ladder.train.methods.dpo`)
 dora        magnitude + LoRA direction, Liu et al. 2024 (:mod:`~ladder.train.methods.dora`)
+reward      a reward model, Bradley–Terry on pairs (:mod:`~ladder.train.methods.reward`)
 ==========  ==============================================================================
 
 Adding a method: a module with an object that satisfies :class:`Method`, one
@@ -16,10 +17,11 @@ and bitsandbytes load only when a method loads or prepares a model.
 """
 
 # The built-in methods join the registry from here, like any other (the registry names none).
-from ladder.train.methods import dora, dpo, freeze, full, lora, qlora  # noqa: F401
+from ladder.train.methods import dora, dpo, freeze, full, lora, qlora, reward  # noqa: F401
 from ladder.train.methods.registry import (
     MemoryProfile,
     Method,
+    OwnObjective,
     Precision,
     get_method,
     method_help,
@@ -30,6 +32,7 @@ from ladder.train.methods.registry import (
 __all__ = [
     "MemoryProfile",
     "Method",
+    "OwnObjective",
     "Precision",
     "get_method",
     "method_help",

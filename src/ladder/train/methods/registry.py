@@ -21,10 +21,12 @@ from ladder.errors import ConfigError
 if TYPE_CHECKING:
     from ladder.train.config import TrainConfig
     from ladder.train.finetune_config import FinetuneConfig
+    from ladder.train.objectives import Objective
 
 __all__ = [
     "MemoryProfile",
     "Method",
+    "OwnObjective",
     "Precision",
     "Trains",
     "get_method",
@@ -51,6 +53,8 @@ class MemoryProfile:
         magnitudes: one more trained value per output of every adapted layer (DoRA).
         sequences_per_item: sequences in the batch per training item (DPO: chosen and
             rejected run together, so two).
+        score_head: the language-model head is replaced by a one-output score layer
+            (reward models: a hidden-size vector instead of vocabulary x hidden).
     """
 
     trains: Trains
@@ -59,6 +63,7 @@ class MemoryProfile:
     default_dtype: Precision = "bf16"
     magnitudes: bool = False
     sequences_per_item: int = 1
+    score_head: bool = False
 
 
 @runtime_checkable
@@ -103,6 +108,21 @@ class Method(Protocol):
     def training_config(self, tcfg: TrainConfig) -> tuple[TrainConfig, list[str]]:
         """The training settings this method runs with (e.g. another optimizer on this
         device), and notices to show the user about what changed."""
+        ...
+
+
+@runtime_checkable
+class OwnObjective(Protocol):
+    """A method that brings its own objective and validation accuracy (a capability:
+    ``finetune()`` asks ``isinstance(method, OwnObjective)``). Methods without it train on
+    next-token loss, or on DPO's loss for preference pairs."""
+
+    def objective(self, cfg: FinetuneConfig) -> Objective:
+        """What the loop minimises for this method."""
+        ...
+
+    def validation_accuracy(self, model: Any, pairs: Any, pad_id: int) -> float:
+        """Share of validation preference pairs the trained model ranks right."""
         ...
 
 
