@@ -55,6 +55,17 @@ def generate(
     retries: int = typer.Option(
         2, help="With --json-schema on API models: retries of an invalid answer."
     ),
+    best_of: int = typer.Option(
+        1,
+        "--best-of",
+        help="Sample N answers (seeds seed, seed+1, ...; needs --temperature > 0) and print "
+        "the one --reward scores highest (ties: the first).",
+    ),
+    reward: str | None = typer.Option(
+        None,
+        help="What --best-of maximises: hf:PATH (a reward model, e.g. from ladder finetune "
+        "--method reward) or hf:PATH:LABEL (a classifier's label probability).",
+    ),
     dtype: str = typer.Option("auto", help=field_help(ModelOptions, "dtype")),
     device: str = typer.Option("auto", help=field_help(ModelOptions, "device")),
     trust_remote_code: bool = typer.Option(
@@ -76,8 +87,12 @@ def generate(
         from ladder.prompts.structured import load_schema  # jsonschema: only when asked for
 
         schema = load_schema(json_schema)
+    scorer = _reward(best_of, reward, temperature, device)  # bad settings fail before loading
     lm = _load(model, dtype, device, trust_remote_code)
     request: Prompt = text if raw else _messages(text, system)
+    if scorer is not None:
+        _print_best_of(lm, request, params, scorer, best_of, as_json)
+        return
     if schema is not None:
         _print_structured(lm, request, schema, params, retries, as_json)
         return
@@ -102,6 +117,51 @@ def generate(
         print(json.dumps(payload))
     else:
         print(completion.text)
+
+
+def _reward(best_of: int, spec: str | None, temperature: float, device: str) -> Any:
+    """The reward for --best-of (None without it); one-line errors for bad combinations."""
+    from ladder.errors import ConfigError
+    from ladder.prompts.best_of_n import check_best_of
+
+    if spec is None:
+        if best_of != 1:
+            raise ConfigError("--best-of needs --reward SPEC (hf:PATH or hf:PATH:LABEL)")
+        return None
+    check_best_of(best_of, temperature)
+    from ladder.evaluate.reward import RewardContext, load_reward
+
+    scorer = load_reward(spec, RewardContext(device=device))
+    if scorer.needs_references:
+        raise ConfigError(f"--reward {spec}: generate has no reference answers; use hf:PATH")
+    return scorer
+
+
+def _print_best_of(
+    lm: LanguageModel,
+    request: Prompt,
+    params: GenerationParams,
+    scorer: Any,
+    n: int,
+    as_json: bool,
+) -> None:
+    """Print the kept answer (with --json: every sample's reward and which was kept)."""
+    from ladder.prompts.best_of_n import best_of_n
+
+    [result] = best_of_n(lm, [request], params, scorer, n)
+    if not as_json:
+        print(result.best.text)
+        return
+    payload = {
+        "text": result.best.text,
+        "best_of": n,
+        "reward": scorer.name,
+        "kept": result.index,
+        "rewards": result.rewards,
+        "samples": [c.text for c in result.candidates],
+        "params": params.model_dump(),
+    }
+    print(json.dumps(payload))
 
 
 def _print_structured(

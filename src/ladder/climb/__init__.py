@@ -5,7 +5,8 @@
     result.recommendation, result.why, result.report
 
 Modules: task/ (the task file: schema, validation, data, output parsing), rungs.py (the
-registry), prompt_rungs.py, chain_rung.py, finetune_rungs.py (incl. dpo), rag_rung.py,
+registry), prompt_rungs.py, best_of_n_rung.py (n samples, a reward keeps one), chain_rung.py,
+finetune_rungs.py (incl. dpo), rag_rung.py,
 climb.py (the loop and resume), record.py (a row and a variant, of typed parts),
 scoring.py (metric, CI, cost, paired test), stop_rule.py (verdict, recommendation, budget),
 optimise.py (cheaper variants of the recommendation), parity.py (GGUF exports scored
@@ -16,7 +17,14 @@ terminal tables), select.py (model selection on the dev split).
 """
 
 # The built-in rungs join the registry from here, like any other (the registry names none).
-from ladder.climb import chain_rung, dpo_rung, finetune_rungs, prompt_rungs, rag_rung  # noqa: F401
+from ladder.climb import (  # noqa: F401
+    best_of_n_rung,
+    chain_rung,
+    dpo_rung,
+    finetune_rungs,
+    prompt_rungs,
+    rag_rung,
+)
 from ladder.climb.climb import ClimbOptions, ClimbResult, climb
 from ladder.climb.record import Row, Variant
 from ladder.climb.rungs import Rung, RungContext, RungResult, register_rung, rung_names
