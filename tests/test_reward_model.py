@@ -113,3 +113,15 @@ def test_instruction_data_is_refused_for_a_reward_model(
     assert main(["finetune", *args, "--method", "reward"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs preference pairs" in err
+
+
+def test_the_cli_trains_one_and_says_how_to_use_it_as_a_reward(
+    tiny_causal_lm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(12))
+    out = tmp_path / "rm"
+    args = ["--model", f"hf:{tiny_causal_lm}", "--data", str(data), "--out", str(out)]
+    assert main(["finetune", *args, "--method", "reward", "--max-steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Preference accuracy on validation pairs" in printed
+    assert f"--best-of 4 --reward hf:{out / 'model'}" in " ".join(printed.split())

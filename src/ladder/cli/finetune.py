@@ -99,6 +99,7 @@ def _finetune(cfg: FinetuneConfig, command: str, main_process: bool) -> None:
 
     from ladder.track import NullTracker, get_tracker
     from ladder.train.finetune import finetune as run_finetune
+    from ladder.train.methods import get_method
 
     tracker = get_tracker() if main_process else NullTracker()
     with tracker.run(f"finetune {cfg.method}", tags={"verb": "finetune"}) as active:
@@ -124,7 +125,13 @@ def _finetune(cfg: FinetuneConfig, command: str, main_process: bool) -> None:
         console.print(f"Adapters: {result.adapter_dir}")
     if result.model_dir is not None:
         console.print(f"Model: {result.model_dir}")
-        console.print(f'Try it: ladder generate hf:{result.model_dir} "..."')
+        if get_method(cfg.method).memory.score_head:  # a reward model scores, not writes
+            console.print(
+                f'Try it: ladder generate {cfg.model} "..." --temperature 0.8 --best-of 4 '
+                f"--reward hf:{result.model_dir}"
+            )
+        else:
+            console.print(f'Try it: ladder generate hf:{result.model_dir} "..."')
 
 
 def _resolve(config: Path | None, overrides: dict[str, Any]) -> FinetuneConfig:
