@@ -4,7 +4,9 @@ On a fresh machine it trains ``builtin:tiny`` (first run only, ~3 minutes on 2 c
 then climbs ``examples/tagger`` (extract model names as a JSON list) and ``examples/rag-qa``
 (questions about a knowledge base of invented facts) with it, every rung (``--all``). Each
 task's generator writes its data when it is missing. It prints each leaderboard, the
-recommendation and where the HTML report is, then one closing summary (per task: the
+recommendation and where the HTML report is (which shows the plan made before each climb,
+from short probes, beside what every rung measured, and the per-item flips between rungs),
+then one closing summary (per task: the
 recommended rung, its score and CI, the report) and where the runs are tracked. The lesson, with
 real numbers: a 1.4M-parameter model is useless when only prompted, and fine-tuning (or
 retrieval, with a model that can read) is what makes it work.
@@ -86,6 +88,9 @@ def demo(
     """Train the built-in model if needed, then climb the tagger and rag-qa examples with it."""
     from ladder.cli.climb import print_result
     from ladder.climb.climb import ClimbOptions, climb
+    from ladder.climb.plan import make_plan, write_plan
+    from ladder.climb.plan_report import plan_summary
+    from ladder.climb.task import load_task
     from ladder.models import builtin
 
     tasks = [resolve_task(t) for t in (task or [Path(t) for t in DEMO_TASKS])]
@@ -112,16 +117,21 @@ def demo(
             tracking_uri=uri,
             log=lambda line: err_console.print(f"[dim]{line}[/]"),
         )
+        # The plan first (a few records and steps per rung), so the report shows it beside
+        # what each rung then measured.
+        plan = make_plan(load_task(file), options.models, log=options.log)
+        write_plan(folder, plan)
         result = climb(file, options)
         print_result(result, times=True)
+        console.print(f"Plan: {plan_summary(plan, result.rows)}", markup=False)
         console.print(f"Report: {result.report}", markup=False)
         results.append(result)
     seconds = time.perf_counter() - started
     console.print(f"\nSummary (demo done in {seconds:.0f} s)", style="bold", markup=False)
     for line in summary_lines(results):
         console.print(line, markup=False)
-    where = f"Runs tracked in: {uri} (list them: ladder runs; browse: ladder ui)"
-    console.print(where, markup=False)
+    console.print(f"Runs tracked in: {uri}", markup=False)
+    console.print("  list them: ladder runs; browse them: ladder ui", markup=False)
     console.print("Next: point a climb at a real model, e.g. ladder climb TASK --model hf:/path")
 
 
@@ -143,7 +153,7 @@ def summary_lines(results: Sequence[ClimbResult]) -> list[str]:
             lines.append(f"  {name}: no rung finished")
         else:
             s = best.score
-            verdict = "recommended" if rec else "nothing good enough; best"
+            verdict = "recommended" if rec else "nothing good enough; the best is"
             lines.append(f"  {name}: {verdict} {best.rung} ({best.model})")
             ci = f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
             lines.append(f"    {s.metric} {fmt(s.value)}, 95% CI {ci}")
