@@ -88,3 +88,25 @@ def test_a_plan_of_other_data_is_not_shown(tmp_path: Path, model: str) -> None:
     assert read_plan(out, plan.fingerprint) is not None
     assert read_plan(out, "0" * 16) is None
     assert Bounds.around(3.0, 2.0) == Bounds(1.5, 3.0, 6.0)
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_rung_on_the_tiny_model_takes_a_time_within_its_plan(
+    tiny_causal_lm: Path, tmp_path: Path
+) -> None:
+    full = "{rung: full, train: {max_steps: 20, batch_size: 8, lr: 0.003, warmup_steps: 2}}"
+    rungs = f"  - zero_shot\n  - {full}\n"
+    task = write_climb_task(tmp_path / "t", [f"hf:{tiny_causal_lm}"], rungs, train=40, test=16)
+    out = tmp_path / "out"
+    loaded = load_task(task)
+    plan = make_plan(loaded, loaded.spec.models)
+    write_plan(out, plan)
+    planned = plan.find("full", f"hf:{tiny_causal_lm}")
+    assert planned is not None and planned.probe["steps_planned"] == 20
+    assert planned.fit_bytes is not None and planned.fit_bytes > 0  # ladder fit counted it
+    assert planned.probe["seconds_per_step"] > 0
+    result = climb(task, ClimbOptions(out=out, all_rungs=True, optimise=False))
+    for row in result.rows:
+        p = plan.find(row.rung, row.model)
+        assert p is not None and p.wall_s is not None
+        assert p.wall_s.contains(row.timing.wall_s), (row.rung, row.timing.wall_s, p.wall_s)
