@@ -245,9 +245,23 @@ def test_dolly_file_is_read_as_dolly_and_instruction_tuning_learns(
     assert (result.adapter_dir / "adapter_config.json").is_file()
 
 
+def test_qlora_config_names_the_four_steps_and_says_where_paging_needs_cuda() -> None:
+    import torch
+
+    text = (ROOT / "examples" / "qlora" / "finetune.yaml").read_text()
+    assert all(step in text for step in ("NF4", "Double quantisation", "Paged", "LoRA"))
+    cfg = load_yaml(ROOT / "examples" / "qlora" / "finetune.yaml", FinetuneConfig)
+    assert cfg.method == "qlora" and cfg.lora.target_modules == "all-linear"
+    tcfg, notices = get_method("qlora").training_config(cfg.train_config())
+    if not torch.cuda.is_available():
+        assert tcfg.optimizer == "adamw" and "paged AdamW needs a CUDA GPU" in notices[0]
+
+
+@pytest.mark.slow
 def test_qlora_config_trains_a_4bit_base_with_adapters_on_cpu(
     tiny_causal_lm: Path, tmp_path: Path
 ) -> None:
+    """~30 s on a loaded 2-core machine: NF4 matmuls on a CPU are slow."""
     data = generator("qlora").generate(tmp_path / "data")["train"]
     cfg, result = short_run(ROOT / "examples" / "qlora" / "finetune.yaml", tiny_causal_lm, data,
                             tmp_path / "run")  # fmt: skip
