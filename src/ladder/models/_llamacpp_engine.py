@@ -12,10 +12,9 @@ default (logits of the last position), and scoring decodes its own batches throu
 llama.cpp's C API, flagging only the positions whose logits are asked for: scoring a
 continuation after a long context runs the output layer on the continuation alone.
 
-The keys and values of a prompt prefix the context already holds are kept (the context of
-a multiple-choice question is processed once for all its choices); the bookkeeping of
-``llama_cpp.Llama`` (``input_ids``, ``n_tokens``) is updated so that its own prefix reuse
-in generation stays right.
+The context scored last is kept (the context of a multiple-choice question is processed
+once for all its choices); the bookkeeping of ``llama_cpp.Llama`` (``input_ids``,
+``n_tokens``) is updated so that its own prefix reuse in generation stays right.
 """
 
 from __future__ import annotations
@@ -175,6 +174,12 @@ def constrained_tokens(
 class LogitReader:
     """Decodes token ids in ``llm``'s context and returns the logits of chosen positions.
 
+    The tokens before the first wanted position (the context) are decoded in batches of
+    their own, the rest after them; a context this reader decoded last time and that is
+    still in place is not decoded again. Either way a text's values are computed the same
+    way, bit for bit, whatever was scored before (llama.cpp's sums depend on how tokens are
+    batched, and an exact tie between two choices must stay one).
+
     Args:
         llm: a ``llama_cpp.Llama`` (any ``logits_all``); its one sequence (id 0) is used.
     """
@@ -186,6 +191,7 @@ class LogitReader:
         self.width = int(llm.n_batch)
         self.vocab = int(llm.n_vocab())
         self._batch: Any = llama_cpp.llama_batch_init(self.width, 0, 1)
+        self._context: list[int] = []  # the context decoded last, while still in place
 
     def close(self) -> None:
         """Free the batch (idempotent)."""
@@ -194,6 +200,10 @@ class LogitReader:
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
+
+    def forget(self) -> None:
+        """Something else decodes in the context now (generation): its cache is not ours."""
+        self._context = []
 
     def rows(self, ids: Sequence[int], first: int) -> np.ndarray:
         """Logits after each of ``ids[first:]``: row ``j`` predicts ``ids[first + j + 1]``.
@@ -211,46 +221,47 @@ class LogitReader:
         import llama_cpp
 
         llm, ids = self.llm, list(ids)
-        keep = self._cached_prefix(ids, first)
+        cached = (
+            0 < first == len(self._context) <= llm.n_tokens
+            and self._context == ids[:first]
+            and bool((llm.input_ids[:first] == self._context).all())
+        )
+        self._context = []
         llm.reset()  # n_tokens = 0 until the batches below succeed
+        keep = first if cached else 0
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), -1, keep, -1)
-        out = []
-        for start in range(keep, len(ids), self.width):
-            chunk = ids[start : start + self.width]
-            wanted = self._fill(chunk, start, first)
-            code = llama_cpp.llama_decode(llm.ctx, self._batch)
-            if code != 0:
-                raise RuntimeError(f"llama_decode returned {code}")
-            if wanted:
-                flat = np.ctypeslib.as_array(
-                    llama_cpp.llama_get_logits(llm.ctx), shape=(wanted * self.vocab,)
-                )
-                out.append(flat.reshape(wanted, self.vocab).copy())
+        self._decode(ids[keep:first], keep, logits=False)
+        out = self._decode(ids[first:], first, logits=True)
         llm.input_ids[: len(ids)] = ids
         llm.n_tokens = len(ids)
+        self._context = ids[:first]
         return np.concatenate(out) if out else np.zeros((0, self.vocab), dtype=np.float32)
 
-    def _cached_prefix(self, ids: list[int], first: int) -> int:
-        """How many leading ``ids`` the context holds already, at most ``first`` (positions
-        whose logits are wanted are decoded again: the context keeps no logits)."""
-        limit = min(first, int(self.llm.n_tokens), len(ids) - 1)
-        if limit <= 0:
-            return 0
-        differs = np.asarray(ids[:limit]) != self.llm.input_ids[:limit]
-        return int(np.argmax(differs)) if differs.any() else limit
+    def _decode(self, ids: list[int], position: int, *, logits: bool) -> list[np.ndarray]:
+        """Decode ``ids`` from ``position`` on in batches; each batch's logits if asked."""
+        import llama_cpp
 
-    def _fill(self, chunk: list[int], start: int, first: int) -> int:
-        """Put ``chunk`` (positions from ``start``) into the batch; returns how many
-        positions ask for logits."""
+        out = []
+        for start in range(0, len(ids), self.width):
+            chunk = ids[start : start + self.width]
+            self._fill(chunk, position + start, logits)
+            code = llama_cpp.llama_decode(self.llm.ctx, self._batch)
+            if code != 0:
+                raise RuntimeError(f"llama_decode returned {code}")
+            if logits:
+                flat = np.ctypeslib.as_array(
+                    llama_cpp.llama_get_logits(self.llm.ctx), shape=(len(chunk) * self.vocab,)
+                )
+                out.append(flat.reshape(len(chunk), self.vocab).copy())
+        return out
+
+    def _fill(self, chunk: list[int], position: int, logits: bool) -> None:
+        """Put ``chunk`` (from ``position`` on) into the batch, each asking for logits or not."""
         batch = self._batch
         batch.n_tokens = len(chunk)
-        wanted = 0
         for i, token in enumerate(chunk):
             batch.token[i] = token
-            batch.pos[i] = start + i
+            batch.pos[i] = position + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = 0
-            flag = start + i >= first
-            batch.logits[i] = flag
-            wanted += flag
-        return wanted
+            batch.logits[i] = logits

@@ -249,6 +249,7 @@ class GGUFModel:
         ids, max_tokens = self._fit(ids, params)
         began = time.perf_counter()
         with self._lock:
+            self._reader.forget()  # generation changes the cache
             made = constrained_tokens(self.llm, ids, grammar, compiled, params, max_tokens)
         ended = bool(made) and made[-1] in grammar.stop_ids
         return Completion(
@@ -279,6 +280,7 @@ class GGUFModel:
         began = time.perf_counter()
         made: list[int] = []
         with self._lock:
+            self._reader.forget()  # generation changes the cache
             for token in draw_tokens(self.llm, ids, params, max_tokens, self._eos_ids, grammar):
                 made.append(token)
                 if params.stop and self._settle(made, params.stop)[1]:
@@ -303,6 +305,7 @@ class GGUFModel:
         made: list[int] = []
         emitted = ""
         with self._lock:
+            self._reader.forget()  # generation changes the cache
             for token in draw_tokens(self.llm, ids, params, max_tokens, self._eos_ids):
                 made.append(token)
                 text, ended = self._settle(made, params.stop)
