@@ -14,9 +14,10 @@ import pytest
 
 from ladder.data.corpus_skills import SOURCES_LINE, passage_facts, skill_documents
 from ladder.data.corpus_vocab import MARK_LETTERS
+from ladder.models.builtin import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
-N = 3000  # documents checked; the preset trains on 9000 from the same generators
+N = PRESETS["reader"].skills  # all of builtin:reader's skill documents (seed 0)
 
 
 def _generator(name: str) -> ModuleType:
@@ -54,7 +55,8 @@ def test_conversations_take_the_shapes_the_rungs_send() -> None:
     for doc in skill_documents(400, seed=0):
         if not doc.messages:
             continue
-        user, answer = doc.messages[-2]["content"], doc.messages[-1]["content"]
+        turn = next(i for i, m in enumerate(doc.messages) if m["role"] == "user")
+        user, answer = doc.messages[turn]["content"], doc.messages[turn + 1]["content"]
         assert user.startswith("### Instructions\n") and "\n\n### Input\n" in user
         if SOURCES_LINE in user:
             shapes["rag"] += 1

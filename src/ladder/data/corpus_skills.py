@@ -70,7 +70,19 @@ Fact = tuple[str, str, str]
 
 
 def _name(rng: random.Random) -> str:
-    return invented_word(rng, rng.choice((2, 2, 3))).capitalize()
+    return invented_word(rng, rng.choice((1, 2, 2))).capitalize()
+
+
+def _entity(rng: random.Random) -> str:
+    """A name to extract, in the shapes real names come in: Word, WORD, CamelCase, Word-12."""
+    shape = rng.random()
+    if shape < 0.15:
+        return invented_word(rng, rng.choice((1, 2))).upper()
+    if shape < 0.25:
+        return _name(rng) + _name(rng)
+    if shape < 0.35:
+        return f"{_name(rng)}-{rng.randint(1, 99)}"
+    return _name(rng)
 
 
 def _person(rng: random.Random) -> str:
@@ -180,10 +192,11 @@ def passage_facts(rng: random.Random) -> tuple[str, list[Fact]]:
     subject = _name(rng)
     kind = rng.choice(KINDS)
     facts: list[Fact] = []
-    chosen = rng.sample(_FACTS, rng.randint(2, 4))
+    chosen = rng.sample(_FACTS, rng.randint(1, 3))
     groups = [[f(rng, subject, "its")] for f in chosen] + [_creation_facts(rng, subject, "its")]
     rng.shuffle(groups)
-    sentences = [f"{subject} is a {kind}."] if rng.random() < 0.5 else []
+    article = "an" if kind[0] in "aeiou" else "a"
+    sentences = [f"{subject} is {article} {kind}."] if rng.random() < 0.5 else []
     for group in groups:
         sentences.append(group[0][0])
         facts += group
@@ -209,12 +222,12 @@ def _named(sentence: str, subject: str) -> str:
     return sentence
 
 
-def _sources(rng: random.Random) -> tuple[str, Fact]:
-    """Numbered passages (one to three) and one fact of one of them."""
-    passages = [passage_facts(rng) for _ in range(rng.choice((1, 1, 2, 3)))]
+def _sources(rng: random.Random) -> tuple[str, list[Fact]]:
+    """Numbered passages (one to three) and the facts of one of them."""
+    passages = [passage_facts(rng) for _ in range(rng.choice((1, 1, 1, 2, 3)))]
     _, facts = rng.choice(passages)
     lines = "\n".join(f"[{i}] {p}" for i, (p, _) in enumerate(passages, 1))
-    return lines, rng.choice(facts)
+    return lines, facts
 
 
 def _sections(
@@ -238,15 +251,20 @@ def _chat(rng: random.Random, user: str, answer: str) -> Document:
 
 
 def _reading(rng: random.Random) -> Document:
-    sources, (_, question, answer) = _sources(rng)
+    sources, facts = _sources(rng)
+    asked = rng.sample(facts, min(len(facts), rng.choice((1, 1, 2, 3))))
     instructions = f"{rng.choice(_SHORT)}\n\n{SOURCES_LINE}\n{sources}"
-    return _chat(rng, _sections(instructions, question), answer)
+    document = _chat(rng, _sections(instructions, asked[0][1]), asked[0][2])
+    more: Messages = []  # further questions on the same sources: more answers to copy
+    for _, question, answer in asked[1:]:
+        more += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return Document(messages=(*document.messages, *more))
 
 
 def _prose(rng: random.Random) -> Document:
     text, facts = passage_facts(rng)
-    if rng.random() < 0.5:  # a passage, then questions and answers about it
-        asked = rng.sample(facts, min(len(facts), 3))
+    if rng.random() < 0.8:  # a passage, then questions and answers about it
+        asked = rng.sample(facts, min(len(facts), rng.randint(2, 4)))
         text += "\n\n" + "\n".join(f"Q: {q}\nA: {a}" for _, q, a in asked)
     return Document(text=text)
 
@@ -280,8 +298,8 @@ def _extraction_text(
 
 def _extraction(rng: random.Random) -> Document:
     kind, other_kind = rng.sample(KINDS, 2)
-    wanted = [_name(rng) for _ in range(rng.randint(3, 6))]
-    others = [_name(rng) for _ in range(rng.randint(2, 4))]
+    wanted = [_entity(rng) for _ in range(rng.randint(3, 6))]
+    others = [_entity(rng) for _ in range(rng.randint(2, 4))]
     # With the kind in the text, no example is needed; without it, only the examples tell.
     cued = rng.random() < 0.4
     cue = {**{n: kind for n in wanted}, **{n: other_kind for n in others}} if cued else None
@@ -317,11 +335,22 @@ def _classification(rng: random.Random) -> Document:
     return _chat(rng, _sections("Label the text as the examples do.", text, examples, fmt), label)
 
 
+def _copy(rng: random.Random) -> Document:
+    """A run of invented words said again: the plainest copying there is, which teaches the
+    attention pattern (find the earlier place, take what came next) that reading reuses."""
+    words = " ".join(_entity(rng) for _ in range(rng.randint(3, 9)))
+    if rng.random() < 0.5:
+        return Document(text=f"{words}\n{words}\n{words}")
+    user = _sections(rng.choice(("Repeat the input.", "Copy the text exactly.")), words)
+    return _chat(rng, user, words)
+
+
 _SKILLS: tuple[tuple[Callable[[random.Random], Document], int], ...] = (
-    (_reading, 5),
-    (_extraction, 3),
+    (_reading, 6),
+    (_extraction, 2),
     (_classification, 1),
-    (_prose, 1),
+    (_prose, 2),
+    (_copy, 3),
 )
 
 

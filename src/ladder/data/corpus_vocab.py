@@ -40,7 +40,7 @@ ROLES = ("leader", "captain", "keeper", "teacher", "owner", "chief", "judge", "h
 # Past participles: "It was VERB in YEAR by PERSON" (not "founded": the example's own fact).
 CREATIONS = ("built", "opened", "named", "settled", "discovered", "designed", "mapped",
              "established", "started", "planned", "raised", "rebuilt", "charted",
-             "restored", "claimed", "begun")  # fmt: skip
+             "restored", "claimed")  # fmt: skip
 PLACES = ("lake", "hill", "coast", "road", "bay", "forest", "plain", "canal", "cliff",
           "mountain", "marsh", "harbour", "desert", "glacier", "pass", "spring", "moor",
           "cape", "ridge", "meadow")  # fmt: skip
@@ -78,5 +78,5 @@ def invented_word(rng: random.Random, syllables: int) -> str:
         parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
                  for _ in range(syllables)]  # fmt: skip
         word = "".join(parts)
-        if len(word) >= 4 and any(c in MARK_LETTERS for c in word):
+        if len(word) >= 3 and any(c in MARK_LETTERS for c in word):
             return word
