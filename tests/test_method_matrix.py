@@ -52,6 +52,9 @@ ROWS: dict[str, Row] = {
     "dora": Row(lr=1e-2, base=8.78, ceiling=2.0),
     "dpo": Row(lr=1e-2, base=math.log(2), ceiling=0.4, preference=True),
     "reward": Row(lr=3e-3, base=math.log(2), ceiling=0.4, preference=True, generates=False),
+    # GRPO's loss starts at 0 (advantages average 0 in a group, no KL yet) and stays near
+    # it; tests/test_grpo_loss.py holds its learning assertion (the reward rises).
+    "grpo": Row(lr=1e-2, base=0.0, ceiling=0.5),
 }
 # Settings ``ladder fit`` can mirror exactly: rank-4 adapters on every linear layer; the
 # top block and the head for freeze.
@@ -67,6 +70,7 @@ def _config(name: str, model: Path, data: Path, out: Path) -> FinetuneConfig:
         out=str(out),
         lora=LORA,
         freeze={"last_blocks": 1},
+        grpo={"max_new_tokens": 6},
         train={"max_steps": STEPS, "batch_size": 8, "lr": ROWS[name].lr, "warmup_steps": 2,
                "eval_every": STEPS, "save_every": STEPS},
     )  # fmt: skip

@@ -29,6 +29,7 @@ __all__ = [
     "DataFormat",
     "FinetuneConfig",
     "FreezeSettings",
+    "GRPOSettings",
     "LoraSettings",
 ]
 
@@ -84,6 +85,25 @@ class DPOSettings(BaseModel):
     )
 
 
+class GRPOSettings(BaseModel):
+    """Group Relative Policy Optimization (Shao et al. 2024) of LoRA adapters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reward: str = Field(
+        "metric:squad_f1",
+        description="What scores a sampled answer: metric:NAME (against the record's output), "
+        "or hf:PATH[:LABEL] (a local sequence classifier, e.g. a reward model).",
+    )
+    group_size: int = Field(4, ge=2, description="Answers sampled per prompt (G).")
+    beta: float = Field(
+        0.04, ge=0.0, description="KL penalty to the base (the reference); the paper's 0.04."
+    )
+    epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="Clipping range of the ratio.")
+    max_new_tokens: int = Field(32, ge=1, description="Longest sampled answer, in tokens.")
+    temperature: float = Field(1.0, gt=0.0, description="Sampling temperature.")
+
+
 class FinetuneConfig(BaseModel):
     """A fine-tuning run: model, data, method, output folder and training settings."""
 
@@ -137,6 +157,7 @@ class FinetuneConfig(BaseModel):
     )
     freeze: FreezeSettings = Field(FreezeSettings(), description="Settings of method freeze.")
     dpo: DPOSettings = Field(DPOSettings(), description="Settings of method dpo.")
+    grpo: GRPOSettings = Field(GRPOSettings(), description="Settings of method grpo.")
     train: TrainConfig | None = Field(
         None, description="Training settings; fields given replace the method's defaults."
     )

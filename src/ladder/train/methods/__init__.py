@@ -8,6 +8,7 @@ qlora       LoRA on a 4-bit NF4 base, Dettmers et al. 2023 (:mod:`~ladder.train.
 dpo         preference pairs, Rafailov et al. 2023 (:mod:`~ladder.train.methods.dpo`)
 dora        magnitude + LoRA direction, Liu et al. 2024 (:mod:`~ladder.train.methods.dora`)
 reward      a reward model, Bradley–Terry on pairs (:mod:`~ladder.train.methods.reward`)
+grpo        RL on a reward, Shao et al. 2024 (:mod:`~ladder.train.methods.grpo`)
 ==========  ==============================================================================
 
 Adding a method: a module with an object that satisfies :class:`Method`, one
@@ -17,7 +18,7 @@ and bitsandbytes load only when a method loads or prepares a model.
 """
 
 # The built-in methods join the registry from here, like any other (the registry names none).
-from ladder.train.methods import dora, dpo, freeze, full, lora, qlora, reward  # noqa: F401
+from ladder.train.methods import dora, dpo, freeze, full, grpo, lora, qlora, reward  # noqa: F401
 from ladder.train.methods.registry import (
     MemoryProfile,
     Method,
