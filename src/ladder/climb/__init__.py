@@ -22,6 +22,7 @@ from ladder.climb import (  # noqa: F401
     chain_rung,
     dpo_rung,
     finetune_rungs,
+    grpo_rung,
     prompt_rungs,
     rag_rung,
 )

@@ -1,0 +1,121 @@
+"""The ``grpo`` rung: reinforcement learning on a reward after SFT, then ask zero-shot.
+
+**grpo** (Group Relative Policy Optimization: Shao et al. 2024) samples ``group_size``
+answers to each train-split prompt, scores them with ``reward`` and trains LoRA adapters
+towards the better ones of each group, with a KL penalty (``beta``) to where it started
+(:mod:`ladder.train.grpo_loss`). Like ``dpo`` it starts, by default (``start: sft``), from
+the checkpoint of the last fine-tuning rung below it on the same model, and from the base
+when there is none (or with ``start: base``); its cost includes that checkpoint's training.
+
+Own options: ``reward`` (``metric``: the task's own metric against each record's reference,
+the default; ``metric:NAME``; ``hf:PATH[:LABEL]``: a local sequence classifier such as a
+reward model), ``group_size``, ``beta``, ``steps`` (optimizer steps; ``train.max_steps``),
+``max_new_tokens`` (longest sampled answer), ``start``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ladder.climb.finetune_rungs import (
+    OPTIONS,
+    answer_tuned,
+    chat_records,
+    check_trainable,
+    trained_once,
+    training_summary,
+)
+from ladder.climb.rungs import RungContext, RungResult, register_rung
+from ladder.climb.task import LoadedTask
+from ladder.errors import ConfigError
+from ladder.fsutil import atomic_write_text
+
+__all__ = ["GRPO_OPTIONS", "GRPORung"]
+
+GRPO_OPTIONS = (
+    *(o for o in OPTIONS if o not in ("freeze", "retrieve")),
+    "reward",
+    "group_size",
+    "beta",
+    "steps",
+    "max_new_tokens",
+    "start",
+)
+
+
+@dataclass(frozen=True)
+class GRPORung:
+    """GRPO from the SFT checkpoint below (or the base), then answer (module docstring)."""
+
+    options: Mapping[str, Any]
+
+    @classmethod
+    def build(cls, name: str, options: Mapping[str, Any]) -> GRPORung:
+        """The rung with the task file's ``options``."""
+        start = options.get("start", "sft")
+        if start not in ("sft", "base"):
+            raise ConfigError(f"rung {name}: option 'start' is {start!r}; use sft or base")
+        reward = str(options.get("reward", "metric"))
+        if reward.partition(":")[0] not in ("metric", "hf"):
+            raise ConfigError(
+                f"rung {name}: option 'reward' is {reward!r}; use metric, metric:NAME or "
+                "hf:PATH[:LABEL]"
+            )
+        return cls(dict(options))
+
+    def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
+        """Train on the train split's prompts from the SFT checkpoint (or the base), answer."""
+        check_trainable("grpo", model)
+        summary = trained_once(ctx, lambda: self._train(task, model, ctx))
+        return answer_tuned(task, ctx, self.options, summary)
+
+    def _train(self, task: LoadedTask, model: str, ctx: RungContext) -> dict[str, Any]:
+        from ladder.train.finetune import finetune
+        from ladder.train.finetune_config import FinetuneConfig
+
+        from_sft = self.options.get("start", "sft") == "sft" and ctx.tuned is not None
+        start = ctx.tuned if from_sft and ctx.tuned else model
+        data = ctx.out / "prompts.jsonl"
+        rows = chat_records(task)  # the reference answer is what a metric reward reads
+        atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        out = ctx.out / "ft"
+        reward = str(self.options.get("reward", "metric"))
+        if reward == "metric":
+            reward = f"metric:{task.spec.metric_name()}"
+        grpo = {"reward": reward} | {
+            k: self.options[k]
+            for k in ("group_size", "beta", "max_new_tokens")
+            if k in self.options
+        }
+        train = {"seed": task.spec.seed, **dict(self.options.get("train") or {})}
+        if "steps" in self.options:
+            train["max_steps"] = self.options["steps"]
+        settings = {
+            k: self.options[k] for k in ("lora", "epochs", "max_seq_len") if k in self.options
+        }
+        cfg = FinetuneConfig(
+            model=start,
+            data=str(data),
+            method="grpo",
+            out=str(out),
+            format="chat",
+            grpo=grpo,
+            train=train,
+            resume=ctx.resume and (out / "checkpoints").is_dir(),
+            **settings,
+        )
+        ctx.log(f"grpo: reinforcing {start} with {reward} on {len(rows)} prompts")
+        started = time.perf_counter()
+        result = finetune(cfg, progress=False, log=ctx.log)
+        summary = training_summary("grpo", result, time.perf_counter() - started, start)
+        summary["start"] = start
+        summary["start_train_seconds"] = ctx.tuned_seconds if from_sft else 0.0
+        return summary
+
+
+# Replaces the plain fine-tuning rung that finetune_rungs registers for every method.
+register_rung("grpo", GRPORung.build, options=GRPO_OPTIONS, needs_train=True)
