@@ -93,3 +93,16 @@ def test_no_vllm_is_one_line_and_starts_nothing(
     monkeypatch.setenv("LADDER_VLLM_PYTHON", sys.executable)  # ladder's own: no vllm here
     with pytest.raises(LadderError, match="vLLM is not installed"):
         load_model(f"vllm:{tiny_causal_lm}")
+
+
+def test_perplexity_is_hfs(checkpoint: Path) -> None:
+    """``ladder perplexity`` reads vLLM's prompt_logprobs: windows and totals as on hf:."""
+    from ladder.evaluate.perplexity import perplexity_of_texts
+
+    text = [("t", "The cat sat on the mat. " * 20)]  # past one 64-token window
+    on_vllm = perplexity_of_texts(load_model(f"vllm:{checkpoint}"), text, window=64, stride=32)
+    on_hf = perplexity_of_texts(
+        load_model(f"hf:{checkpoint}", dtype="fp32"), text, window=64, stride=32
+    )
+    assert [r.tokens for r in on_vllm] == [r.tokens for r in on_hf] and on_hf[0].tokens > 64
+    assert on_vllm[-1].perplexity == pytest.approx(on_hf[-1].perplexity, rel=1e-4)

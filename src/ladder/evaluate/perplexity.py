@@ -45,11 +45,12 @@ class Perplexity:
         return {**asdict(self), "perplexity": self.perplexity}
 
 
-def text_nll(lm: TokenModel, ids: Sequence[int], window: int, stride: int) -> tuple[float, int]:
+def text_nll(lm: Any, ids: Sequence[int], window: int, stride: int) -> tuple[float, int]:
     """Summed NLL and number of scored tokens of ``ids`` under a causal LM.
 
     Args:
-        lm: a model with token-level access (``capabilities.token_level``).
+        lm: a model with token-level access (``capabilities.token_level``), or one with
+            ``sequence_logprobs(ids)`` (``vllm:``: its prompt_logprobs).
         ids: the text's token ids (BOS first, when the tokenizer adds one).
         window: most tokens the model sees at once (at most its context length).
         stride: tokens between the starts of consecutive windows (1 ≤ stride ≤ window).
@@ -62,12 +63,20 @@ def text_nll(lm: TokenModel, ids: Sequence[int], window: int, stride: int) -> tu
         end = min(begin + window, n)
         chunk = list(ids[begin:end])
         first = max(next_target - begin, 1)  # index in the chunk of the first new target
-        logprobs = lm.token_logprobs(chunk)  # row t predicts chunk[t + 1]
-        targets = torch.tensor(chunk[first:], device=logprobs.device)
-        total -= logprobs[first - 1 : -1].gather(1, targets[:, None]).sum().item()
-        scored += targets.numel()
+        total -= sum(_picked(lm, chunk)[first - 1 :])
+        scored += len(chunk) - first
         next_target, begin = end, begin + stride
     return total, scored
+
+
+def _picked(lm: Any, chunk: list[int]) -> list[float]:
+    """Log-probability of each ``chunk[t + 1]`` after ``chunk[: t + 1]``: from a token-level
+    model's distributions, else from the model's own ``sequence_logprobs`` (``vllm:``)."""
+    if not isinstance(lm, TokenModel):
+        return [float(x) for x in lm.sequence_logprobs(chunk)]
+    logprobs = lm.token_logprobs(chunk)  # row t predicts chunk[t + 1]
+    targets = torch.tensor(chunk[1:], device=logprobs.device)
+    return [float(x) for x in logprobs[:-1].gather(1, targets[:, None])[:, 0].tolist()]
 
 
 def perplexity_of_texts(
@@ -86,17 +95,19 @@ def perplexity_of_texts(
         window: tokens per window; default the model's context length.
         stride: tokens between window starts; default half the window.
     """
-    if not lm.info.capabilities.token_level or not isinstance(lm, TokenModel):
+    token_level = lm.info.capabilities.token_level and isinstance(lm, TokenModel)
+    if not token_level and not callable(getattr(lm, "sequence_logprobs", None)):
         raise UnsupportedError(
-            f"perplexity needs a local causal model (hf: or builtin:), not {lm.info.backend}:"
-            f"{lm.info.name}"
+            f"perplexity needs a local causal model (hf:, builtin:, gguf: or vllm:), not "
+            f"{lm.info.backend}:{lm.info.name}"
         )
-    context = lm.info.context_length or 1024
+    # A vllm: window is one prompt, and vLLM also makes one token after it.
+    context = (lm.info.context_length or 1024) - (0 if token_level else 1)
     win = min(window or context, context)
     step = stride or max(1, win // 2)
     results = []
     for name, text in texts:
-        nll, scored = text_nll(lm, lm.encode_prompt(text), win, step)
+        nll, scored = text_nll(lm, lm.encode_prompt(text), win, step)  # type: ignore[attr-defined]
         results.append(Perplexity(name, scored, nll, win, step))
     total = Perplexity(
         "all", sum(r.tokens for r in results), sum(r.nll for r in results), win, step

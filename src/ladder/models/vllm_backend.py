@@ -336,6 +336,17 @@ class VLLMModel:
                 return [self._score(*pair) for pair in pairs]
         return self._map(lambda pair: self._score(*pair), list(pairs))
 
+    def sequence_logprobs(self, ids: Sequence[int]) -> list[float]:
+        """Log-probability of each ``ids[t + 1]`` after ``ids[: t + 1]`` (``prompt_logprobs``;
+        what ``ladder perplexity`` reads). ``ids`` must leave room for one more token."""
+        ids = list(ids)
+        body = {"model": self.model_name, "prompt": ids, "max_tokens": 1, "temperature": 0.0}
+        lock = self._shared.scoring if self._shared is not None else contextlib.nullcontext()
+        with lock:
+            rows = self._post("/completions", {**body, "prompt_logprobs": 0})["choices"][0]
+        found = rows.get("prompt_logprobs") or []
+        return [float(found[p][str(ids[p])]["logprob"]) for p in range(1, len(ids))]
+
     def _score(self, context: str, continuation: str) -> float:
         if not continuation:
             return 0.0
