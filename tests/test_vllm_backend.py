@@ -106,3 +106,28 @@ def test_perplexity_is_hfs(checkpoint: Path) -> None:
     )
     assert [r.tokens for r in on_vllm] == [r.tokens for r in on_hf] and on_hf[0].tokens > 64
     assert on_vllm[-1].perplexity == pytest.approx(on_hf[-1].perplexity, rel=1e-4)
+
+
+def test_the_cache_key_is_the_same_in_every_process_and_follows_the_files(
+    vllm_checkpoint: Path, vllm_adapter: Path
+) -> None:
+    """Each process starts vLLM on a new port: the key must not hold it, but must hold the
+    checkpoint's and the adapter's files (two OUT/model folders share a name)."""
+    from ladder.cache_keys import model_fingerprint
+
+    def fingerprint(port: int, adapter: bool) -> dict[str, object]:
+        options: dict[str, object] = {"url": f"http://127.0.0.1:{port}/v1", "served_name": "x"}
+        if adapter:
+            options |= {"adapters": {"tuned": str(vllm_adapter)}, "adapter": "tuned"}
+        lm = load_model(f"vllm:{vllm_checkpoint}", **options)
+        try:
+            return model_fingerprint(lm)
+        finally:
+            lm.close()
+
+    base = fingerprint(8001, adapter=False)
+    assert base == fingerprint(8002, adapter=False)
+    assert "127.0.0.1" not in json.dumps(base) and base["files"]
+    tuned = fingerprint(8003, adapter=True)
+    assert tuned["adapter_files"] and tuned != base
+    assert tuned == fingerprint(8004, adapter=True)

@@ -50,16 +50,22 @@ def model_fingerprint(
     }
     folder = _weights_folder(model, info, weights_dir)
     if folder is not None:
-        fingerprint["files"] = sorted(
-            [p.name, p.stat().st_size, p.stat().st_mtime_ns]
-            for p in folder.iterdir()
-            if p.is_file()
-        )
+        fingerprint["files"] = _files(folder)
+    adapter = getattr(model, "adapter_folder", None)  # vllm: an adapter per request
+    if adapter is not None and Path(adapter).is_dir():
+        fingerprint["adapter_files"] = _files(Path(adapter))
     return fingerprint
 
 
+def _files(folder: Path) -> list[list[Any]]:
+    return sorted(
+        [p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in folder.iterdir() if p.is_file()
+    )
+
+
 def _weights_folder(model: Any, info: ModelInfo, weights_dir: str | Path | None) -> Path | None:
-    candidates = [weights_dir, info.name]
+    # ``folder``: backends whose info.name is not a path (vllm: the served name).
+    candidates = [weights_dir, info.name, getattr(model, "folder", None)]
     inner = getattr(model, "model", None)  # HFModel keeps the transformers model here
     candidates.append(getattr(inner, "name_or_path", None))
     for candidate in candidates:

@@ -137,6 +137,9 @@ class VLLMModel:
         self._opts = options or VLLMOptions()
         self.folder = Path(shared.folder)
         self.model_name = self._opts.adapter or shared.served_name
+        # The adapter's own folder, so the response cache keys on its files too.
+        chosen = self._opts.adapters.get(self._opts.adapter) if self._opts.adapter else None
+        self.adapter_folder = Path(chosen).expanduser() if chosen else None
         # A local server: a failure is the engine's, not the network's, so one retry.
         policy = RetryPolicy(max_retries=1, base_delay=0.2)
         self._http = OpenAITransport(
@@ -152,13 +155,17 @@ class VLLMModel:
 
     @property
     def info(self) -> ModelInfo:
-        """The folder's name (or the adapter's), backend ``vllm``, the server as device."""
+        """The folder's name (or the adapter's), backend ``vllm``, device ``vllm``.
+
+        Not the server's address: its port is chosen afresh in every process, and the
+        response cache keys on the device, so an address would make every run a miss.
+        """
         return ModelInfo(
             name=self.model_name,
             backend="vllm",
             context_length=self.context_length,
             dtype=self._opts.dtype,
-            device=f"vllm@{self._http.host}",
+            device="vllm",
             capabilities=VLLM_CAPABILITIES,
         )
 
