@@ -104,7 +104,7 @@ class PlantedRung:
 
 
 register_rung(
-    "planted", lambda name, options: PlantedRung(float(options["right"])), options={"right"}
+    "planted_share", lambda name, options: PlantedRung(float(options["right"])), options={"right"}
 )
 
 
@@ -123,8 +123,8 @@ def _task(folder: Path, test: int) -> Path:
         "optimise: false\n"
         "models: ['openai:never@http://127.0.0.1:9/v1']\n"
         "rungs:\n"
-        "  - {rung: planted, label: half, right: 0.5}\n"
-        "  - {rung: planted, label: most, right: 0.9}\n"
+        "  - {rung: planted_share, label: half, right: 0.5}\n"
+        "  - {rung: planted_share, label: most, right: 0.9}\n"
     )
     return task
 
