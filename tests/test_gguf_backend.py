@@ -231,3 +231,22 @@ def test_the_chat_loop_on_gguf_answers_as_on_hf(pair: tuple[Any, Any]) -> None:
     params = GenerationParams(max_tokens=8)
     chats = [run_chat(lm, params, iter(["the cat ?", "a dog", "/exit"])) for lm in (hf, gguf)]
     assert chats[1] == chats[0] and len(chats[0]) == 4
+
+
+def test_llama_cpp_warnings_stay_off_the_terminal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """llama.cpp pads a context to 256 tokens and warns when that passes the trained
+    context (here 128); llama-cpp-python's verbose=False let it through (the demo printed
+    it 8 times)."""
+    from conftest import CHAT_TEMPLATE, build_tokenizer, save_tiny_llama
+    from ladder.export import export_gguf
+
+    tokenizer = build_tokenizer(seq2seq=False, chat_template=CHAT_TEMPLATE)
+    checkpoint = save_tiny_llama(tmp_path / "ckpt", tokenizer, positions=128)
+    gguf_file = export_gguf(f"hf:{checkpoint}", tmp_path / "out", quant="f32").gguf
+    capfd.readouterr()
+    lm = load_model(f"gguf:{gguf_file}", threads=1)
+    lm.generate(["hello"], GenerationParams(max_tokens=2))
+    lm.close()
+    assert "llama_context" not in capfd.readouterr().err
