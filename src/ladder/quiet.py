@@ -15,6 +15,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "VERBOSE_ENV",
@@ -23,6 +24,7 @@ __all__ = [
     "is_verbose",
     "peft_quietly",
     "quiet_library_logs",
+    "quiet_llama_logs",
     "set_verbose",
 ]
 
@@ -119,3 +121,33 @@ def peft_quietly() -> Iterator[None]:
                 category=FutureWarning,
             )
         yield
+
+
+_GGML_LOG_ERROR = 4  # ggml's levels: 1 debug, 2 info, 3 warn, 4 error, 5 continue
+_log_callback: Any = None  # kept referenced: llama.cpp holds only the C pointer
+
+
+def quiet_llama_logs(llama_cpp: Any) -> None:
+    """Let only llama.cpp's errors reach stderr (everything with ``ladder --verbose``).
+
+    llama-cpp-python's own filter reads ggml's log levels by an older numbering, so with
+    ``verbose=False`` it still prints warnings such as "n_ctx_seq (256) > n_ctx_train
+    (128)" (llama.cpp pads every context to 256 tokens), once per model a climb opens.
+    """
+    global _log_callback
+    if _log_callback is not None or is_verbose():
+        return
+    import ctypes
+    import sys
+
+    shown = [False]  # whether the record a "continue" record extends was shown
+
+    @llama_cpp.llama_log_callback
+    def drop_below_errors(level: int, text: bytes, _user: Any) -> None:
+        if level != 5:
+            shown[0] = level >= _GGML_LOG_ERROR
+        if shown[0]:
+            print(text.decode("utf-8", "replace"), end="", file=sys.stderr, flush=True)
+
+    _log_callback = drop_below_errors
+    llama_cpp.llama_log_set(drop_below_errors, ctypes.c_void_p(0))

@@ -94,7 +94,7 @@ def gguf_perplexity(path: Path, text: str, window: int = 256) -> float:
     their perplexities comparable.
     """
     llama_cpp = _llama_cpp()
-    from ladder.models._llamacpp_engine import quiet_llama_logs
+    from ladder.quiet import quiet_llama_logs
 
     quiet_llama_logs(llama_cpp)
     llm = llama_cpp.Llama(

@@ -29,6 +29,7 @@ import numpy as np
 
 from ladder.errors import ModelLoadError
 from ladder.models.base import GenerationParams
+from ladder.quiet import quiet_llama_logs
 
 __all__ = [
     "LogitReader",
@@ -36,7 +37,6 @@ __all__ = [
     "constrained_tokens",
     "draw_tokens",
     "open_llama",
-    "quiet_llama_logs",
     "vocab_grammar",
 ]
 
@@ -74,7 +74,7 @@ def open_llama(rest: str, threads: int, context: int | None) -> tuple[Any, int]:
             "built from source in about 5 minutes)"
         ) from None
     path = Path(rest).expanduser()
-    quiet_llama_logs(llama_cpp)
+    quiet_llama_logs(llama_cpp)  # before the model: loading it logs
     try:
         context = int(context or min(_trained_context(path), 4096))
         llm = llama_cpp.Llama(
@@ -89,38 +89,6 @@ def open_llama(rest: str, threads: int, context: int | None) -> tuple[Any, int]:
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"gguf:{rest}: llama.cpp cannot load it ({exc})") from None
     return llm, context
-
-
-_GGML_LOG_ERROR = 4  # ggml's levels: 1 debug, 2 info, 3 warn, 4 error, 5 continue
-_log_callback: Any = None  # kept referenced: llama.cpp holds only the C pointer
-
-
-def quiet_llama_logs(llama_cpp: Any) -> None:
-    """Let only llama.cpp's errors reach stderr (everything with ``ladder --verbose``).
-
-    llama-cpp-python's own filter reads ggml's log levels by an older numbering, so with
-    ``verbose=False`` it still prints warnings such as "n_ctx_seq (256) > n_ctx_train
-    (128)" (llama.cpp pads every context to 256 tokens), once per model a climb opens.
-    """
-    global _log_callback
-    from ladder.quiet import is_verbose
-
-    if _log_callback is not None or is_verbose():
-        return
-    import ctypes
-    import sys
-
-    shown = [False]  # whether the record a "continue" record extends was shown
-
-    @llama_cpp.llama_log_callback
-    def drop_below_errors(level: int, text: bytes, _user: Any) -> None:
-        if level != 5:
-            shown[0] = level >= _GGML_LOG_ERROR
-        if shown[0]:
-            print(text.decode("utf-8", "replace"), end="", file=sys.stderr, flush=True)
-
-    _log_callback = drop_below_errors
-    llama_cpp.llama_log_set(drop_below_errors, ctypes.c_void_p(0))
 
 
 def _trained_context(path: Path) -> int:
