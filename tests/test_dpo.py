@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from _finetune_data import preference_rows, write_jsonl
+from ladder.data.formats import Encoded
 from ladder.train.finetune import finetune
 from ladder.train.finetune_config import FinetuneConfig
-from ladder.train.preference import DPOObjective, dpo_loss, sequence_logps
+from ladder.train.preference import DPOObjective, dpo_loss, reference_logps, sequence_logps
 
 
 def test_dpo_loss_values() -> None:
@@ -53,6 +54,38 @@ def test_objective_sums_pairs_and_counts_them() -> None:
     objective = DPOObjective(beta=0.1)
     assert objective.units(batch).item() == 2
     assert objective.loss_sum(Fixed(), batch, {}).item() == pytest.approx(2 * math.log(2))
+
+
+class _Bigram(torch.nn.Module):
+    """Next-token logits from the current token alone, so padding never changes a row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.table = torch.nn.Embedding(7, 7)
+
+    def forward(self, input_ids: torch.Tensor, **_: object) -> object:
+        return type("Out", (), {"logits": self.table(input_ids)})()
+
+
+def test_reference_logps_are_each_replys_own_in_any_batch_size() -> None:
+    def reply(ids: list[int], prompt: int) -> Encoded:
+        return Encoded(ids, [-100] * prompt + ids[prompt:])
+
+    pairs = [
+        (reply([1, 2, 3, 4], 2), reply([1, 2, 5], 2)),
+        (reply([6, 1], 1), reply([6, 3, 3, 2, 1], 1)),
+        (reply([2, 2, 2], 1), reply([4, 5], 1)),
+    ]
+    model = _Bigram().train()
+    got = reference_logps(model, pairs, pad_id=0, batch_size=2)  # (N, 2)
+    assert model.training  # the caller's mode is given back
+    for row, pair in zip(got, pairs, strict=True):
+        for value, one in zip(row, pair, strict=True):
+            ids = torch.tensor([one.input_ids])
+            alone = sequence_logps(model(input_ids=ids).logits, torch.tensor([one.labels]))
+            assert value.item() == pytest.approx(alone.item(), abs=1e-6)
+    assert torch.equal(got, reference_logps(model, pairs, pad_id=0, batch_size=3))
 
 
 @pytest.mark.parametrize("weights", ["lora", "full"])

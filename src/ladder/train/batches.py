@@ -8,18 +8,21 @@ In a run of ``world`` processes every optimizer step consumes one *global* batch
 ``batch_size x world`` sequences; process ``rank`` takes its own contiguous share. So
 ``world`` processes with ``batch_size`` B see exactly the sequences that one process with
 batch size ``B x world`` sees, which is what makes the two runs reach the same loss.
+
+:func:`score_pairs` runs a model over preference pairs in that same batch layout, for the
+numbers computed once outside the loop (DPO's reference log-probs, a reward model's rewards).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 
 from ladder.data.formats import IGNORE_INDEX, Encoded
 
-__all__ = ["TrainBatches", "collate", "collate_pairs", "eval_batches"]
+__all__ = ["TrainBatches", "collate", "collate_pairs", "eval_batches", "score_pairs"]
 
 
 def collate(rows: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
@@ -50,6 +53,41 @@ def collate_pairs(
     if ref_logps is not None:
         batch["ref_logps"] = ref_logps
     return batch
+
+
+@torch.no_grad()
+def score_pairs(
+    model: torch.nn.Module,
+    pairs: Sequence[tuple[Encoded, Encoded]],
+    score: Callable[[torch.nn.Module, Mapping[str, torch.Tensor]], torch.Tensor],
+    *,
+    pad_id: int,
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """One number per reply of every pair, computed in eval mode without gradients.
+
+    Args:
+        model: the model ``score`` runs; its training mode is restored afterwards.
+        pairs: (chosen, rejected) encoded replies.
+        score: maps ``model`` and a :func:`collate_pairs` batch (on the model's device) to
+            (2B,) numbers, chosen rows first.
+        pad_id: padding token id.
+        batch_size: pairs per forward pass.
+
+    Returns:
+        (N, 2) fp32 numbers on the CPU: column 0 the chosen reply's, 1 the rejected one's.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows: list[torch.Tensor] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_id).items()}
+        values = score(model, batch).float().cpu()  # (2n,)
+        rows.append(torch.stack([values[: len(chunk)], values[len(chunk) :]], dim=1))
+    model.train(was_training)
+    return torch.cat(rows)  # (N, 2)
 
 
 class TrainBatches:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ladder.data.formats import IGNORE_INDEX, Encoded
-from ladder.train.batches import collate
+from ladder.train.batches import score_pairs
 
 __all__ = ["DPOObjective", "dpo_loss", "preference_accuracy", "reference_logps", "sequence_logps"]
 
@@ -87,7 +87,6 @@ class DPOObjective:
         return dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], self.beta).sum()
 
 
-@torch.no_grad()
 def reference_logps(
     model: torch.nn.Module,
     pairs: Sequence[tuple[Encoded, Encoded]],
@@ -96,21 +95,15 @@ def reference_logps(
     batch_size: int = 8,
 ) -> torch.Tensor:
     """(N, 2) log-probabilities of (chosen, rejected) under ``model`` as it is now, eval mode."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    rows: list[torch.Tensor] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        batch = collate([c for c, _ in chunk] + [r for _, r in chunk], pad_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-        ).logits
-        logps = sequence_logps(logits, batch["labels"]).float().cpu()  # (2n,)
-        rows.append(torch.stack([logps[: len(chunk)], logps[len(chunk) :]], dim=1))
-    model.train(was_training)
-    return torch.cat(rows)  # (N, 2)
+    return score_pairs(model, pairs, _reply_logps, pad_id=pad_id, batch_size=batch_size)
+
+
+def _reply_logps(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(B,) log-probabilities of each row's reply (no KV cache: one forward pass)."""
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).logits  # (B, T, V)
+    return sequence_logps(logits, batch["labels"])
 
 
 def preference_accuracy(

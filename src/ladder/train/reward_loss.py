@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ladder.data.formats import Encoded
-from ladder.train.batches import collate_pairs
+from ladder.train.batches import score_pairs
 
 __all__ = ["BradleyTerryObjective", "bradley_terry_loss", "pair_rewards", "pairwise_accuracy"]
 
@@ -62,7 +62,6 @@ class BradleyTerryObjective:
         return bradley_terry_loss(rewards[:n], rewards[n:]).sum()
 
 
-@torch.no_grad()
 def pair_rewards(
     model: torch.nn.Module,
     pairs: Sequence[tuple[Encoded, Encoded]],
@@ -71,17 +70,13 @@ def pair_rewards(
     batch_size: int = 8,
 ) -> torch.Tensor:
     """(N, 2) rewards of (chosen, rejected) under ``model``, in eval mode."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    rows: list[torch.Tensor] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_id).items()}
-        rewards = _rewards(model, batch, {"use_cache": False}).float().cpu()  # (2n,)
-        rows.append(torch.stack([rewards[: len(chunk)], rewards[len(chunk) :]], dim=1))
-    model.train(was_training)
-    return torch.cat(rows)  # (N, 2)
+    return score_pairs(
+        model,
+        pairs,
+        lambda m, batch: _rewards(m, batch, {"use_cache": False}),
+        pad_id=pad_id,
+        batch_size=batch_size,
+    )
 
 
 def pairwise_accuracy(
