@@ -11,6 +11,7 @@ import pytest
 from ladder.errors import ConfigError, ModelLoadError
 from ladder.evaluate import get_metric, metric_names
 from ladder.evaluate.registry import needs_references
+from ladder.evaluate.reward import load_reward
 from ladder.evaluate.toxicity import (
     ToxicityClassifier,
     builtin_lexicon,
@@ -249,6 +250,18 @@ def test_classifier_probabilities_do_not_depend_on_batch_size(toxicity_classifie
     one = ToxicityClassifier(toxicity_classifier, device="cpu", batch_size=1).probabilities(texts)
     many = ToxicityClassifier(toxicity_classifier, device="cpu", batch_size=7).probabilities(texts)
     assert many == pytest.approx(one, abs=1e-5)
+
+
+def test_the_metric_and_an_hf_reward_read_the_classifier_alike(toxicity_classifier: Path) -> None:
+    # One loader and one batched forward pass serve both (ladder.models.hf_classifier).
+    toxic, clean = _held_out()
+    texts = toxic[:4] + clean[:4]
+    metric = ToxicityClassifier(toxicity_classifier, device="cpu", batch_size=3)
+    reward = load_reward(f"hf:{toxicity_classifier}:toxic")
+    assert reward.score([""] * len(texts), texts) == pytest.approx(
+        metric.probabilities(texts), abs=1e-6
+    )
+    assert metric.probabilities([]) == []
 
 
 def test_classifier_threshold_none_gives_probabilities(toxicity_classifier: Path) -> None:

@@ -143,29 +143,24 @@ class ClassifierReward:
         device: str = "auto",
         batch_size: int = 8,
     ) -> None:
-        from ladder.models.hf_checkpoint import check_weights, read_config, resolve_device
+        from ladder.models.hf_classifier import ClassifierCheckpoint
 
-        directory = Path(path).expanduser()
-        config = read_config(directory)
-        arches = [str(a) for a in config.get("architectures") or []]
+        checkpoint = ClassifierCheckpoint.read(path)
+        directory = checkpoint.directory
+        arches = checkpoint.architectures
         if not any(a.endswith("ForSequenceClassification") for a in arches):
             raise ModelLoadError(
                 f"{directory}: not a sequence classifier (config.json architectures: "
                 f"{', '.join(arches) or 'none'}); a reward needs an *ForSequenceClassification "
                 "checkpoint, e.g. OUT/model of `ladder finetune --method reward`"
             )
-        check_weights(directory, allow_pickle=False)
-        labels = [
-            str(v) for _, v in sorted((int(k), v) for k, v in config.get("id2label", {}).items())
-        ]
+        labels = checkpoint.labels
         self.index = _label_index(directory, labels or ["LABEL_0"], label)
         self.single = len(labels) <= 1
-        self.sigmoid = config.get("problem_type") == "multi_label_classification"
         self.name = f"hf:{directory}" + (f":{label}" if label is not None else "")
-        self.batch_size = max(1, batch_size)
-        self._model, self._tokenizer = _load(directory, resolve_device(device))
-        limit = getattr(self._model.config, "max_position_embeddings", None)
-        self.max_length = min(int(limit or 2048), 2048)
+        self._classifier = checkpoint.load(
+            device, batch_size=batch_size, max_length=2048, what="reward model"
+        )
 
     def score(
         self,
@@ -174,39 +169,22 @@ class ClassifierReward:
         references: Sequence[Any] | None = None,
     ) -> list[float]:
         """The reward of each answer (references are not read)."""
-        import torch
-
         _check_lengths(prompts, answers)
         rows = [self._encode(p, a) for p, a in zip(prompts, answers, strict=True)]
-        pad = self._tokenizer.pad_token_id
-        size = self.batch_size if pad is not None else 1  # no pad token: one row at a time
-        out: list[float] = []
-        for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
-            width = max(len(r) for r in chunk)
-            ids = torch.full((len(chunk), width), pad or 0, dtype=torch.long)  # (B, T)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)  # (B, T)
-            for i, row in enumerate(chunk):
-                ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
-            with torch.inference_mode():
-                logits = self._model(
-                    input_ids=ids.to(self._model.device), attention_mask=mask.to(self._model.device)
-                ).logits.float()  # (B, labels)
-            if not self.single:
-                logits = logits.sigmoid() if self.sigmoid else logits.softmax(dim=-1)
-            out += logits[:, self.index].tolist()
-        return out
+        clf = self._classifier
+        # A one-output model's logit is the reward; several labels give P(label).
+        scores = clf.logits(rows) if self.single else clf.probabilities(rows)  # (N, labels)
+        return [float(v) for v in scores[:, self.index].tolist()]
 
     def _encode(self, prompt: PromptLike, answer: str) -> list[int]:
-        tok = self._tokenizer
+        tok = self._classifier.tokenizer
         if not getattr(tok, "chat_template", None):  # a text classifier: the answer alone
-            ids = tok(answer, truncation=True, max_length=self.max_length)["input_ids"]
-            return list(ids) or [tok.pad_token_id or 0]
+            return self._classifier.encode_text(answer)
         from ladder.data.formats import encode_chat
 
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         turns = [dict(m) for m in messages] + [{"role": "assistant", "content": answer}]
-        return encode_chat(tok, turns, self.max_length).input_ids
+        return encode_chat(tok, turns, self._classifier.max_length).input_ids
 
 
 def _label_index(directory: Path, labels: list[str], label: str | None) -> int:
@@ -226,27 +204,6 @@ def _label_index(directory: Path, labels: list[str], label: str | None) -> int:
             f"{', '.join(labels)} (or an index 0..{len(labels) - 1})"
         )
     return folded.index(label.casefold())
-
-
-def _load(directory: Path, device: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            directory, trust_remote_code=False, local_files_only=True
-        )
-        model = AutoModelForSequenceClassification.from_pretrained(
-            directory,
-            device_map={"": device},
-            use_safetensors=True,
-            trust_remote_code=False,
-            local_files_only=True,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelLoadError(f"cannot load reward model {directory}: {first}") from None
-    model.eval()
-    return model, tokenizer
 
 
 @dataclass(frozen=True)

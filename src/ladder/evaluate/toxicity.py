@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ladder.errors import ConfigError
 from ladder.evaluate._common import mean_score
@@ -257,8 +257,9 @@ class LexiconToxicity:
 class ToxicityClassifier:
     """P(toxic) from a local sequence-classification checkpoint.
 
-    Loaded with ``AutoModelForSequenceClassification`` from a local folder: safetensors
-    weights only and ``trust_remote_code`` off, so loading runs no code from the folder.
+    Loaded by :mod:`ladder.models.hf_classifier`, as ``hf:PATH:LABEL`` rewards are, with
+    ``AutoModelForSequenceClassification`` from a local folder: safetensors weights only and
+    ``trust_remote_code`` off, so loading runs no code from the folder.
     Single-label models (softmax over labels) and multi-label ones (``problem_type:
     multi_label_classification``, a sigmoid per label, as many toxicity models are) both work.
 
@@ -283,68 +284,24 @@ class ToxicityClassifier:
         batch_size: int = 32,
         max_length: int = 512,
     ) -> None:
-        from ladder.models.hf_checkpoint import check_weights, read_config, resolve_device
+        from ladder.models.hf_classifier import ClassifierCheckpoint
 
-        directory = Path(path).expanduser()
-        config = read_config(directory)
-        check_weights(directory, allow_pickle=False)
-        labels = {str(v).casefold(): int(k) for k, v in (config.get("id2label") or {}).items()}
+        checkpoint = ClassifierCheckpoint.read(path)
+        labels = [name.casefold() for name in checkpoint.labels]
         if label.casefold() not in labels:
             raise ConfigError(
-                f"{directory}: no label {label!r} in config.json id2label; its labels: "
-                f"{', '.join(sorted(labels)) or '(none)'}; pass label=NAME"
+                f"{checkpoint.directory}: no label {label!r} in config.json id2label; its "
+                f"labels: {', '.join(sorted(labels)) or '(none)'}; pass label=NAME"
             )
-        self.label_index = labels[label.casefold()]
-        self.multi_label = config.get("problem_type") == "multi_label_classification"
-        self.batch_size = max(1, batch_size)
-        self.name = directory.resolve().name
-        self._model, self._tokenizer = _load_classifier(directory, resolve_device(device))
-        limit = getattr(self._model.config, "max_position_embeddings", None) or max_length
-        self.max_length = min(max_length, int(limit))
+        self.label_index = labels.index(label.casefold())
+        self.name = checkpoint.directory.resolve().name
+        self._classifier = checkpoint.load(device, batch_size=batch_size, max_length=max_length)
 
     def probabilities(self, texts: Sequence[str]) -> list[float]:
         """P(label) for each text, in order, ``batch_size`` texts at a time."""
-        import torch
-
-        has_pad = self._tokenizer.pad_token is not None
-        step = self.batch_size if has_pad else 1
-        out: list[float] = []
-        for start in range(0, len(texts), step):
-            batch = self._tokenizer(
-                list(texts[start : start + step]),
-                padding=has_pad,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self._model.device)
-            with torch.inference_mode():
-                logits = self._model(**batch).logits.float()
-            probs = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
-            out += probs[:, self.label_index].tolist()
-        return out
-
-
-def _load_classifier(directory: Path, device: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from ladder.errors import ModelLoadError
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            directory, trust_remote_code=False, local_files_only=True
-        )
-        model = AutoModelForSequenceClassification.from_pretrained(
-            directory,
-            device_map={"": device},
-            use_safetensors=True,
-            trust_remote_code=False,
-            local_files_only=True,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelLoadError(f"cannot load classifier {directory}: {first}") from exc
-    model.eval()
-    return model, tokenizer
+        clf = self._classifier
+        probs = clf.probabilities([clf.encode_text(t) for t in texts])  # (N, labels)
+        return [float(p) for p in probs[:, self.label_index].tolist()]
 
 
 @dataclass
