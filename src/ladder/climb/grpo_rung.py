@@ -9,7 +9,8 @@ when there is none (or with ``start: base``); its cost includes that checkpoint'
 
 Own options: ``reward`` (``metric``: the task's own metric against each record's reference,
 the default; ``metric:NAME``; ``hf:PATH[:LABEL]``: a local sequence classifier such as a
-reward model), ``group_size``, ``beta``, ``steps`` (optimizer steps; ``train.max_steps``),
+reward model; a metric reward reads each sampled answer as the climb reads a test answer:
+the task's output parsing and its ``metric_options``), ``group_size``, ``beta``, ``steps`` (optimizer steps; ``train.max_steps``),
 ``max_new_tokens`` (longest sampled answer), ``start``.
 """
 
@@ -34,7 +35,7 @@ from ladder.climb.task import LoadedTask
 from ladder.errors import ConfigError
 from ladder.fsutil import atomic_write_text
 
-__all__ = ["GRPO_OPTIONS", "GRPORung"]
+__all__ = ["GRPO_OPTIONS", "GRPORung", "grpo_settings"]
 
 GRPO_OPTIONS = (
     *(o for o in OPTIONS if o not in ("freeze", "retrieve")),
@@ -83,14 +84,8 @@ class GRPORung:
         rows = chat_records(task)  # the reference answer is what a metric reward reads
         atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         out = ctx.out / "ft"
-        reward = str(self.options.get("reward", "metric"))
-        if reward == "metric":
-            reward = f"metric:{task.spec.metric_name()}"
-        grpo = {"reward": reward} | {
-            k: self.options[k]
-            for k in ("group_size", "beta", "max_new_tokens")
-            if k in self.options
-        }
+        grpo = grpo_settings(task, self.options)
+        reward = grpo["reward"]
         train = {"seed": task.spec.seed, **dict(self.options.get("train") or {})}
         if "steps" in self.options:
             train["max_steps"] = self.options["steps"]
@@ -115,6 +110,22 @@ class GRPORung:
         summary["start"] = start
         summary["start_train_seconds"] = ctx.tuned_seconds if from_sft else 0.0
         return summary
+
+
+def grpo_settings(task: LoadedTask, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``grpo:`` settings of the rung's run: its reward, and for a metric reward the
+    task's output parsing and (for the task's own metric) its ``metric_options``, so that a
+    sampled answer is scored exactly as the climb scores a test answer."""
+    spec = task.spec
+    reward = str(options.get("reward", "metric"))
+    if reward == "metric":
+        reward = f"metric:{spec.metric_name()}"
+    grpo: dict[str, Any] = {"reward": reward}
+    if reward.startswith("metric:"):
+        grpo["output"] = spec.output.model_dump(exclude_none=True)
+        if reward == f"metric:{spec.metric_name()}":
+            grpo["metric_options"] = dict(spec.metric_options)
+    return grpo | {k: options[k] for k in ("group_size", "beta", "max_new_tokens") if k in options}
 
 
 # Replaces the plain fine-tuning rung that finetune_rungs registers for every method.

@@ -102,6 +102,27 @@ class GRPOSettings(BaseModel):
     epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="Clipping range of the ratio.")
     max_new_tokens: int = Field(32, ge=1, description="Longest sampled answer, in tokens.")
     temperature: float = Field(1.0, gt=0.0, description="Sampling temperature.")
+    metric_options: dict[str, Any] = Field(
+        {},
+        description="Options of the metric:NAME reward, as a climb task's metric_options "
+        "(e.g. {ignore_case: false}).",
+    )
+    output: dict[str, Any] | None = Field(
+        None,
+        description="How a sampled answer is read before a metric: reward scores it: a climb "
+        "task's output ({type: json_list}, {type: label, labels: [...]} ...), parsed as the "
+        "climb parses a test answer; none: the answer as it is.",
+    )
+
+    @field_validator("output")
+    @classmethod
+    def _output_spec(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        # The climb's own output spec checks it; imported here, as the climb imports training.
+        from ladder.climb.task.schema import OutputSpec
+
+        return OutputSpec.model_validate(value).model_dump(exclude_none=True)
 
 
 class FinetuneConfig(BaseModel):

@@ -196,7 +196,9 @@ class GRPOObjective:
         answers, mask = self._sample(model, prompt, row)  # (G, C) each
         texts = self.tokenizer.batch_decode(answers * mask, skip_special_tokens=True)
         prompt_text = self.tokenizer.decode(prompt, skip_special_tokens=True)
-        ref_text = self.tokenizer.decode(reference, skip_special_tokens=True)
+        # The labelled tokens end with the chat template's turn separator (often a newline),
+        # which is not part of the record's reference as the climb's metric reads it.
+        ref_text = self.tokenizer.decode(reference, skip_special_tokens=True).strip()
         g = self.group_size
         rewards = self.reward.score([prompt_text] * g, texts, [ref_text] * g)
         self.last_rewards += rewards

@@ -10,6 +10,7 @@ reward compares with.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -19,11 +20,12 @@ from ladder.train.methods.lora import add_lora
 from ladder.train.methods.registry import MemoryProfile, register_method
 
 if TYPE_CHECKING:
+    from ladder.evaluate.reward import Reward
     from ladder.train.config import TrainConfig
-    from ladder.train.finetune_config import FinetuneConfig
+    from ladder.train.finetune_config import FinetuneConfig, GRPOSettings
     from ladder.train.grpo_loss import GRPOObjective
 
-__all__ = ["GRPO", "GRPOMethod"]
+__all__ = ["GRPO", "GRPOMethod", "grpo_reward"]
 
 
 class GRPOMethod:
@@ -63,7 +65,6 @@ class GRPOMethod:
         """GRPO with ``cfg.grpo``'s reward and settings; the tokenizer is the base's."""
         from transformers import AutoTokenizer
 
-        from ladder.evaluate.reward import load_reward
         from ladder.models.builtin import builtin_path
         from ladder.train.grpo_loss import GRPOObjective
 
@@ -72,7 +73,7 @@ class GRPOMethod:
         folder = builtin_path(rest) if prefix == "builtin" else Path(rest).expanduser()
         tokenizer = AutoTokenizer.from_pretrained(folder)
         self._objective = GRPOObjective(
-            load_reward(settings.reward),
+            grpo_reward(settings),
             tokenizer,
             group_size=settings.group_size,
             beta=settings.beta,
@@ -89,6 +90,27 @@ class GRPOMethod:
 
         assert self._objective is not None, "objective() builds the reward first"
         return mean_reward(self._objective, model, pairs, pad_id)
+
+
+def grpo_reward(settings: GRPOSettings) -> Reward:
+    """The reward ``settings.reward`` names; a metric reward reads each answer as a climb
+    scores a test answer: parsed as ``settings.output``, with ``settings.metric_options``."""
+    from ladder.evaluate.reward import RewardContext, load_reward
+
+    parse = None
+    if settings.output is not None:
+        from ladder.climb.task.output import parse_output
+        from ladder.climb.task.schema import OutputSpec
+
+        spec = OutputSpec.model_validate(settings.output)
+        parse = functools.partial(parse_output, spec=spec)
+    kind, _, name = settings.reward.partition(":")
+    context = RewardContext(
+        metric=name if kind == "metric" and name else None,
+        metric_options=settings.metric_options,
+        parse=parse,
+    )
+    return load_reward(settings.reward, context)
 
 
 GRPO = GRPOMethod()
