@@ -33,13 +33,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from _timing import alternate, median_seconds, paired, random_llama, ratio, table
 
 PROMPTS = [
     "The quick brown fox",
@@ -51,54 +51,16 @@ PROMPTS = [
 
 def build_checkpoint(directory: Path) -> Path:
     """A random 12-layer Llama (width 512) with ladder's byte-level BPE."""
-    import inspect
-    import json
-
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ladder.data.tokenizer import train_tokenizer
-
-    texts = [inspect.getdoc(obj) or "" for obj in (json, os, Path, argparse, statistics)]
-    tokenizer = train_tokenizer(texts * 4, vocab_size=2048, model_max_length=1024)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    return random_llama(
+        directory,
         hidden_size=512,
         intermediate_size=1536,
         num_hidden_layers=12,
         num_attention_heads=8,
         num_key_value_heads=8,
         max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
         initializer_range=0.1,
     )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def median_seconds(run: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
-def paired(ours: Callable[[], Any], theirs: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Median seconds of each, timed in alternation (ours, theirs, ours ...), so a busy
-    moment of a shared machine falls on both."""
-    a, b = [], []
-    for _ in range(repeats):
-        for run, times in ((ours, a), (theirs, b)):
-            began = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - began)
-    return statistics.median(a), statistics.median(b)
 
 
 def decode_rates(spec: str, gguf_file: Path, tokens: int, repeats: int) -> dict[str, float]:
@@ -178,7 +140,8 @@ def hf_rate(checkpoint: Path, tokens: int, repeats: int) -> float:
     lm: Any = load_model(f"hf:{checkpoint}", dtype="fp32", batch_size=1)
     params = GenerationParams(max_tokens=tokens)
     made = sum(c.completion_tokens for c in lm.generate(PROMPTS, params))
-    return made / median_seconds(lambda: lm.generate(PROMPTS, params), repeats)
+    runs = alternate({"hf": lambda: lm.generate(PROMPTS, params)}, repeats)
+    return made / median_seconds(runs["hf"])
 
 
 def choice_accuracy(spec: str, n: int = 40) -> tuple[float, float]:
@@ -227,7 +190,7 @@ def main() -> None:
             "hf:": choice_accuracy(f"hf:{checkpoint}"),
             "gguf: f32": choice_accuracy(f"gguf:{f32}"),
         }
-    lines = table(rows)
+    lines = ratio_rows(rows)
     speedup = rows["q8_0"]["ours"] / hf
     summary = (
         f"ladder `gguf:` q8_0 vs ladder `hf:` fp32 (single stream, same model): "
@@ -259,20 +222,18 @@ def main() -> None:
         print(f"wrote {write_section('gguf_backend.py', body)}")
 
 
-def table(rows: dict[str, dict[str, float]]) -> list[str]:
-    """One Markdown row per file: tokens/s of ladder and llama-cpp-python, and their ratio,
-    for decode, prompt processing and scoring."""
-    lines = [
-        "| file | what | ladder gguf: tok/s | llama-cpp-python tok/s | ratio |",
-        "|---|---|---:|---:|---:|",
-    ]
+def ratio_rows(rows: dict[str, dict[str, float]]) -> list[str]:
+    """The Markdown table: per file, tokens/s of ladder and llama-cpp-python and their
+    ratio, for decode, prompt processing and scoring."""
+    cells = []
     for quant, r in rows.items():
         for what, key in (("decode", ""), ("prompt", "_pp"), ("scoring", "_score")):
             ours, theirs = r[f"ours{key}"], r[f"theirs{key}"]
-            lines.append(
-                f"| {quant} | {what} | {ours:.1f} | {theirs:.1f} | **{ours / theirs:.2f}×** |"
+            cells.append(
+                [quant, what, f"{ours:.1f}", f"{theirs:.1f}", f"**{ratio(ours, theirs)}**"]
             )
-    return lines
+    header = ["file", "what", "ladder gguf: tok/s", "llama-cpp-python tok/s", "ratio"]
+    return table(header, cells, right=3)
 
 
 if __name__ == "__main__":

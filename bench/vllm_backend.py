@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ from typing import Any
 import httpx
 
 from _docs import write_section
+from _timing import alternate, median_rate, random_llama, ratio, table
 
 PROMPTS = [
     f"{start} number {i} is"
@@ -51,19 +51,8 @@ NEW_TOKENS = 64
 
 def build_checkpoint(directory: Path) -> Path:
     """SmolLM2-135M's block shape, random weights, ladder's byte-level BPE (2,048 tokens)."""
-    import inspect
-    import json
-    import os
-
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ladder.data.tokenizer import train_tokenizer
-
-    texts = [inspect.getdoc(obj) or "" for obj in (json, os, Path, argparse, statistics)]
-    tokenizer = train_tokenizer(texts * 4, vocab_size=2048, model_max_length=2048)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    return random_llama(
+        directory,
         hidden_size=576,
         intermediate_size=1536,
         num_hidden_layers=30,
@@ -72,22 +61,8 @@ def build_checkpoint(directory: Path) -> Path:
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         rope_theta=100000.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
         initializer_range=0.02,
     )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def timed(run: Any) -> tuple[float, int]:
-    """(seconds, generated tokens) of one call of ``run``."""
-    began = time.perf_counter()
-    tokens = run()
-    return time.perf_counter() - began, tokens
 
 
 def direct(base_url: str, name: str) -> int:
@@ -131,27 +106,23 @@ def main() -> None:
         torch.set_num_threads(args.hf_threads)
         hf = load_model(f"hf:{folder}", dtype="fp32", device="cpu", batch_size=len(PROMPTS))
         hf.generate(PROMPTS[:2], GenerationParams(max_tokens=4))  # warm-up
-        ours, theirs, local = [], [], []
-        for k in range(args.repeats):  # in alternation: a busy moment falls on every engine
-            ours.append(
-                timed(lambda: sum(c.completion_tokens for c in lm.generate(PROMPTS, params)))
-            )
-            theirs.append(timed(lambda: direct(shared.base_url, shared.served_name)))
-            if k < args.hf_repeats:  # vLLM idles meanwhile
-                local.append(
-                    timed(lambda: sum(c.completion_tokens for c in hf.generate(PROMPTS, params)))
-                )
+        runs = alternate(  # a busy moment falls on every engine; vLLM idles while hf: runs
+            {
+                "ours": lambda: sum(c.completion_tokens for c in lm.generate(PROMPTS, params)),
+                "theirs": lambda: direct(shared.base_url, shared.served_name),
+                "hf": lambda: sum(c.completion_tokens for c in hf.generate(PROMPTS, params)),
+            },
+            args.repeats,
+            at_most={"hf": args.hf_repeats},
+        )
         lm.close()
         parameters = sum(p.numel() for p in hf.model.parameters())
 
-    def rate(runs: list[tuple[float, int]]) -> float:
-        return statistics.median(tokens / seconds for seconds, tokens in runs)
-
-    r_ours, r_direct, r_hf = rate(ours), rate(theirs), rate(local)
+    r_ours, r_direct, r_hf = (median_rate(runs[k]) for k in ("ours", "theirs", "hf"))
     rows = [
-        f"| ladder `vllm:` | {r_ours:,.0f} | {r_ours / r_direct:.2f}× | {r_ours / r_hf:.2f}× |",
-        f"| vLLM direct (httpx, same server) | {r_direct:,.0f} | 1.00× | {r_direct / r_hf:.2f}× |",
-        f"| ladder `hf:` (one batch of 16) | {r_hf:,.0f} | {r_hf / r_direct:.2f}× | 1.00× |",
+        ["ladder `vllm:`", f"{r_ours:,.0f}", ratio(r_ours, r_direct), ratio(r_ours, r_hf)],
+        ["vLLM direct (httpx, same server)", f"{r_direct:,.0f}", "1.00×", ratio(r_direct, r_hf)],
+        ["ladder `hf:` (one batch of 16)", f"{r_hf:,.0f}", ratio(r_hf, r_direct), "1.00×"],
     ]
     body = "\n".join(
         [
@@ -166,9 +137,7 @@ def main() -> None:
             f"(it reserves the other); hf: runs {args.hf_threads} torch thread(s): with two, "
             "OpenMP's spinning threads ran it 8× slower on the oversubscribed machine.",
             "",
-            "| engine | tokens/s | vs vLLM direct | vs hf: |",
-            "|---|---|---|---|",
-            *rows,
+            *table(["engine", "tokens/s", "vs vLLM direct", "vs hf:"], rows),
             "",
             "Both sides send the same 16 requests to one server (the direct side as text, "
             "which vLLM tokenizes), so a ratio above 1× is the shared machine's noise, not a "
