@@ -18,9 +18,10 @@ import pytest
 
 from ladder.cli.main import main
 from ladder.climb import ClimbOptions, climb, load_task
-from ladder.climb.datacheck import raise_on_errors
+from ladder.climb.datacheck import SplitGuard, raise_on_errors, record_id
 from ladder.climb.datacheck_prompts import run_data_checks
 from ladder.climb.rungs import ModelCache
+from ladder.climb.task.checks import ChecksSpec
 from ladder.errors import ConfigError
 
 # Words and letters of the tiny test tokenizer's corpus, which it encodes and decodes whole.
@@ -253,14 +254,37 @@ def test_a_climb_writes_its_data_check_beside_its_results(
 
 @pytest.mark.parametrize("example", ["tagger", "riddles", "rag-qa", "offensive"])
 def test_the_shipped_examples_pass_their_own_data_checks(example: str, tmp_path: Path) -> None:
-    """No shipped example stops a climb (the demo's included): tagger's and offensive's
-    template near-duplicates are set to warn in their task files, and found."""
+    """No shipped example stops a climb (the demo's included), and none has a leaked or
+    duplicate record under the default checks: tagger's and offensive's generators once
+    wrote test inputs one name away from a train input."""
     import shutil
 
     root = Path(__file__).resolve().parents[1] / "examples" / example
     shutil.copytree(root, tmp_path / example, ignore=shutil.ignore_patterns("data"))
     task = load_task(tmp_path / example / "task.yaml")  # generate.py writes data/
+    assert task.spec.checks == ChecksSpec()  # no rule relaxed in the task file
     report = run_data_checks(task, [])
-    assert report.errors == []
-    warned = {f.rule for f in report.findings}
-    assert warned == ({"leakage"} if example in ("tagger", "offensive") else set())
+    assert report.leakage == [] and report.duplicates == [] and report.findings == []
+
+
+def test_split_guard_refuses_what_the_data_check_finds(tmp_path: Path) -> None:
+    """A generator's SplitGuard, offered the planted records split by split, refuses just
+    the planted leaks and the duplicate; what it admits passes the checks."""
+    planted = load_task(planted_task(tmp_path / "planted"))
+    guard, kept, refused = SplitGuard(), {}, set()
+    for split in ("train", "dev", "test"):
+        kept[split] = [r for r in getattr(planted, split) if guard.admit(split, r["input"])]
+        refused |= {record_id(r) for r in getattr(planted, split) if r not in kept[split]}
+    assert refused == {"train.jsonl:22", "dev.jsonl:3", "t3", "t7"}
+    for split, records in kept.items():
+        rows = [{k: r[k] for k in ("text", "label", "id") if k in r} for r in records]
+        (tmp_path / "planted" / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows)
+        )
+    report = run_data_checks(load_task(tmp_path / "planted" / "task.yaml"), [])
+    assert report.leakage == [] and report.duplicates == [] and report.findings == []
+    # a near pair within one split is no leak: the check compares splits
+    text = planted.train[0]["input"]
+    same_split = SplitGuard()
+    assert same_split.admit("train", text) and same_split.admit("train", text + " more")
+    assert not same_split.admit("test", text + " again")

@@ -18,6 +18,9 @@ task and reports:
 Each rule's breach follows the task's ``checks:`` (:class:`ChecksSpec`): ``error`` raises
 one line naming the split, the record and the rule; ``warn`` keeps it in the report. A
 record's id is its ``id`` field, else its file and line (``test.jsonl:7``).
+
+A data generator keeps its splits apart while it writes them with :class:`SplitGuard`, so
+that what it writes passes these checks.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = [
     "DATACHECK_FILE",
     "DataReport",
     "Finding",
+    "SplitGuard",
     "check_data",
     "find_duplicates",
     "find_leakage",
@@ -190,6 +194,50 @@ def _near_matches(
                 best = (i, similarity)
         if best is not None:
             yield j, best
+
+
+class SplitGuard:
+    """Keeps a generator's splits apart as :func:`check_data` judges them, while they are made.
+
+    A generator offers each new record's input to :meth:`admit`, one split after another
+    (train, then dev, then test). An input is refused when its normalised text was admitted
+    before, in any split (no duplicates, so none that disagree), or when it is near an input
+    of an earlier split: the exact Jaccard similarity of their word shingles reaches the
+    check's ``near_duplicate`` less curation's ``CANDIDATE_MARGIN``. That leaves room for
+    the check's MinHash estimate (about 0.04 off at one standard deviation, 128
+    permutations), which a pair this far under the threshold does not reach.
+
+    Args:
+        checks: the thresholds the data will be checked with (default: the defaults).
+    """
+
+    def __init__(self, checks: ChecksSpec | None = None) -> None:
+        from ladder.data.curate.dedup import CANDIDATE_MARGIN
+
+        self.checks = checks or ChecksSpec()
+        self.limit = self.checks.near_duplicate - CANDIDATE_MARGIN
+        self._seen: set[str] = set()
+        self._earlier: list[frozenset[bytes]] = []  # shingles of the finished splits
+        self._current: list[frozenset[bytes]] = []
+        self._split: str | None = None
+
+    def admit(self, split: str, text: str) -> bool:
+        """True, and ``text`` is kept as one of ``split``'s inputs, when it may join it."""
+        from ladder.data.curate.dedup import shingles
+
+        if split != self._split:  # a new split: the one before is now an earlier one
+            self._earlier += self._current
+            self._current, self._split = [], split
+        key = normalise(text)
+        if key in self._seen:
+            return False
+        mine = frozenset(shingles(key.split(), self.checks.shingle_words))
+        for other in self._earlier:
+            if len(mine & other) >= self.limit * len(mine | other):
+                return False
+        self._seen.add(key)
+        self._current.append(mine)
+        return True
 
 
 def find_duplicates(task: LoadedTask) -> list[dict[str, Any]]:
