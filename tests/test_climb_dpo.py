@@ -19,6 +19,7 @@ from conftest import CLIMB_LABELS, climb_rows, write_climb_task
 from ladder.cli.main import main
 from ladder.climb import ClimbOptions, ClimbResult, climb, load_task
 from ladder.climb.dpo_rung import DPORung
+from ladder.climb.grpo_rung import GRPORung
 from ladder.climb.rungs import RungContext
 from ladder.errors import ConfigError, UnsupportedError
 
@@ -75,6 +76,13 @@ def test_dpo_on_top_of_the_sft_checkpoint_raises_margin_and_score(
     assert dpo.score.value == pytest.approx(28 / 30)  # measured: preference tuning fixed 3 answers
     assert dpo.below is not None and dpo.below.rung == "full"
     assert len(dpo.training.losses) == 20
+
+
+@pytest.mark.parametrize("build", [DPORung.build, GRPORung.build], ids=["dpo", "grpo"])
+def test_a_rung_after_sft_refuses_an_unknown_start_in_one_line(build: object) -> None:
+    # both rungs check `start` in one place (ladder.climb.after_sft)
+    with pytest.raises(ConfigError, match=r"^rung r: option 'start' is 'middle'; use sft or base$"):
+        build("r", {"start": "middle"})  # type: ignore[operator]
 
 
 @pytest.mark.slow

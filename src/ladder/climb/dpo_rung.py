@@ -7,31 +7,24 @@ zero-shot prompt, ``chosen`` and ``rejected`` are answers. It starts, by default
 the same model — the usual recipe: supervised fine-tuning first, then preference tuning
 with the SFT model as the frozen reference — and from the base model when there is none
 (or with ``start: base``). Its cost includes the training of the checkpoint it started
-from. Own options: ``beta``, ``weights`` (lora: adapters on top, merged; full), ``start``.
+from. Own options: ``beta``, ``weights`` (lora: adapters on top, merged; full), ``start``
+(:mod:`ladder.climb.after_sft`).
 Without preference pairs the rung is skipped (listed by default) or refused at load time
 (listed in the task file).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ladder.climb.finetune_rungs import (
-    OPTIONS,
-    answer_tuned,
-    check_trainable,
-    trained_once,
-    training_summary,
-)
+from ladder.climb.after_sft import check_start, train_after_sft
+from ladder.climb.finetune_rungs import OPTIONS, answer_tuned, check_trainable, trained_once
 from ladder.climb.prompt_rungs import task_records, task_template
 from ladder.climb.rungs import RungContext, RungResult, register_rung
 from ladder.climb.task import LoadedTask
-from ladder.errors import ConfigError, UnsupportedError
-from ladder.fsutil import atomic_write_text
+from ladder.errors import UnsupportedError
 
 __all__ = ["DPORung", "preference_records"]
 
@@ -65,9 +58,7 @@ class DPORung:
     @classmethod
     def build(cls, name: str, options: Mapping[str, Any]) -> DPORung:
         """The rung with the task file's ``options``."""
-        start = options.get("start", "sft")
-        if start not in ("sft", "base"):
-            raise ConfigError(f"rung {name}: option 'start' is {start!r}; use sft or base")
+        check_start(name, options)
         return cls(dict(options))
 
     def run(self, task: LoadedTask, model: str, ctx: RungContext) -> RungResult:
@@ -82,37 +73,18 @@ class DPORung:
         return answer_tuned(task, ctx, self.options, summary)
 
     def _train(self, task: LoadedTask, model: str, ctx: RungContext) -> dict[str, Any]:
-        from ladder.train.finetune import finetune
-        from ladder.train.finetune_config import FinetuneConfig
-
-        from_sft = self.options.get("start", "sft") == "sft" and ctx.tuned is not None
-        start = ctx.tuned if from_sft and ctx.tuned else model
-        data = ctx.out / "pairs.jsonl"
         rows = preference_records(task)
-        atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        out = ctx.out / "ft"
-        dpo = {k: self.options[k] for k in ("beta", "weights") if k in self.options}
-        settings = {
-            k: self.options[k] for k in ("lora", "epochs", "max_seq_len") if k in self.options
-        }
-        cfg = FinetuneConfig(
-            model=start,
-            data=str(data),
+        return train_after_sft(
+            task,
+            model,
+            ctx,
+            self.options,
             method="dpo",
-            out=str(out),
-            format="preference",
-            dpo=dpo,
-            train={"seed": task.spec.seed, **dict(self.options.get("train") or {})},
-            resume=ctx.resume and (out / "checkpoints").is_dir(),
-            **settings,
+            records=rows,
+            data=("pairs.jsonl", "preference"),
+            settings={k: self.options[k] for k in ("beta", "weights") if k in self.options},
+            describe=lambda start: f"preference-tuning {start} on {len(rows)} pairs",
         )
-        ctx.log(f"dpo: preference-tuning {start} on {len(rows)} pairs")
-        started = time.perf_counter()
-        result = finetune(cfg, progress=False, log=ctx.log)
-        summary = training_summary("dpo", result, time.perf_counter() - started, start)
-        summary["start"] = start
-        summary["start_train_seconds"] = ctx.tuned_seconds if from_sft else 0.0
-        return summary
 
 
 register_rung("dpo", DPORung.build, options=DPO_OPTIONS, needs_preference=True)

@@ -10,30 +10,28 @@ when there is none (or with ``start: base``); its cost includes that checkpoint'
 Own options: ``reward`` (``metric``: the task's own metric against each record's reference,
 the default; ``metric:NAME``; ``hf:PATH[:LABEL]``: a local sequence classifier such as a
 reward model; a metric reward reads each sampled answer as the climb reads a test answer:
-the task's output parsing and its ``metric_options``), ``group_size``, ``beta``, ``steps`` (optimizer steps; ``train.max_steps``),
-``max_new_tokens`` (longest sampled answer), ``start``.
+the task's output parsing and its ``metric_options``), ``group_size``, ``beta``, ``steps``
+(optimizer steps; ``train.max_steps``), ``max_new_tokens`` (longest sampled answer),
+``start`` (:mod:`ladder.climb.after_sft`).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ladder.climb.after_sft import check_start, train_after_sft
 from ladder.climb.finetune_rungs import (
     OPTIONS,
     answer_tuned,
     chat_records,
     check_trainable,
     trained_once,
-    training_summary,
 )
 from ladder.climb.rungs import RungContext, RungResult, register_rung
 from ladder.climb.task import LoadedTask
 from ladder.errors import ConfigError
-from ladder.fsutil import atomic_write_text
 
 __all__ = ["GRPO_OPTIONS", "GRPORung", "grpo_settings"]
 
@@ -57,9 +55,7 @@ class GRPORung:
     @classmethod
     def build(cls, name: str, options: Mapping[str, Any]) -> GRPORung:
         """The rung with the task file's ``options``."""
-        start = options.get("start", "sft")
-        if start not in ("sft", "base"):
-            raise ConfigError(f"rung {name}: option 'start' is {start!r}; use sft or base")
+        check_start(name, options)
         reward = str(options.get("reward", "metric"))
         if reward.partition(":")[0] not in ("metric", "hf"):
             raise ConfigError(
@@ -75,41 +71,23 @@ class GRPORung:
         return answer_tuned(task, ctx, self.options, summary)
 
     def _train(self, task: LoadedTask, model: str, ctx: RungContext) -> dict[str, Any]:
-        from ladder.train.finetune import finetune
-        from ladder.train.finetune_config import FinetuneConfig
-
-        from_sft = self.options.get("start", "sft") == "sft" and ctx.tuned is not None
-        start = ctx.tuned if from_sft and ctx.tuned else model
-        data = ctx.out / "prompts.jsonl"
         rows = chat_records(task)  # the reference answer is what a metric reward reads
-        atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        out = ctx.out / "ft"
         grpo = grpo_settings(task, self.options)
-        reward = grpo["reward"]
-        train = {"seed": task.spec.seed, **dict(self.options.get("train") or {})}
-        if "steps" in self.options:
-            train["max_steps"] = self.options["steps"]
-        settings = {
-            k: self.options[k] for k in ("lora", "epochs", "max_seq_len") if k in self.options
-        }
-        cfg = FinetuneConfig(
-            model=start,
-            data=str(data),
+        steps = {"max_steps": self.options["steps"]} if "steps" in self.options else {}
+        return train_after_sft(
+            task,
+            model,
+            ctx,
+            self.options,
             method="grpo",
-            out=str(out),
-            format="chat",
-            grpo=grpo,
-            train=train,
-            resume=ctx.resume and (out / "checkpoints").is_dir(),
-            **settings,
+            records=rows,
+            data=("prompts.jsonl", "chat"),
+            settings=grpo,
+            describe=lambda start: (
+                f"reinforcing {start} with {grpo['reward']} on {len(rows)} prompts"
+            ),
+            train=steps,
         )
-        ctx.log(f"grpo: reinforcing {start} with {reward} on {len(rows)} prompts")
-        started = time.perf_counter()
-        result = finetune(cfg, progress=False, log=ctx.log)
-        summary = training_summary("grpo", result, time.perf_counter() - started, start)
-        summary["start"] = start
-        summary["start_train_seconds"] = ctx.tuned_seconds if from_sft else 0.0
-        return summary
 
 
 def grpo_settings(task: LoadedTask, options: Mapping[str, Any]) -> dict[str, Any]:
