@@ -288,3 +288,43 @@ def test_split_guard_refuses_what_the_data_check_finds(tmp_path: Path) -> None:
     same_split = SplitGuard()
     assert same_split.admit("train", text) and same_split.admit("train", text + " more")
     assert not same_split.admit("test", text + " again")
+
+
+def test_reference_shares_are_out_of_the_whole_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each listed reference's share is its count over the split's records: here the 20
+    listed references cover 25 of 60 train records, and "none" is 6 of 60 (10%), not 6 of
+    25 (24%); the 35 references the terminal's five leave out are counted, not dropped."""
+    from ladder.climb.datacheck import commonest_shares
+    from ladder.climb.report_datacheck import datacheck_section
+
+    rng = random.Random(3)
+    train = [{"text": _sentence(rng, 8), "label": "none"} for _ in range(6)]
+    train += [{"text": _sentence(rng, 8), "label": f"tag{i:02d}"} for i in range(54)]
+    test = [{"text": _sentence(rng, 8), "label": "none"} for _ in range(4)]
+    for name, rows in (("train", train), ("test", test)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "task.yaml").write_text(
+        "name: shares\n"
+        "data: {train: train.jsonl, test: test.jsonl, input: text, reference: label}\n"
+        "instruction: Tag it.\noutput: {type: text}\nmetric: exact\ngood_enough: 0.5\n"
+        "models: []\nrungs:\n  - zero_shot\n"
+    )
+    report = run_data_checks(load_task(tmp_path / "task.yaml"), [])
+    counts = report.labels["train"]
+    assert len(counts) == 20 and sum(counts.values()) == 25  # the listed rows: a minority
+    assert report.distinct_references == {"train": 55, "test": 1}
+    line = commonest_shares(counts, report.splits["train"], report.distinct_references["train"])
+    assert line == "none 10%, tag00 2%, tag01 2%, tag02 2%, tag03 2%, … and 50 more"
+    assert commonest_shares(report.labels["test"], 4, 1) == "none 100%"
+    monkeypatch.setenv("COLUMNS", "200")  # one row per split, not folded
+    out = tmp_path / "out"
+    assert (
+        main(["check-data", str(tmp_path / "task.yaml"), "--splits-only", "--out", str(out)]) == 0
+    )
+    printed = " ".join(capsys.readouterr().out.split())  # the table's padding dropped
+    assert f"train │ 55 │ {line} │" in printed
+    assert json.loads((out / "datacheck.json").read_text())["distinct_references"]["train"] == 55
+    html = "".join(datacheck_section(out))
+    assert "<td>train</td><td>55</td><td>none 10%, tag00 2%" in html and "and 50 more" in html

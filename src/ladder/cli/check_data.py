@@ -89,14 +89,16 @@ def _print(report: DataReport) -> None:
 def _labels(report: DataReport) -> None:
     from rich.table import Table
 
-    table = Table(title="references per split (commonest first)")
+    from ladder.climb.datacheck import commonest_shares
+
+    table = Table(title="references per split (commonest first, share of the split)")
     table.add_column("split")
     table.add_column("distinct", justify="right")
     table.add_column("commonest", overflow="fold")
     for split, counts in report.labels.items():
-        total = sum(counts.values()) or 1
-        top = ", ".join(f"{k[:30]} {v / total:.0%}" for k, v in list(counts.items())[:5])
-        table.add_row(split, str(len(counts)), top)
+        distinct = report.distinct_references[split]
+        top = commonest_shares(counts, report.splits[split], distinct, width=30)
+        table.add_row(split, str(distinct), top)
     console.print(table)
 
 

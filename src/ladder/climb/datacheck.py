@@ -10,7 +10,8 @@ task and reports:
   dedups with, :mod:`ladder.data.curate.dedup`), with both records' ids;
 - **duplicates**: the same normalised input more than once within a split (and whether
   the copies disagree on the reference);
-- **labels**: the reference distribution per split;
+- **labels**: the reference distribution per split (the commonest references' counts and
+  how many distinct references each split has);
 - **lengths** (with models, :mod:`ladder.climb.datacheck_prompts`): per rung and model, how
   many test prompts the model's context would cut, how many training records the rung's
   ``max_seq_len`` would cut, and one record as the model sees it and as it is trained on.
@@ -43,6 +44,7 @@ __all__ = [
     "Finding",
     "SplitGuard",
     "check_data",
+    "commonest_shares",
     "find_duplicates",
     "find_leakage",
     "label_counts",
@@ -91,6 +93,7 @@ class DataReport:
     leakage: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    distinct_references: dict[str, int] = field(default_factory=dict)
     lengths: list[dict[str, Any]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -110,6 +113,7 @@ class DataReport:
             "leakage": self.leakage,
             "duplicates": self.duplicates,
             "labels": self.labels,
+            "distinct_references": self.distinct_references,
             "lengths": self.lengths,
             "examples": self.examples,
         }
@@ -263,14 +267,38 @@ def find_duplicates(task: LoadedTask) -> list[dict[str, Any]]:
     return found
 
 
-def label_counts(task: LoadedTask, top: int = 20) -> dict[str, dict[str, int]]:
-    """The commonest references per split (at most ``top``), most frequent first."""
-    out = {}
+def label_counts(
+    task: LoadedTask, top: int = 20
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """The commonest references per split (at most ``top``, most frequent first) with their
+    counts, and how many distinct references each split has in all."""
+    out, distinct = {}, {}
     for split, records in _splits(task).items():
         if records:
             counts = Counter(str(r["answer"]) for r in records)
-            out[split] = dict(counts.most_common(top))
-    return out
+            out[split], distinct[split] = dict(counts.most_common(top)), len(counts)
+    return out, distinct
+
+
+def commonest_shares(
+    counts: dict[str, int], records: int, distinct: int, shown: int = 5, width: int = 0
+) -> str:
+    """The first ``shown`` of a split's commonest references, each with its share of the
+    split's ``records`` (not of the listed counts, which leave the rarer references out),
+    and how many distinct references are not shown (tagger's train split: ``[] 13%``, 52 of
+    400 records, first, ``… and 217 more`` last).
+
+    Args:
+        counts: reference to count, most frequent first (:func:`label_counts`).
+        records: the split's record count.
+        distinct: the split's distinct references in all.
+        shown: references listed.
+        width: characters kept of each reference (0: all).
+    """
+    listed = list(counts.items())[:shown]
+    text = ", ".join(f"{k[:width] if width else k} {v / max(records, 1):.0%}" for k, v in listed)
+    hidden = distinct - len(listed)
+    return text + (f", … and {hidden} more" if hidden > 0 else "")
 
 
 def check_data(task: LoadedTask, lengths: list[dict[str, Any]] | None = None) -> DataReport:
@@ -283,7 +311,8 @@ def check_data(task: LoadedTask, lengths: list[dict[str, Any]] | None = None) ->
     """
     checks = task.spec.checks
     splits = {name: len(records) for name, records in _splits(task).items()}
-    report = DataReport(task.spec.name, splits, labels=label_counts(task))
+    labels, distinct = label_counts(task)
+    report = DataReport(task.spec.name, splits, labels=labels, distinct_references=distinct)
     if checks.leakage != "off":
         report.leakage = find_leakage(task, checks)
     if checks.duplicates != "off":

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ladder.climb.datacheck import DATACHECK_FILE
+from ladder.climb.datacheck import DATACHECK_FILE, commonest_shares
 from ladder.climb.report_tables import e
 
 __all__ = ["datacheck_section"]
@@ -38,22 +38,24 @@ def datacheck_section(out: Path) -> list[str]:
     parts.append(
         f"<ul class='findings'>{findings}</ul>" if findings else "<p>No rule breached.</p>"
     )
-    parts.append(_labels(data["labels"]))
+    parts.append(_labels(data))
     if data["lengths"]:
         parts.append(_lengths(data["lengths"]))
     parts += [_example(x) for x in data["examples"]]
     return parts
 
 
-def _labels(labels: dict[str, dict[str, int]]) -> str:
+def _labels(data: dict[str, Any]) -> str:
     rows = []
-    for split, counts in labels.items():
-        total = sum(counts.values()) or 1
-        top = ", ".join(f"{k} {v / total:.0%}" for k, v in list(counts.items())[:5])
-        rows.append(f"<tr><td>{e(split)}</td><td>{len(counts)}</td><td>{e(top)}</td></tr>")
+    # A datacheck.json from before distinct_references lists only the commonest 20.
+    distinct = data.get("distinct_references", {})
+    for split, counts in data["labels"].items():
+        n = distinct.get(split, len(counts))
+        top = commonest_shares(counts, data["splits"][split], n)
+        rows.append(f"<tr><td>{e(split)}</td><td>{n}</td><td>{e(top)}</td></tr>")
     return (
         "<table class='labels'><tr><th>split</th><th>distinct references</th>"
-        f"<th>commonest</th></tr>{''.join(rows)}</table>"
+        f"<th>commonest (share of the split)</th></tr>{''.join(rows)}</table>"
     )
 
 
