@@ -36,6 +36,7 @@ class Row:
     ceiling: float  # validation loss after STEPS steps must be below this
     preference: bool = False  # trains on preference pairs
     generates: bool = True  # saves a causal LM (False: a reward model, which scores)
+    validation: tuple[str, ...] = ()  # its named validation figures besides the loss
 
 
 STEPS = 12
@@ -50,11 +51,20 @@ ROWS: dict[str, Row] = {
     "lora": Row(lr=1e-2, base=8.78, ceiling=2.0),
     "qlora": Row(lr=1e-2, base=8.51, ceiling=2.0),
     "dora": Row(lr=1e-2, base=8.78, ceiling=2.0),
-    "dpo": Row(lr=1e-2, base=math.log(2), ceiling=0.4, preference=True),
-    "reward": Row(lr=3e-3, base=math.log(2), ceiling=0.4, preference=True, generates=False),
+    "dpo": Row(
+        lr=1e-2, base=math.log(2), ceiling=0.4, preference=True, validation=("preference_accuracy",)
+    ),
+    "reward": Row(
+        lr=3e-3,
+        base=math.log(2),
+        ceiling=0.4,
+        preference=True,
+        generates=False,
+        validation=("preference_accuracy",),
+    ),
     # GRPO's loss starts at 0 (advantages average 0 in a group, no KL yet) and stays near
     # it; tests/test_grpo_loss.py holds its learning assertion (the reward rises).
-    "grpo": Row(lr=1e-2, base=0.0, ceiling=0.5),
+    "grpo": Row(lr=1e-2, base=0.0, ceiling=0.5, validation=("mean_reward",)),
 }
 # Settings ``ladder fit`` can mirror exactly: rank-4 adapters on every linear layer; the
 # top block and the head for freeze.
@@ -103,6 +113,19 @@ def test_validation_loss_falls(runs: dict[str, FinetuneResult], name: str) -> No
     assert result.base_eval.loss == pytest.approx(ROWS[name].base, abs=0.05)
     assert result.final_eval.loss < ROWS[name].ceiling
     assert result.steps == STEPS and len(result.train_losses) == STEPS
+
+
+@pytest.mark.parametrize("name", ROWS)
+def test_validation_figures_go_by_their_names(runs: dict[str, FinetuneResult], name: str) -> None:
+    """Each figure under the name of what it measures, in the result and the model card:
+    GRPO's mean reward of sampled answers is not reported as a preference accuracy."""
+    result = runs[name]
+    assert tuple(result.validation) == ROWS[name].validation
+    assert all(0.0 <= v <= 1.0 for v in result.validation.values())
+    assert (result.preference_accuracy is not None) == ("preference_accuracy" in result.validation)
+    card = (result.model_dir or result.out).joinpath("README.md").read_text()
+    for figure in ("mean_reward", "preference_accuracy"):
+        assert (f"| {figure} |" in card) == (figure in result.validation), figure
 
 
 @pytest.mark.parametrize("name", ROWS)

@@ -121,6 +121,9 @@ def _finetune(cfg: FinetuneConfig, command: str, main_process: bool) -> None:
         )
     if result.preference_accuracy is not None:
         console.print(f"Preference accuracy on validation pairs: {result.preference_accuracy:.0%}")
+    for name, value in result.validation.items():  # an objective's own figure, by its name
+        if name != "preference_accuracy":
+            console.print(f"Validation {name.replace('_', ' ')}: {value:.3f}")
     if result.adapter_dir is not None:
         console.print(f"Adapters: {result.adapter_dir}")
     if result.model_dir is not None:

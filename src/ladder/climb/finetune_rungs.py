@@ -209,11 +209,10 @@ def answer_tuned(
     )
     result.compute_seconds += training
     keys = ("validation_loss", "base_validation_loss", "preference_accuracy")
-    result.training = Training(
-        list(summary["train_losses"]),
-        training,
-        {k: summary[k] for k in keys if summary.get(k) is not None},
-    )
+    metrics = {k: summary[k] for k in keys if summary.get(k) is not None}
+    # the objective's own named validation figures (grpo: mean_reward)
+    metrics |= {k: v for k, v in (summary.get("validation") or {}).items() if v is not None}
+    result.training = Training(list(summary["train_losses"]), training, metrics)
     return result
 
 
@@ -234,6 +233,7 @@ def training_summary(
         "validation_loss": result.final_eval.loss if result.final_eval else None,
         "base_validation_loss": result.base_eval.loss if result.base_eval else None,
         "preference_accuracy": result.preference_accuracy,
+        "validation": dict(result.validation),
         "train_peak_memory_bytes": result.peak_memory_bytes,
         "notices": result.notices,
     }

@@ -23,8 +23,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from ladder.train.loop import (
 from ladder.train.merge import merge_adapter, model_card
 from ladder.train.methods import OwnObjective, get_method, method_names
 from ladder.train.methods.loading import trainable_count, training_device
+from ladder.train.objectives import ValidationMetric
 from ladder.train.preference import DPOObjective, preference_accuracy, reference_logps
 
 __all__ = ["FinetuneResult", "finetune", "resolve_checkpoint"]
@@ -79,9 +80,15 @@ class FinetuneResult:
     stopped_early: bool
     tokens_per_s: float
     peak_memory_bytes: int
-    # dpo, reward: share of validation pairs ranked right (implicit / explicit reward)
-    preference_accuracy: float | None
     notices: list[str]
+    # Named validation figures besides the loss: dpo's preference_accuracy, and whatever an
+    # objective reports as a ValidationMetric (reward: preference_accuracy, grpo: mean_reward).
+    validation: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def preference_accuracy(self) -> float | None:
+        """dpo, reward: share of validation pairs ranked right (implicit / explicit reward)."""
+        return self.validation.get("preference_accuracy")
 
 
 @dataclass
@@ -163,11 +170,15 @@ def finetune(
         objective=objective,
         hooks=TrainHooks(tracker=tracker if rank == 0 else None),
     )
-    accuracy = None
-    if isinstance(method, OwnObjective):  # e.g. a reward model: its own pairwise accuracy
-        accuracy = method.validation_accuracy(model, data.val, pad_id)
+    validation: dict[str, float] = {}
+    if isinstance(objective, ValidationMetric):  # its own figure, by its own name
+        validation[objective.validation_metric] = objective.validation_value(
+            model, data.val, pad_id
+        )
     elif ref is not None:  # preference pairs: how often the chosen reply now wins
-        accuracy = preference_accuracy(model, data.val, ref[1], pad_id=pad_id)
+        validation["preference_accuracy"] = preference_accuracy(
+            model, data.val, ref[1], pad_id=pad_id
+        )
     card = {
         "base_model": str(base_path),
         "base_spec": cfg.model,
@@ -189,7 +200,8 @@ def finetune(
             "validation_loss": result.final_eval.loss if result.final_eval else None,
             "validation_perplexity": result.final_eval.perplexity if result.final_eval else None,
             "final_train_loss": result.final_train_loss,
-            "preference_accuracy": accuracy,
+            "preference_accuracy": None,  # dpo and reward models: replaced just below
+            **validation,
             "tokens_per_s": round(result.tokens_per_s, 1),
             "peak_memory_mib": round(result.peak_memory_bytes / 2**20, 1),
         },
@@ -210,8 +222,8 @@ def finetune(
         stopped_early=result.stopped_early,
         tokens_per_s=result.tokens_per_s,
         peak_memory_bytes=result.peak_memory_bytes,
-        preference_accuracy=accuracy,
         notices=notices,
+        validation=validation,
     )
 
 

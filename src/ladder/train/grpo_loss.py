@@ -148,7 +148,12 @@ class GRPOObjective:
         temperature: sampling temperature; the log-probabilities are of the same
             tempered distribution, as in TRL.
         seed: sampling seed; each call draws from ``seed`` plus its call number.
+
+    Its validation figure is ``mean_reward``: the mean reward of one sampled group per
+    validation prompt (:func:`mean_reward`).
     """
+
+    validation_metric = "mean_reward"
 
     def __init__(
         self,
@@ -214,6 +219,10 @@ class GRPOObjective:
             logps, logps.detach(), ref, advantages, mask,
             beta=self.beta, epsilon_low=self.epsilon, epsilon_high=self.epsilon,
         )  # fmt: skip
+
+    def validation_value(self, model: torch.nn.Module, items: Any, pad_id: int) -> float:
+        """Mean reward of one sampled group per validation record."""
+        return mean_reward(self, model, items, pad_id)
 
     @torch.no_grad()
     def _sample(

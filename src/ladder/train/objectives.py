@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ __all__ = [
     "SpanCorruptionObjective",
     "Transform",
     "Transformed",
+    "ValidationMetric",
     "aligned_token_loss",
     "corrupt_spans",
     "mask_tokens",
@@ -58,6 +59,23 @@ class Objective(Protocol):
         self, model: torch.nn.Module, batch: Batch, forward_kwargs: Mapping[str, Any]
     ) -> torch.Tensor:
         """The summed loss of ``batch`` under ``model`` (a scalar with gradient)."""
+        ...
+
+
+@runtime_checkable
+class ValidationMetric(Protocol):
+    """An objective that reports its own validation figure besides the loss (a capability:
+    ``finetune()`` asks ``isinstance(objective, ValidationMetric)``).
+
+    Attributes:
+        validation_metric: the figure's name in results and reports, saying what it is
+            (``preference_accuracy`` for a reward model, ``mean_reward`` for GRPO).
+    """
+
+    validation_metric: str
+
+    def validation_value(self, model: torch.nn.Module, items: Any, pad_id: int) -> float:
+        """The figure on the validation items (encoded records or pairs) after training."""
         ...
 
 

@@ -44,7 +44,10 @@ def _rewards(
 
 
 class BradleyTerryObjective:
-    """The loop's objective for reward models on preference pairs."""
+    """The loop's objective for reward models on preference pairs; its validation figure is
+    the pairwise accuracy."""
+
+    validation_metric = "preference_accuracy"
 
     def units(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Number of pairs in the batch (rows are chosen then rejected)."""
@@ -60,6 +63,10 @@ class BradleyTerryObjective:
         rewards = _rewards(model, batch, forward_kwargs)  # (2N,)
         n = rewards.size(0) // 2
         return bradley_terry_loss(rewards[:n], rewards[n:]).sum()
+
+    def validation_value(self, model: torch.nn.Module, items: Any, pad_id: int) -> float:
+        """Share of validation pairs where the chosen reply gets the higher reward."""
+        return pairwise_accuracy(model, items, pad_id=pad_id)
 
 
 def pair_rewards(

@@ -11,7 +11,7 @@ reward compares with.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -40,9 +40,6 @@ class GRPOMethod:
     # Counted for one sequence per prompt; the G sampled answers multiply activations.
     memory = MemoryProfile(trains="adapters")
 
-    def __init__(self) -> None:
-        self._objective: GRPOObjective | None = None  # the latest run's, for its validation
-
     def saves_adapter(self, cfg: FinetuneConfig) -> bool:
         """Always: adapters (merged by PEFT when asked)."""
         return True
@@ -62,7 +59,9 @@ class GRPOMethod:
         return tcfg, []
 
     def objective(self, cfg: FinetuneConfig) -> GRPOObjective:
-        """GRPO with ``cfg.grpo``'s reward and settings; the tokenizer is the base's."""
+        """GRPO with ``cfg.grpo``'s reward and settings; the tokenizer is the base's. It
+        reports the mean reward of sampled answers to the validation prompts as
+        ``mean_reward``."""
         from transformers import AutoTokenizer
 
         from ladder.models.builtin import builtin_path
@@ -72,7 +71,7 @@ class GRPOMethod:
         prefix, _, rest = cfg.model.partition(":")  # finetune() has checked the spec
         folder = builtin_path(rest) if prefix == "builtin" else Path(rest).expanduser()
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        self._objective = GRPOObjective(
+        return GRPOObjective(
             grpo_reward(settings),
             tokenizer,
             group_size=settings.group_size,
@@ -82,14 +81,6 @@ class GRPOMethod:
             temperature=settings.temperature,
             seed=cfg.train.seed if cfg.train else 0,
         )
-        return self._objective
-
-    def validation_accuracy(self, model: Any, pairs: Sequence[Any], pad_id: int) -> float:
-        """Mean reward of the sampled answers to the validation prompts (one group each)."""
-        from ladder.train.grpo_loss import mean_reward
-
-        assert self._objective is not None, "objective() builds the reward first"
-        return mean_reward(self._objective, model, pairs, pad_id)
 
 
 def grpo_reward(settings: GRPOSettings) -> Reward:

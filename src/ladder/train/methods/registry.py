@@ -113,16 +113,13 @@ class Method(Protocol):
 
 @runtime_checkable
 class OwnObjective(Protocol):
-    """A method that brings its own objective and validation accuracy (a capability:
-    ``finetune()`` asks ``isinstance(method, OwnObjective)``). Methods without it train on
-    next-token loss, or on DPO's loss for preference pairs."""
+    """A method that brings its own objective (a capability: ``finetune()`` asks
+    ``isinstance(method, OwnObjective)``). Methods without it train on next-token loss, or
+    on DPO's loss for preference pairs. An objective with its own validation figure says
+    so as a :class:`ladder.train.objectives.ValidationMetric`."""
 
     def objective(self, cfg: FinetuneConfig) -> Objective:
         """What the loop minimises for this method."""
-        ...
-
-    def validation_accuracy(self, model: Any, pairs: Any, pad_id: int) -> float:
-        """Share of validation preference pairs the trained model ranks right."""
         ...
 
 

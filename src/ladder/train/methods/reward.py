@@ -110,16 +110,11 @@ class RewardMethod:
         return tcfg, []
 
     def objective(self, cfg: FinetuneConfig) -> Objective:
-        """The Bradley–Terry loss on (chosen, rejected) rewards."""
+        """The Bradley–Terry loss on (chosen, rejected) rewards; it reports the pairwise
+        accuracy on the validation pairs as ``preference_accuracy``."""
         from ladder.train.reward_loss import BradleyTerryObjective
 
         return BradleyTerryObjective()
-
-    def validation_accuracy(self, model: Any, pairs: Any, pad_id: int) -> float:
-        """Share of validation pairs where the chosen reply gets the higher reward."""
-        from ladder.train.reward_loss import pairwise_accuracy
-
-        return pairwise_accuracy(model, pairs, pad_id=pad_id)
 
 
 REWARD = RewardMethod()
