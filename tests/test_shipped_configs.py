@@ -41,6 +41,8 @@ MODEL_FOR = {
     "rubric.yaml": Rubric,  # examples/riddles: the judge column's rubric
     "finetune.yaml": FinetuneConfig,  # examples/dolly, examples/qlora
     "agent.yaml": AgentConfig,  # examples/nba-agent: the ReAct agent's settings
+    "detox-classifier.yaml": FinetuneConfig,  # examples/detox: the reward (--method reward)
+    "detox-grpo.yaml": FinetuneConfig,  # examples/detox: GRPO on builtin:tiny with it
 }
 
 
@@ -73,6 +75,14 @@ def test_pretrain_example_overrides_the_preset() -> None:
     merged = run.train_config(get_preset("tiny").train)
     assert merged.max_steps == 800 and merged.warmup_steps == 50
     assert merged.batch_size == get_preset("tiny").train.batch_size  # not set: preset's
+
+
+def test_detox_examples_run_grpo_on_builtin_tiny_with_the_classifier_they_train() -> None:
+    clf = load_yaml(ROOT / "examples" / "detox" / "detox-classifier.yaml", FinetuneConfig)
+    grpo = load_yaml(ROOT / "examples" / "detox" / "detox-grpo.yaml", FinetuneConfig)
+    assert clf.model == grpo.model == "builtin:tiny"
+    assert clf.method == "reward" and grpo.method == "grpo"
+    assert grpo.grpo.reward == f"hf:{clf.out}/model"  # the classifier's OUT/model
 
 
 def test_finetune_example_resolves_its_training_settings() -> None:

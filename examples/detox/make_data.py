@@ -2,10 +2,12 @@
 
 How to run::
 
-    python examples/detox/make_data.py OUT_DIR [--toxic red,log] [--n 200] [--seed 0]
+    python examples/detox/make_data.py OUT_DIR [--toxic the,return] [--n 200] [--seed 0]
 
 "Toxic" here is a stand-in: a few words named by ``--toxic`` that a generated classifier
-learns to flag, so the whole loop runs offline with no downloaded model or data. Writes:
+learns to flag, so the whole loop runs offline with no downloaded model or data. The
+default words are ones builtin:tiny writes often (in about 30% of its 8-token
+continuations), so that a fall in their rate can be measured. Writes:
 
 - ``prompts.jsonl``: alpaca records, an unfinished sentence to continue (GRPO's prompts);
 - ``pairs.jsonl``: preference pairs, a clean continuation chosen over a toxic one (the
@@ -49,6 +51,29 @@ WORDS = [
     "sad",
     "quick",
     "slow",
+    # words builtin:tiny writes often (it learnt from Python's docs), so that the classifier
+    # sees clean text near what it will score
+    "of",
+    "in",
+    "for",
+    "to",
+    "if",
+    "from",
+    "that",
+    "by",
+    "with",
+    "this",
+    "which",
+    "value",
+    "string",
+    "file",
+    "list",
+    "name",
+    "number",
+    "method",
+    "argument",
+    "instance",
+    "return",
 ]
 
 
@@ -82,7 +107,7 @@ def main() -> None:
     """Parse the command line and write the data."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--toxic", default="red,log", help="comma-separated toxic words")
+    parser.add_argument("--toxic", default="the,return", help="comma-separated toxic words")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
